@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class OrketSiteConfig(AppConfig):
+    name = "orket_site"
+    verbose_name = "Orket site"

@@ -1,0 +1,80 @@
+"""The embedded default: one process serving HTTP and WebSockets with daphne, a Celery worker and
+beat in threads consuming the in-process memory broker, and the in-memory channel layer.
+
+Tasks still travel through Celery; they simply run on the worker thread instead of another process.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+from collections.abc import Callable
+
+from celery.beat import EmbeddedService
+from celery.worker import WorkController
+from django.conf import settings
+
+from orket_site.celery import app as celery_app
+
+logger = logging.getLogger("orket.embedded")
+
+
+class EmbeddedWorker:
+    """A Celery worker (solo pool) and beat scheduler running on daemon threads of this process."""
+
+    def __init__(self) -> None:
+        self._controller: WorkController | None = None
+        self._beat: EmbeddedService | None = None
+        self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
+
+    def start(self) -> None:
+        self._controller = WorkController(
+            app=celery_app,
+            hostname=f"embedded@{socket.gethostname()}",
+            pool_cls="solo",
+            concurrency=1,
+            without_heartbeat=True,
+            without_mingle=True,
+            without_gossip=True,
+            loglevel=settings.ORKET_LOG_LEVEL,
+        )
+        self._thread = threading.Thread(target=self._controller.start, name="orket-celery-worker", daemon=True)
+        self._thread.start()
+        self._beat = EmbeddedService(
+            celery_app, thread=True, schedule_filename=str(settings.DATA_DIR / "celerybeat-schedule")
+        )
+        self._beat.start()
+        logger.info("embedded Celery worker and beat started")
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self._beat is not None:
+            self._beat.stop()
+        if self._controller is not None:
+            self._controller.stop(in_sighandler=False)
+        if self._thread is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                logger.warning("embedded worker did not stop within %.0f s", timeout)
+        logger.info("embedded Celery worker stopped")
+
+
+def serve(host: str, port: int, *, on_ready: Callable[[], None] | None = None) -> None:
+    """Serve the ASGI application with daphne until SIGINT or SIGTERM."""
+    from daphne.server import Server  # imported late: it installs the asyncio Twisted reactor
+
+    from orket_site.asgi import application
+
+    interface = host.strip("[]").replace(":", "\\:")  # twisted endpoint syntax escapes colons
+    endpoint = f"tcp:port={port}:interface={interface}"
+    server = Server(
+        application=application,
+        endpoints=[endpoint],
+        signal_handlers=True,
+        verbosity=0,
+        application_close_timeout=10,
+        ready_callable=on_ready,
+        websocket_timeout=86400,
+    )
+    server.run()

@@ -1,0 +1,18 @@
+"""Settings for the test suite: SQLite and in-memory layers by default; PostgreSQL and Redis when
+ORKET_TEST_DATABASE_URL and ORKET_TEST_REDIS_URL are set."""
+
+import os
+import tempfile
+
+for test_name, name in (("ORKET_TEST_DATABASE_URL", "DATABASE_URL"), ("ORKET_TEST_REDIS_URL", "REDIS_URL")):
+    value = os.environ.get(test_name, "").strip()
+    if value:
+        os.environ[name] = value
+    else:
+        os.environ.pop(name, None)
+os.environ.setdefault("ORKET_DATA_DIR", tempfile.mkdtemp(prefix="orket-test-"))
+os.environ.pop("ORKET_ENV", None)
+
+from orket_site.settings import *  # noqa: E402, F403
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
