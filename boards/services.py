@@ -3,13 +3,33 @@ BoardsError subclass when the change is refused, leaving the database as it was.
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils.text import slugify
 
+from boards import machine, scheduling
+from boards.actors import Actor
 from boards.errors import IllegalState, InvalidInput, NotFound
-from boards.models import Membership, Project, ProjectRole
+from boards.events import publish_card_event
+from boards.models import (
+    PRIORITY_MAX,
+    PRIORITY_MIN,
+    PRIORITY_WORDS,
+    Card,
+    CardDependency,
+    CardHistory,
+    Comment,
+    Epic,
+    HistoryEvent,
+    Membership,
+    Project,
+    ProjectRole,
+    Rock,
+)
+from boards.transfer import ImportProblems, export_epic, parse_epic
 
 User = get_user_model()
 
@@ -84,3 +104,432 @@ def membership_remove(*, project: Project, user_id: int) -> None:
     if membership.role == ProjectRole.MAINTAINER and _maintainer_count(project) == 1:
         raise IllegalState("The project must keep at least one maintainer.", code="last_maintainer")
     membership.delete()
+
+
+# ---------------------------------------------------------------------------------------------
+# The work model: rocks, epics, cards. Every status change goes through card_transition.
+# ---------------------------------------------------------------------------------------------
+
+WorkItem = Card | Epic | Rock
+
+
+class TransitionRefused(IllegalState):
+    """A status change the rules forbid; `code` says which rule (see boards.machine)."""
+
+    status = 409
+    code = "illegal_transition"
+
+
+def parse_priority(value: Any) -> float:
+    """3.0 high, 2.0 medium, 1.0 low; numbers within the range are taken as they are."""
+    if isinstance(value, str):
+        word = value.strip().lower()
+        if word in PRIORITY_WORDS:
+            return PRIORITY_WORDS[word]
+        try:
+            value = float(word)
+        except ValueError as error:
+            raise ValueError(f"Unknown priority {value!r}; use high, medium, low or a number.") from error
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"A priority is a number or high/medium/low, not {type(value).__name__}.")
+    number = float(value)
+    if not PRIORITY_MIN <= number <= PRIORITY_MAX:
+        raise ValueError(f"A priority must lie between {PRIORITY_MIN:g} and {PRIORITY_MAX:g}, not {number:g}.")
+    return number
+
+
+def _history(item: WorkItem, actor: Actor, **fields: Any) -> CardHistory:
+    subject = {"card": None, "epic": None, "rock": None, item.item_type if item.item_type != "issue" else "card": item}
+    return CardHistory.objects.create(project_id=item.project_id, **subject, **actor.history_fields(), **fields)
+
+
+def _event_kind(item: WorkItem, what: str) -> str:
+    return f"{'card' if item.item_type == machine.ISSUE else item.item_type}.{what}"
+
+
+def _publish_after_commit(item: WorkItem, what: str) -> None:
+    project_id, item_id, kind = item.project_id, item.pk, _event_kind(item, what)
+    transaction.on_commit(lambda: publish_card_event(project_id, kind, item_id))
+
+
+def _unfinished_children(item: WorkItem) -> int:
+    if isinstance(item, Epic):
+        return Card.objects.filter(epic_id=item.pk).exclude(status__in=machine.FINAL_STATUSES).count()
+    if isinstance(item, Rock):
+        return Epic.objects.filter(rock_id=item.pk).exclude(status__in=machine.FINAL_STATUSES).count()
+    return 0
+
+
+def _apply_transition(*, item: WorkItem, to_status: str, actor: Actor, wait_reason: str, reason: str) -> WorkItem:
+    """Check and apply one transition on a row the caller has locked."""
+    facts = actor.facts(item.project_id)
+    request = machine.TransitionRequest(
+        item_type=item.item_type,
+        from_status=item.status,
+        to_status=to_status,
+        actor=facts,
+        wait_reason=wait_reason,
+        last_worked_by_seat=getattr(item, "last_worked_by_seat", ""),
+        last_verification=getattr(item, "last_verification", ""),
+        unfinished_children=_unfinished_children(item) if to_status == machine.DONE else 0,
+    )
+    try:
+        machine.check_transition(request)
+    except machine.Refusal as refusal:
+        raise TransitionRefused(
+            refusal.message, code=refusal.code, from_status=item.status, to_status=to_status
+        ) from refusal
+    from_status = item.status
+    item.status = to_status
+    update_fields = ["status", "updated_at"]
+    if isinstance(item, Card):
+        item.wait_reason = wait_reason if to_status in machine.WAITING_STATUSES else ""
+        update_fields.append("wait_reason")
+        if to_status in machine.WORK_STATUSES and facts.seat:
+            item.last_worked_by_seat = facts.seat
+            update_fields.append("last_worked_by_seat")
+    item.save(update_fields=update_fields)
+    _history(
+        item,
+        actor,
+        event=HistoryEvent.TRANSITION,
+        from_status=from_status,
+        to_status=to_status,
+        wait_reason=wait_reason if to_status in machine.WAITING_STATUSES else "",
+        reason=reason,
+    )
+    _publish_after_commit(item, "transition")
+    return item
+
+
+def _roll_up_started(item: WorkItem, cause: str) -> None:
+    """An epic starts when its first card does; a rock when its first epic does."""
+    parent: Epic | Rock | None = None
+    if isinstance(item, Card):
+        parent = Epic.objects.select_for_update().get(pk=item.epic_id)
+    elif isinstance(item, Epic) and item.rock_id is not None:
+        parent = Rock.objects.select_for_update().get(pk=item.rock_id)
+    if parent is None or parent.status != machine.READY:
+        return
+    _apply_transition(
+        item=parent, to_status=machine.IN_PROGRESS, actor=Actor.orket("roll-up"), wait_reason="", reason=cause
+    )
+    _roll_up_started(parent, f"{parent.item_type.capitalize()} {parent.pk} ({parent}) started")
+
+
+@transaction.atomic
+def card_transition(
+    *, card: WorkItem, to_status: str, actor: Actor, wait_reason: str = "", reason: str = ""
+) -> WorkItem:
+    """The one way any card, epic or rock changes status.
+
+    Locks the row, asks the state machine, writes the history row, rolls the start up to the epic
+    and rock, and publishes a change event after commit. A refusal raises TransitionRefused (409,
+    with the rule's code) and changes nothing.
+    """
+    model = type(card)
+    locked = model.objects.select_for_update().filter(pk=card.pk).first()
+    if locked is None:
+        raise NotFound(f"That {card.item_type} no longer exists.")
+    if len(reason) > 5_000:
+        raise InvalidInput("The reason is longer than 5,000 characters.", code="reason_too_long")
+    _apply_transition(item=locked, to_status=to_status, actor=actor, wait_reason=wait_reason, reason=reason)
+    if to_status == machine.IN_PROGRESS:
+        _roll_up_started(locked, f"{locked.item_type.capitalize()} {locked.pk} ({locked}) started")
+    for name in ("status", "wait_reason", "last_worked_by_seat", "updated_at"):
+        if hasattr(locked, name):
+            setattr(card, name, getattr(locked, name))
+    return locked
+
+
+# Fields people and agents may edit; status is never among them.
+CARD_EDITABLE = (
+    "title",
+    "description",
+    "priority",
+    "seat",
+    "requirements",
+    "acceptance_criteria",
+    "labels",
+    "verification_fixture",
+    "verification_scenarios",
+    "last_verification",
+    "metrics",
+    "note",
+    "rank",
+)
+EPIC_EDITABLE = ("name", "description", "team", "environment", "architecture_governance", "rank", "rock")
+ROCK_EDITABLE = ("name", "description", "rank")
+_LONG_TEXT = {"description", "requirements", "acceptance_criteria", "note"}
+
+
+def _changes(item: WorkItem, fields: dict[str, Any]) -> dict[str, Any]:
+    changes: dict[str, Any] = {}
+    for name, new in fields.items():
+        old = getattr(item, name)
+        if isinstance(old, Rock | Epic):
+            old = old.pk
+        if isinstance(new, Rock | Epic):
+            new = new.pk
+        if old == new:
+            continue
+        changes[name] = "changed" if name in _LONG_TEXT else [old, new]
+    return changes
+
+
+def _edit(*, item: WorkItem, actor: Actor, fields: dict[str, Any], editable: tuple[str, ...]) -> WorkItem:
+    if "status" in fields:
+        raise InvalidInput(
+            "The status cannot be edited; use the transition endpoint (POST .../transition/).", code="status_readonly"
+        )
+    unknown = sorted(set(fields) - set(editable))
+    if unknown:
+        raise InvalidInput(f"These fields cannot be edited: {', '.join(unknown)}.", code="not_editable")
+    actor.facts(item.project_id)
+    if "priority" in fields:
+        try:
+            fields["priority"] = parse_priority(fields["priority"])
+        except ValueError as error:
+            raise InvalidInput(str(error), code="bad_priority") from error
+    if "title" in fields or "name" in fields:
+        key = "title" if "title" in fields else "name"
+        fields[key] = str(fields[key]).strip()
+        if not fields[key]:
+            raise InvalidInput(f"The {key} cannot be empty.", code=f"{key}_required")
+    if isinstance(fields.get("rock"), Rock) and fields["rock"].project_id != item.project_id:
+        raise InvalidInput("The rock belongs to another project.", code="wrong_project")
+    changes = _changes(item, fields)
+    if not changes:
+        return item
+    for name, value in fields.items():
+        setattr(item, name, value)
+    item.save()
+    _history(item, actor, event=HistoryEvent.EDITED, from_status=item.status, to_status=item.status, changes=changes)
+    _publish_after_commit(item, "edited")
+    return item
+
+
+@transaction.atomic
+def card_update(*, card: Card, actor: Actor, **fields: Any) -> Card:
+    locked = Card.objects.select_for_update().get(pk=card.pk)
+    return _edit(item=locked, actor=actor, fields=fields, editable=CARD_EDITABLE)
+
+
+@transaction.atomic
+def epic_update(*, epic: Epic, actor: Actor, **fields: Any) -> Epic:
+    locked = Epic.objects.select_for_update().get(pk=epic.pk)
+    return _edit(item=locked, actor=actor, fields=fields, editable=EPIC_EDITABLE)
+
+
+@transaction.atomic
+def rock_update(*, rock: Rock, actor: Actor, **fields: Any) -> Rock:
+    locked = Rock.objects.select_for_update().get(pk=rock.pk)
+    return _edit(item=locked, actor=actor, fields=fields, editable=ROCK_EDITABLE)
+
+
+@transaction.atomic
+def rock_create(*, project: Project, actor: Actor, name: str, description: str = "", rank: float = 0.0) -> Rock:
+    actor.facts(project.pk)
+    if not name.strip():
+        raise InvalidInput("A rock needs a name.", code="name_required")
+    rock = Rock.objects.create(project=project, name=name.strip(), description=description, rank=rank)
+    _history(rock, actor, event=HistoryEvent.CREATED, to_status=rock.status)
+    _publish_after_commit(rock, "created")
+    return rock
+
+
+@transaction.atomic
+def epic_create(
+    *,
+    project: Project,
+    actor: Actor,
+    name: str,
+    rock: Rock | None = None,
+    description: str = "",
+    team: str = "",
+    environment: str = "",
+    architecture_governance: bool = False,
+    rank: float = 0.0,
+) -> Epic:
+    actor.facts(project.pk)
+    if not name.strip():
+        raise InvalidInput("An epic needs a name.", code="name_required")
+    if rock is not None and rock.project_id != project.pk:
+        raise InvalidInput("The rock belongs to another project.", code="wrong_project")
+    epic = Epic.objects.create(
+        project=project,
+        rock=rock,
+        name=name.strip(),
+        description=description,
+        team=team,
+        environment=environment,
+        architecture_governance=architecture_governance,
+        rank=rank,
+    )
+    _history(epic, actor, event=HistoryEvent.CREATED, to_status=epic.status)
+    _publish_after_commit(epic, "created")
+    return epic
+
+
+@transaction.atomic
+def card_create(*, epic: Epic, actor: Actor, title: str, **fields: Any) -> Card:
+    """A new card starts `ready`. Fields are those of CARD_EDITABLE; priority takes words too."""
+    actor.facts(epic.project_id)
+    unknown = sorted(set(fields) - set(CARD_EDITABLE))
+    if "status" in fields:
+        raise InvalidInput("A new card always starts ready; change its status afterwards.", code="status_readonly")
+    if unknown:
+        raise InvalidInput(f"Unknown card fields: {', '.join(unknown)}.", code="not_editable")
+    if not title.strip():
+        raise InvalidInput("A card needs a title.", code="title_required")
+    if "priority" in fields:
+        try:
+            fields["priority"] = parse_priority(fields["priority"])
+        except ValueError as error:
+            raise InvalidInput(str(error), code="bad_priority") from error
+    if "rank" not in fields:
+        last = Card.objects.filter(epic_id=epic.pk).order_by("-rank").values_list("rank", flat=True).first()
+        fields["rank"] = (last or 0.0) + 1.0
+    card = Card.objects.create(project_id=epic.project_id, epic=epic, title=title.strip(), **fields)
+    _history(card, actor, event=HistoryEvent.CREATED, to_status=card.status)
+    _publish_after_commit(card, "created")
+    return card
+
+
+def _label(card_id: int, titles: dict[int, str]) -> str:
+    return f"#{card_id} {titles.get(card_id, '')!r}".strip()
+
+
+@transaction.atomic
+def dependency_add(*, card: Card, depends_on: Card, actor: Actor) -> CardDependency:
+    """`card` waits for `depends_on`. Refuses self-dependencies, duplicates, other projects and cycles
+    (naming the cycle)."""
+    actor.facts(card.project_id)
+    if card.pk == depends_on.pk:
+        raise InvalidInput("A card cannot depend on itself.", code="dependency_self")
+    if card.project_id != depends_on.project_id:
+        raise InvalidInput("Both cards must be in the same project.", code="wrong_project")
+    # Serialise dependency changes per project so two concurrent additions cannot close a cycle.
+    Project.objects.select_for_update().filter(pk=card.project_id).first()
+    if CardDependency.objects.filter(card_id=card.pk, depends_on_id=depends_on.pk).exists():
+        raise InvalidInput(f"Card #{card.pk} already depends on card #{depends_on.pk}.", code="dependency_exists")
+    edges = list(
+        CardDependency.objects.filter(card__project_id=card.project_id).values_list("card_id", "depends_on_id")
+    )
+    cycle = scheduling.find_cycle(edges, (card.pk, depends_on.pk))
+    if cycle:
+        titles = dict(Card.objects.filter(pk__in=set(cycle)).values_list("pk", "title"))
+        path = " -> ".join(_label(step, titles) for step in cycle)
+        raise InvalidInput(
+            f"This dependency would close a cycle: {path}.", code="dependency_cycle", cycle=[int(c) for c in cycle]
+        )
+    link = CardDependency.objects.create(card=card, depends_on=depends_on)
+    _history(card, actor, event=HistoryEvent.DEPENDENCY_ADDED, changes={"depends_on": depends_on.pk})
+    _publish_after_commit(card, "edited")
+    return link
+
+
+@transaction.atomic
+def dependency_remove(*, card: Card, depends_on_id: int, actor: Actor) -> None:
+    actor.facts(card.project_id)
+    deleted, _ = CardDependency.objects.filter(card_id=card.pk, depends_on_id=depends_on_id).delete()
+    if not deleted:
+        raise NotFound(f"Card #{card.pk} does not depend on card #{depends_on_id}.", code="dependency_not_found")
+    _history(card, actor, event=HistoryEvent.DEPENDENCY_REMOVED, changes={"depends_on": depends_on_id})
+    _publish_after_commit(card, "edited")
+
+
+@transaction.atomic
+def comment_add(*, card: Card, actor: Actor, body: str) -> Comment:
+    actor.facts(card.project_id)
+    if not body.strip():
+        raise InvalidInput("A comment cannot be empty.", code="body_required")
+    comment = Comment.objects.create(
+        card=card, author=actor.user, author_seat="" if actor.user is not None else actor.seat, body=body
+    )
+    _publish_after_commit(card, "commented")
+    return comment
+
+
+class ImportInvalid(InvalidInput):
+    """The import document has problems; `errors` lists each with its JSON path."""
+
+    code = "import_invalid"
+
+
+@transaction.atomic
+def epic_import(*, project: Project, data: Any, actor: Actor, rock: Rock | None = None) -> Epic:
+    """Create an epic and its cards and dependencies from Orket's JSON format, all or nothing."""
+    actor.facts(project.pk)
+    try:
+        parsed = parse_epic(data)
+    except ImportProblems as problems:
+        count = len(problems.problems)
+        first = problems.problems[0]
+        raise ImportInvalid(
+            f"The epic was not imported: {count} problem{'s' if count != 1 else ''}, "
+            f"the first at {first.path}: {first.message}.",
+            errors=[problem.as_dict() for problem in problems.problems],
+        ) from problems
+    if rock is not None and rock.project_id != project.pk:
+        raise InvalidInput("The rock belongs to another project.", code="wrong_project")
+    epic = Epic.objects.create(
+        project=project,
+        rock=rock,
+        name=parsed.name,
+        description=parsed.description,
+        team=parsed.team,
+        environment=parsed.environment,
+        architecture_governance=parsed.architecture_governance,
+    )
+    _history(epic, actor, event=HistoryEvent.CREATED, to_status=epic.status, reason="imported")
+    cards = Card.objects.bulk_create(
+        [
+            Card(
+                project=project,
+                epic=epic,
+                title=item.title,
+                seat=item.seat,
+                priority=item.priority,
+                description=item.description,
+                requirements=item.requirements,
+                acceptance_criteria=item.acceptance_criteria,
+                labels=item.labels,
+                note=item.note,
+                verification_fixture=item.verification_fixture,
+                verification_scenarios=item.verification_scenarios,
+                rank=float(position + 1),
+            )
+            for position, item in enumerate(parsed.cards)
+        ]
+    )
+    if any(card.pk is None for card in cards):  # backends without RETURNING: read the ids back in rank order
+        cards = list(Card.objects.filter(epic=epic).order_by("rank", "id"))
+    CardDependency.objects.bulk_create(
+        [
+            CardDependency(card=cards[index], depends_on=cards[target])
+            for index, item in enumerate(parsed.cards)
+            for target in item.depends_on
+        ]
+    )
+    CardHistory.objects.bulk_create(
+        [
+            CardHistory(
+                project=project,
+                card=card,
+                event=HistoryEvent.CREATED,
+                to_status=card.status,
+                reason="imported",
+                **actor.history_fields(),
+            )
+            for card in cards
+        ]
+    )
+    _publish_after_commit(epic, "created")
+    return epic
+
+
+def epic_export(*, epic: Epic) -> dict[str, Any]:
+    cards = list(Card.objects.filter(epic=epic).order_by("rank", "id"))
+    dependencies = list(CardDependency.objects.filter(card__epic=epic).values_list("card_id", "depends_on_id"))
+    return export_epic(epic, cards, dependencies)
