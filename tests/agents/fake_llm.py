@@ -1,0 +1,295 @@
+"""Fake LLM servers: real HTTP servers on 127.0.0.1 speaking Ollama's NDJSON and OpenAI's SSE byte for byte.
+
+A FakeLLMServer runs http.server.ThreadingHTTPServer on port 0 in a background thread. Queue the replies it
+should give with `server.queue(reply)`; each request takes the next one (a request with nothing queued gets a
+500). Every request received is recorded in `server.requests` with its path, headers and body.
+
+Replies are built by `ollama_stream`, `openai_stream`, `json_error` or `Reply(...)` directly: a status, headers,
+and a list of body chunks, sent with chunked transfer encoding (or a Content-Length when `chunked=False`), with
+optional pauses before chunks and an optional connection drop after a given chunk.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import sys
+import threading
+from collections import deque
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+@dataclass
+class RecordedRequest:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+@dataclass
+class Reply:
+    status: int = 200
+    chunks: Sequence[bytes] = ()
+    content_type: str = "application/json"
+    chunked: bool = True
+    # Seconds to wait before sending chunk i (index -> seconds). Waits end early when the server stops.
+    pauses: dict[int, float] = field(default_factory=dict)
+    # Close the connection right after sending this many chunks, without finishing the body.
+    drop_after: int | None = None
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return
+
+    def do_POST(self) -> None:
+        self._serve()
+
+    def do_GET(self) -> None:
+        self._serve()
+
+    def _serve(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        fake = self.server.fake
+        fake.record(RecordedRequest(self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, body))
+        reply = fake.next_reply()
+        try:
+            self._send(reply, fake.stopping)
+        except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError):
+            self.close_connection = True
+
+    def _send(self, reply: Reply, stopping: threading.Event) -> None:
+        self.send_response(reply.status)
+        self.send_header("Content-Type", reply.content_type)
+        if reply.chunked:
+            self.send_header("Transfer-Encoding", "chunked")
+        else:
+            self.send_header("Content-Length", str(sum(len(c) for c in reply.chunks)))
+        self.end_headers()
+        self.wfile.flush()
+        for i, chunk in enumerate(reply.chunks):
+            pause = reply.pauses.get(i)
+            if pause and stopping.wait(pause):
+                self.close_connection = True
+                return
+            if reply.chunked:
+                if not chunk:
+                    continue  # an empty chunk would end the body
+                self.wfile.write(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
+            else:
+                self.wfile.write(chunk)
+            self.wfile.flush()
+            if reply.drop_after is not None and i + 1 >= reply.drop_after:
+                self.close_connection = True
+                self.connection.shutdown(socket.SHUT_RDWR)
+                return
+        if reply.chunked:
+            self.wfile.write(b"0\r\n\r\n")
+            self.wfile.flush()
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False
+    fake: FakeLLMServer
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client closing a kept-alive connection is normal; anything else is kept for the test to see.
+        exc = sys.exc_info()[1]
+        if isinstance(exc, ConnectionError):
+            return
+        self.fake.record_error(exc)
+
+
+class FakeLLMServer:
+    def __init__(self) -> None:
+        self.requests: list[RecordedRequest] = []
+        self.errors: list[BaseException | None] = []
+        self.stopping = threading.Event()
+        self._replies: deque[Reply] = deque()
+        self._lock = threading.Lock()
+        self._server = _Server(("127.0.0.1", 0), _Handler)
+        self._server.fake = self
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> FakeLLMServer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+    def __enter__(self) -> FakeLLMServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def queue(self, *replies: Reply) -> None:
+        with self._lock:
+            self._replies.extend(replies)
+
+    def next_reply(self) -> Reply:
+        with self._lock:
+            if self._replies:
+                return self._replies.popleft()
+        return json_error(500, "fake server: no reply queued")
+
+    def record_error(self, exc: BaseException | None) -> None:
+        with self._lock:
+            self.errors.append(exc)
+
+    def record(self, request: RecordedRequest) -> None:
+        with self._lock:
+            self.requests.append(request)
+
+
+def closed_port_url() -> str:
+    """A URL on 127.0.0.1 where nothing listens (connections are refused)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+def json_error(status: int, message: str, *, openai_shape: bool = False) -> Reply:
+    payload: dict[str, Any] = (
+        {"error": {"message": message, "type": "invalid_request_error", "code": status}}
+        if openai_shape
+        else {"error": message}
+    )
+    return Reply(status=status, chunks=[json.dumps(payload).encode()], chunked=False)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Ollama: one JSON object per line, the last with "done": true and the counts.
+
+OLLAMA_CREATED_AT = "2026-01-01T00:00:00.000000Z"
+
+
+def ollama_line(model: str, content: str = "", **extra: Any) -> bytes:
+    message: dict[str, Any] = {"role": "assistant", "content": content}
+    message.update(extra.pop("message_extra", {}))
+    obj: dict[str, Any] = {"model": model, "created_at": OLLAMA_CREATED_AT, "message": message, "done": False}
+    obj.update(extra)
+    return json.dumps(obj).encode() + b"\n"
+
+
+def ollama_stream(
+    texts: Iterable[str],
+    *,
+    model: str = "qwen2.5-coder:7b",
+    tool_calls: list[dict[str, Any]] | None = None,
+    prompt_eval_count: int | None = 26,
+    eval_count: int | None = 12,
+    done_reason: str = "stop",
+    thinking: Iterable[str] = (),
+) -> Reply:
+    """An Ollama /api/chat streaming answer: one line per text piece, tool calls in their own line, then done."""
+    chunks = [ollama_line(model, "", message_extra={"thinking": t}) for t in thinking]
+    chunks += [ollama_line(model, t) for t in texts]
+    if tool_calls:
+        chunks.append(ollama_line(model, "", message_extra={"tool_calls": tool_calls}))
+    final: dict[str, Any] = {
+        "model": model,
+        "created_at": OLLAMA_CREATED_AT,
+        "message": {"role": "assistant", "content": ""},
+        "done_reason": done_reason,
+        "done": True,
+        "total_duration": 4883583458,
+        "load_duration": 1334875,
+        "prompt_eval_duration": 342546000,
+        "eval_duration": 4535599000,
+    }
+    if prompt_eval_count is not None:
+        final["prompt_eval_count"] = prompt_eval_count
+    if eval_count is not None:
+        final["eval_count"] = eval_count
+    chunks.append(json.dumps(final).encode() + b"\n")
+    return Reply(chunks=chunks, content_type="application/x-ndjson")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# OpenAI-compatible: server-sent events, "data: {json}\n\n", ending with "data: [DONE]\n\n".
+
+
+def sse(payload: dict[str, Any] | str, *, space: bool = True) -> bytes:
+    data = payload if isinstance(payload, str) else json.dumps(payload)
+    return (b"data: " if space else b"data:") + data.encode() + b"\n\n"
+
+
+def openai_chunk(
+    delta: dict[str, Any] | None = None,
+    *,
+    finish_reason: str | None = None,
+    model: str = "gpt-4o-mini",
+    usage: dict[str, int] | None = None,
+    no_choices: bool = False,
+) -> dict[str, Any]:
+    chunk: dict[str, Any] = {
+        "id": "chatcmpl-fake1",
+        "object": "chat.completion.chunk",
+        "created": 1767225600,
+        "model": model,
+        "system_fingerprint": "fp_fake",
+        "choices": []
+        if no_choices
+        else [{"index": 0, "delta": delta or {}, "logprobs": None, "finish_reason": finish_reason}],
+    }
+    if usage is not None:
+        chunk["usage"] = usage
+    return chunk
+
+
+def openai_stream(
+    texts: Iterable[str] = (),
+    *,
+    tool_call_deltas: list[list[dict[str, Any]]] | None = None,
+    finish_reason: str = "stop",
+    usage: dict[str, int] | None = None,
+    model: str = "gpt-4o-mini",
+    space: bool = True,
+    done: bool = True,
+    comments: bool = False,
+) -> Reply:
+    """An OpenAI chat-completions stream: role chunk, content chunks, tool-call delta chunks, finish, usage, DONE.
+
+    `tool_call_deltas` is a list of chunks, each a list of `delta.tool_calls` entries (with their `index`).
+    With `usage`, the finish chunk is followed by a chunk with empty choices carrying the usage, as OpenAI does
+    with stream_options.include_usage.
+    """
+    chunks: list[bytes] = []
+    if comments:
+        chunks.append(b": keep-alive\n\n")
+    chunks.append(sse(openai_chunk({"role": "assistant", "content": ""}, model=model), space=space))
+    for text in texts:
+        chunks.append(sse(openai_chunk({"content": text}, model=model), space=space))
+        if comments:
+            chunks.append(b"event: message\n")
+    for deltas in tool_call_deltas or []:
+        chunks.append(sse(openai_chunk({"tool_calls": deltas}, model=model), space=space))
+    chunks.append(sse(openai_chunk({}, finish_reason=finish_reason, model=model), space=space))
+    if usage is not None:
+        chunks.append(sse(openai_chunk(model=model, usage=usage, no_choices=True), space=space))
+    if done:
+        chunks.append(sse("[DONE]", space=space))
+    return Reply(chunks=chunks, content_type="text/event-stream")
