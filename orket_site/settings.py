@@ -195,6 +195,7 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Projects, boards, agent runs, sandboxes and Gitea review loops.",
     "VERSION": "0.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
     "COMPONENT_SPLIT_REQUEST": True,
 }
 

@@ -16,3 +16,7 @@ os.environ.pop("ORKET_ENV", None)
 from orket_site.settings import *  # noqa: E402, F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+if DATABASES["default"]["ENGINE"].endswith("postgresql"):  # noqa: F405
+    # A name of its own per run, so two test runs on one server never fight over one database.
+    DATABASES["default"]["TEST"] = {"NAME": f"test_orket_{os.getpid()}"}  # noqa: F405
