@@ -1,8 +1,16 @@
+from django.urls import path
 from rest_framework.routers import DefaultRouter
 
 from boards.api.views import ProjectViewSet
+from boards.api.work_views import CardViewSet, EpicImportView, EpicViewSet, RockViewSet
 
 router = DefaultRouter(trailing_slash=True)
 router.register("projects", ProjectViewSet, basename="project")
+router.register("rocks", RockViewSet, basename="rock")
+router.register("epics", EpicViewSet, basename="epic")
+router.register("cards", CardViewSet, basename="card")
 
-urlpatterns = router.urls
+urlpatterns = [
+    path("projects/<int:pk>/import/", EpicImportView.as_view(), name="project-import"),
+    *router.urls,
+]
