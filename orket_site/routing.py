@@ -1,5 +1,9 @@
 """WebSocket routes, gathered from the apps."""
 
-from django.urls import URLPattern
+from django.urls import URLPattern, path
 
-websocket_urlpatterns: list[URLPattern] = []
+from agents.consumers import ProjectBoardConsumer
+
+websocket_urlpatterns: list[URLPattern] = [
+    path("ws/projects/<int:project_id>/", ProjectBoardConsumer.as_asgi()),
+]

@@ -20,3 +20,6 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 if DATABASES["default"]["ENGINE"].endswith("postgresql"):  # noqa: F405
     # A name of its own per run, so two test runs on one server never fight over one database.
     DATABASES["default"]["TEST"] = {"NAME": f"test_orket_{os.getpid()}"}  # noqa: F405
+    # Connections opened on worker threads (consumers, sync_to_async) close after each use, so
+    # none is left holding the test database when it is dropped.
+    DATABASES["default"]["CONN_MAX_AGE"] = 0  # noqa: F405

@@ -3,6 +3,7 @@ embedded server as `make run` starts it, and the production settings check."""
 
 from __future__ import annotations
 
+import json
 import secrets
 import signal
 import sqlite3
@@ -14,6 +15,9 @@ from pathlib import Path
 import httpx
 import psycopg
 import pytest
+from asgiref.sync import async_to_sync
+from channels_redis.core import RedisChannelLayer
+from websockets.sync.client import connect as ws_connect
 
 from tests.processes import BIN, PYTHON, app_env, login_over_http, run_manage, started, wait_for_http
 from tests.services import free_port, postgres_url, redis_url
@@ -88,6 +92,21 @@ def test_production_topology_runs_tasks_on_a_separate_worker(postgres_database: 
         # The solo pool runs tasks in the worker's own process: not the web process, not this one.
         assert ping.json()["pid"] == worker.pid
         assert ping.json()["pid"] != web.pid
+
+        # WebSockets are served too, and events published on Redis by another process reach them.
+        demo_id = projects["results"][0]["id"]
+        cookie = f"sessionid={session.cookies['sessionid']}"
+        with ws_connect(
+            f"ws://127.0.0.1:{port}/ws/projects/{demo_id}/",
+            additional_headers={"Cookie": cookie, "Origin": base_url},
+            open_timeout=10,
+        ) as stream:
+            assert json.loads(stream.recv(timeout=10))["type"] == "hello"
+            layer = RedisChannelLayer(hosts=[redis])
+            async_to_sync(layer.group_send)(
+                f"project_{demo_id}", {"type": "card.event", "kind": "card.changed", "card": 7}
+            )
+            assert json.loads(stream.recv(timeout=10)) == {"type": "card.changed", "card": 7}
 
 
 def test_embedded_server_starts_like_make_run_serves_and_stops(tmp_path: Path) -> None:
