@@ -202,6 +202,11 @@ def _apply_transition(*, item: WorkItem, to_status: str, actor: Actor, wait_reas
     return item
 
 
+def _started(item: WorkItem) -> str:
+    noun = "Card" if item.item_type == machine.ISSUE else item.item_type.capitalize()
+    return f"{noun} #{item.pk} {str(item)!r} started."
+
+
 def _roll_up_started(item: WorkItem, cause: str) -> None:
     """An epic starts when its first card does; a rock when its first epic does."""
     parent: Epic | Rock | None = None
@@ -214,7 +219,7 @@ def _roll_up_started(item: WorkItem, cause: str) -> None:
     _apply_transition(
         item=parent, to_status=machine.IN_PROGRESS, actor=Actor.orket("roll-up"), wait_reason="", reason=cause
     )
-    _roll_up_started(parent, f"{parent.item_type.capitalize()} {parent.pk} ({parent}) started")
+    _roll_up_started(parent, _started(parent))
 
 
 @transaction.atomic
@@ -235,7 +240,7 @@ def card_transition(
         raise InvalidInput("The reason is longer than 5,000 characters.", code="reason_too_long")
     _apply_transition(item=locked, to_status=to_status, actor=actor, wait_reason=wait_reason, reason=reason)
     if to_status == machine.IN_PROGRESS:
-        _roll_up_started(locked, f"{locked.item_type.capitalize()} {locked.pk} ({locked}) started")
+        _roll_up_started(locked, _started(locked))
     for name in ("status", "wait_reason", "last_worked_by_seat", "updated_at"):
         if hasattr(locked, name):
             setattr(card, name, getattr(locked, name))
