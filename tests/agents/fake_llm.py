@@ -233,7 +233,7 @@ def ollama_stream(
 
 
 def sse(payload: dict[str, Any] | str, *, space: bool = True) -> bytes:
-    data = payload if isinstance(payload, str) else json.dumps(payload)
+    data = payload if isinstance(payload, str) else json.dumps(payload, ensure_ascii=False)
     return (b"data: " if space else b"data:") + data.encode() + b"\n\n"
 
 
