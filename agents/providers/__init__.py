@@ -31,6 +31,7 @@ from agents.providers.base import (
 )
 from agents.providers.ollama import OllamaProvider
 from agents.providers.openai import OpenAIProvider
+from agents.providers.retry import Retrying, RetryPolicy, stream_with_retry
 from agents.providers.scripted import ScriptedProvider, ScriptedReply
 
 PROVIDER_KINDS: dict[str, type[OllamaProvider] | type[OpenAIProvider] | type[ScriptedProvider]] = {
@@ -63,6 +64,8 @@ __all__ = [
     "ProviderTimeout",
     "ProviderUnavailable",
     "ReasoningDelta",
+    "RetryPolicy",
+    "Retrying",
     "ScriptedProvider",
     "ScriptedReply",
     "StreamEvent",
@@ -70,4 +73,5 @@ __all__ = [
     "ToolCall",
     "ToolCallsDone",
     "provider_for",
+    "stream_with_retry",
 ]

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import codecs
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -318,15 +318,3 @@ def decode_arguments(raw: Any) -> tuple[dict[str, Any], str | None, str | None]:
 
 def word_count(text: str) -> int:
     return len(text.split())
-
-
-def merge_metadata(*parts: Mapping[str, Any] | None) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for part in parts:
-        if part:
-            out.update(part)
-    return out
-
-
-def strings(items: Sequence[Any]) -> list[str]:
-    return [str(i) for i in items]
