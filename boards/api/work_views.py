@@ -239,7 +239,7 @@ class CardViewSet(WorkItemViewSet):
         return Epic.objects.filter(pk=epic_id).values_list("project_id", flat=True).first()
 
     def get_queryset(self) -> QuerySet[Card]:
-        return self.base_queryset().prefetch_related("dependency_links").order_by("rank", "id")
+        return self.base_queryset().prefetch_related("dependency_links").order_by("epic_id", "rank", "id")
 
     def search_q(self, text: str) -> Q:
         return Q(title__icontains=text) | Q(description__icontains=text)
