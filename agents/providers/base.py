@@ -246,7 +246,7 @@ def iter_lines_limited(response: httpx.Response, request: ChatRequest) -> Iterat
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     buffer = ""
     total = 0
-    for chunk in response.iter_raw():
+    for chunk in response.iter_bytes():
         total += len(chunk)
         if total > request.max_response_bytes:
             raise ProviderBadResponse(

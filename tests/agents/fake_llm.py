@@ -43,6 +43,7 @@ class Reply:
     pauses: dict[int, float] = field(default_factory=dict)
     # Close the connection right after sending this many chunks, without finishing the body.
     drop_after: int | None = None
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -76,6 +77,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Transfer-Encoding", "chunked")
         else:
             self.send_header("Content-Length", str(sum(len(c) for c in reply.chunks)))
+        for name, value in reply.headers.items():
+            self.send_header(name, value)
         self.end_headers()
         self.wfile.flush()
         for i, chunk in enumerate(reply.chunks):

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import gzip
 import time
 from typing import Any
 
@@ -322,3 +323,20 @@ def test_stream_cut_before_finish_is_unavailable(fake_llm: FakeLLMServer) -> Non
 
 def test_factory_returns_openai() -> None:
     assert isinstance(provider_for("openai"), OpenAIProvider)
+
+
+def test_gzip_encoded_stream_is_decoded(fake_llm: FakeLLMServer) -> None:
+    body = b"".join(openai_stream(["com", "pressed"]).chunks)
+    packed = gzip.compress(body)
+    third = len(packed) // 3
+    fake_llm.queue(
+        Reply(
+            chunks=[packed[:third], packed[third : 2 * third], packed[2 * third :]],
+            content_type="text/event-stream",
+            headers={"Content-Encoding": "gzip"},
+        )
+    )
+
+    events = collect(request_for(fake_llm.base_url))
+
+    assert [e.text for e in events if isinstance(e, TextDelta)] == ["com", "pressed"]
