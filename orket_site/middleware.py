@@ -10,7 +10,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.middleware import LoginRequiredMiddleware
-from django.db import DatabaseError, InterfaceError, OperationalError
+from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from orket_site.context import request_id_var, user_id_var
@@ -57,6 +57,30 @@ class RequestIdMiddleware:
         return None
 
 
+_OUTAGE_WORDS = (
+    "connection",
+    "connect to server",
+    "server closed",
+    "terminating",
+    "shutting down",
+    "timeout",
+    "timed out",
+    "database is locked",
+    "starting up",
+    "too many clients",
+)
+
+
+def is_database_outage(error: BaseException) -> bool:
+    """True for errors that mean "the database cannot be reached right now", not for broken queries."""
+    if isinstance(error, InterfaceError):
+        return True
+    if not isinstance(error, OperationalError):
+        return False
+    message = str(error).lower()
+    return any(word in message for word in _OUTAGE_WORDS)
+
+
 class DatabaseUnavailableMiddleware:
     """Answers 503 with the error shape, never a stack trace, while the database cannot be reached."""
 
@@ -67,9 +91,7 @@ class DatabaseUnavailableMiddleware:
         return self.get_response(request)
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
-        if isinstance(exception, OperationalError | InterfaceError) or (
-            isinstance(exception, DatabaseError) and "connection" in str(exception).lower()
-        ):
+        if is_database_outage(exception):
             logger.error("database unavailable: %s", exception)
             response = JsonResponse(
                 {"detail": "The database is unavailable; try again shortly.", "code": "database_unavailable"},

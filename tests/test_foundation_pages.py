@@ -6,10 +6,12 @@ import json
 import logging
 
 import pytest
+from django.db import InterfaceError, OperationalError
 from django.test import Client
 
 from orket_site.celery import app as celery_app
 from orket_site.logging import JsonFormatter, RequestContextFilter, TextFormatter
+from orket_site.middleware import is_database_outage
 
 pytestmark = pytest.mark.django_db
 
@@ -132,3 +134,18 @@ def test_json_log_lines_carry_time_level_logger_message_and_context():
 def test_text_log_lines_are_readable():
     line = TextFormatter().format(_record("hello", request_id="r1", user_id=7))
     assert "INFO" in line and "orket.test" in line and "req=r1" in line and line.endswith("hello")
+
+
+@pytest.mark.parametrize(
+    ("error", "outage"),
+    [
+        (OperationalError('connection to server at "127.0.0.1", port 5432 failed: Connection refused'), True),
+        (OperationalError("terminating connection due to administrator command"), True),
+        (OperationalError("database is locked"), True),
+        (InterfaceError("connection already closed"), True),
+        (OperationalError("no such table: boards_project"), False),
+        (ValueError("connection"), False),
+    ],
+)
+def test_only_real_database_outages_become_503(error, outage):
+    assert is_database_outage(error) is outage
