@@ -340,3 +340,21 @@ def test_gzip_encoded_stream_is_decoded(fake_llm: FakeLLMServer) -> None:
     events = collect(request_for(fake_llm.base_url))
 
     assert [e.text for e in events if isinstance(e, TextDelta)] == ["com", "pressed"]
+
+
+def test_tool_call_deltas_without_index_follow_ids(fake_llm: FakeLLMServer) -> None:
+    deltas = [
+        [{"id": "call_1", "function": {"name": "read_file", "arguments": '{"path":'}}],
+        [{"function": {"arguments": ' "a"}'}}],
+        [{"id": "call_2", "function": {"name": "read_file", "arguments": {"path": "b"}}}],
+    ]
+    fake_llm.queue(openai_stream(["Reading both."], tool_call_deltas=deltas, finish_reason="tool_calls"))
+
+    events = collect(request_for(fake_llm.base_url))
+
+    assert [e.text for e in events if isinstance(e, TextDelta)] == ["Reading both."]
+    [done] = [e for e in events if isinstance(e, ToolCallsDone)]
+    assert done.calls == [
+        ToolCall(name="read_file", arguments={"path": "a"}, id="call_1"),
+        ToolCall(name="read_file", arguments={"path": "b"}, id="call_2"),
+    ]
