@@ -538,3 +538,36 @@ def epic_export(*, epic: Epic) -> dict[str, Any]:
     cards = list(Card.objects.filter(epic=epic).order_by("rank", "id"))
     dependencies = list(CardDependency.objects.filter(card__epic=epic).values_list("card_id", "depends_on_id"))
     return export_epic(epic, cards, dependencies)
+
+
+@transaction.atomic
+def project_settings_update(
+    *,
+    project: Project,
+    actor: Actor,
+    architecture_governance: bool | None = None,
+    complexity_threshold: int | None = None,
+    wip_limits: dict[str, int] | None = None,
+) -> Project:
+    """The work-model settings of a project; maintainers only."""
+    actor.facts(project.pk, minimum=ProjectRole.MAINTAINER)
+    locked = Project.objects.select_for_update().get(pk=project.pk)
+    if architecture_governance is not None:
+        locked.architecture_governance = architecture_governance
+    if complexity_threshold is not None:
+        if not 1 <= complexity_threshold <= 1_000:
+            raise InvalidInput("The complexity threshold must lie between 1 and 1,000.", code="bad_threshold")
+        locked.complexity_threshold = complexity_threshold
+    if wip_limits is not None:
+        if not isinstance(wip_limits, dict):
+            raise InvalidInput("WIP limits are an object of status to limit.", code="bad_wip_limits")
+        for status_name, limit in wip_limits.items():
+            if status_name not in machine.STATUSES:
+                raise InvalidInput(f"{status_name!r} is not a card status.", code="bad_wip_limits")
+            if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+                raise InvalidInput(
+                    f"The limit for {status_name} must be a positive whole number.", code="bad_wip_limits"
+                )
+        locked.wip_limits = dict(wip_limits)
+    locked.save()
+    return locked

@@ -268,3 +268,14 @@ class HistorySerializer(serializers.ModelSerializer):
 
     def get_actor(self, row: CardHistory) -> str | None:
         return row.actor_user.get_username() if row.actor_user is not None else None
+
+
+class ProjectSettingsSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Project
+        fields = ["architecture_governance", "complexity_threshold", "wip_limits"]
+        extra_kwargs = {
+            "architecture_governance": {"required": False},
+            "complexity_threshold": {"required": False},
+            "wip_limits": {"required": False},
+        }

@@ -363,3 +363,25 @@ class EpicImportView(APIView):
         epic = services.epic_import(project=project, data=request.data, actor=_actor(request), rock=rock)
         data = ws.EpicSerializer(selectors.epics_with_counts(Epic.objects.filter(pk=epic.pk)).get()).data
         return Response(data, status=status.HTTP_201_CREATED)
+
+
+class ProjectSettingsView(APIView):
+    """GET, PATCH /api/projects/{id}/settings/: architecture governance, complexity threshold, WIP limits."""
+
+    permission_classes = [ProjectRolePermission]
+    project_roles = {"GET": ProjectRole.VIEWER, "PATCH": ProjectRole.MAINTAINER}
+
+    def get_project_id(self) -> Any:
+        return self.kwargs["pk"]
+
+    @extend_schema(responses=ws.ProjectSettingsSerializer)
+    def get(self, request: Request, pk: int) -> Response:
+        return Response(ws.ProjectSettingsSerializer(get_object_or_404(Project, pk=pk)).data)
+
+    @extend_schema(request=ws.ProjectSettingsSerializer, responses=ws.ProjectSettingsSerializer)
+    def patch(self, request: Request, pk: int) -> Response:
+        project = get_object_or_404(Project, pk=pk)
+        serializer = ws.ProjectSettingsSerializer(data=request.data, partial=True)
+        serializer.is_valid(raise_exception=True)
+        project = services.project_settings_update(project=project, actor=_actor(request), **serializer.validated_data)
+        return Response(ws.ProjectSettingsSerializer(project).data)
