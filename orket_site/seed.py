@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from django.contrib.auth import get_user_model
 from django.db import transaction
 
+from agents.services import seed_standard_configuration
 from boards.models import Membership, Project, ProjectRole
 from boards.services import project_create
 
@@ -36,6 +37,7 @@ def seed_first_run() -> SeedResult:
             generated = password = secrets.token_urlsafe(15)
         admin = User.objects.create_superuser(username=username, email="", password=password)
         admin_created = True
+    seed_standard_configuration()
     demo_created = False
     if not Project.objects.exists():
         owner = admin or User.objects.filter(is_superuser=True).order_by("pk").first()

@@ -15,6 +15,7 @@ api_patterns = [
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("", include("boards.api.urls")),
+    path("", include("agents.api.urls")),
 ]
 
 urlpatterns = [

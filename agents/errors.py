@@ -1,0 +1,20 @@
+"""The agents error hierarchy; the API maps each to an HTTP status with a machine-readable code."""
+
+from __future__ import annotations
+
+from orket_site.errors import OrketError
+
+
+class AgentsError(OrketError):
+    status = 400
+    code = "invalid"
+
+
+class InvalidTeamDocument(AgentsError):
+    status = 400
+    code = "invalid_team"
+
+
+class NameTaken(AgentsError):
+    status = 409
+    code = "name_taken"
