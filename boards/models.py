@@ -85,6 +85,12 @@ PRIORITY_WORDS = {"high": 3.0, "medium": 2.0, "low": 1.0}
 PRIORITY_MIN, PRIORITY_MAX = 0.0, 10.0
 TITLE_MAX = 300
 TEXT_MAX = 50_000
+SHIPPABILITY_THRESHOLD = 7.0
+
+
+def default_metrics() -> dict[str, Any]:
+    """A card's quality metrics before any review has scored it."""
+    return {"score": None, "grade": "", "shippability_threshold": SHIPPABILITY_THRESHOLD}
 
 
 class Rock(models.Model):
@@ -165,7 +171,9 @@ class Card(models.Model):
     verification_scenarios = models.JSONField(default=list, blank=True)
     last_verification = models.CharField(max_length=10, choices=VERIFICATION_CHOICES, blank=True, default="")
     last_worked_by_seat = models.CharField(max_length=120, blank=True)
-    metrics = models.JSONField(default=dict, blank=True, help_text="score, grade, shippability_threshold (7.0).")
+    metrics = models.JSONField(
+        default=default_metrics, blank=True, help_text="score, grade, shippability_threshold (7.0)."
+    )
     note = models.TextField(blank=True, max_length=TEXT_MAX)
     rank = models.FloatField(default=0.0)
     created_at = models.DateTimeField(auto_now_add=True)

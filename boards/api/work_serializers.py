@@ -212,6 +212,12 @@ class CardUpdateSerializer(serializers.Serializer):
     def validate_metrics(self, value: Any) -> Any:
         if not isinstance(value, dict):
             raise serializers.ValidationError("Metrics are an object such as {score, grade, shippability_threshold}.")
+        for name in ("score", "shippability_threshold"):
+            number = value.get(name)
+            if number is not None and (isinstance(number, bool) or not isinstance(number, int | float)):
+                raise serializers.ValidationError(f"metrics.{name} is a number or null.")
+        if not isinstance(value.get("grade", ""), str):
+            raise serializers.ValidationError("metrics.grade is a string.")
         return _json_size(value, JSON_MAX_BYTES, "metrics")
 
 

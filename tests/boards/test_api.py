@@ -93,6 +93,10 @@ def test_patch_edits_fields_never_status(as_role: Callable[[str], Client], make_
     assert member.patch(url, {"description": "x" * 50_001}, format="json").status_code == 400
     assert member.patch(url, {"priority": "urgent"}, format="json").status_code == 400
     assert member.patch(url, {"seat": "Not A Seat"}, format="json").status_code == 400
+    assert answer.json()["metrics"] == {"score": None, "grade": "", "shippability_threshold": 7.0}
+    assert member.patch(url, {"metrics": {"score": "high"}}, format="json").status_code == 400
+    scored = member.patch(url, {"metrics": {"score": 8.5, "grade": "B", "shippability_threshold": 7.0}}, format="json")
+    assert scored.json()["metrics"]["score"] == 8.5
     assert as_role("viewer").patch(url, {"title": "Viewer edit"}, format="json").status_code == 403
 
 
