@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from django.db import connection
@@ -48,3 +52,13 @@ def test_same_transition_twice_at_once(make_card: Callable[..., Card]) -> None:
     rows = CardHistory.objects.filter(card=card, event=HistoryEvent.TRANSITION, to_status="code_review")
     assert rows.count() == 1
     assert Card.objects.get(pk=card.pk).status == "code_review"
+
+
+@pytest.mark.slow
+def test_same_transition_twice_at_once_on_embedded_sqlite() -> None:
+    """The embedded default: a SQLite file in WAL mode whose transactions BEGIN IMMEDIATE."""
+    script = Path(__file__).with_name("sqlite_race.py")
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report == {"outcomes": ["illegal_transition"] * 3 + ["moved"], "rows": 1}, report
