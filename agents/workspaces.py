@@ -1,0 +1,287 @@
+"""Git-backed project workspaces: one repository per project, one worktree per card.
+
+    ws = ProjectWorkspace(data_dir / "projects" / str(project.id))
+    ws.ensure()                                   # root/repo: a git repository on main with an initial commit
+    path = ws.card_worktree(card.id)              # root/cards/<id>: a worktree on branch card/<id>
+    ...                                           # tools write files under `path`
+    sha = ws.commit_card(card.id, seat="senior_developer", message="add the parser")  # None when nothing changed
+    diff = ws.card_diff(card.id)                  # the card branch against main, capped
+    ws.merge_card(card.id)                        # --no-ff into main; MergeConflict leaves main clean
+
+Git runs through its command line with the user's global and system configuration ignored, hooks switched off
+and the identity set in the repository's own config. Operations that change the shared repository (creating
+worktrees, committing, merging) hold a per-project file lock (fcntl.flock on root/.lock), because Celery workers in
+different processes work on the same project. No Django here.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import NamedTuple
+
+ORKET_NAME = "Orket"
+ORKET_EMAIL = "orket@localhost"
+MAIN = "main"
+MAX_DIFF_BYTES = 200 * 1024
+GIT_TIMEOUT = 120.0
+_CARD_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+_SEAT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}$")
+
+
+class WorkspaceError(Exception):
+    """A git operation failed; the message says which and why."""
+
+
+class MergeConflict(WorkspaceError):
+    def __init__(self, message: str, files: list[str]) -> None:
+        super().__init__(message)
+        self.files = files
+
+
+class WorkspaceBusy(WorkspaceError):
+    """The project's lock could not be taken in time."""
+
+
+class LogEntry(NamedTuple):
+    sha: str
+    author: str  # the author's name (a seat name, or "Orket")
+    subject: str
+
+
+def git_env() -> dict[str, str]:
+    """The environment git runs with: no global or system config, no prompts, fixed locale."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("GIT_")}
+    env.update(
+        {
+            "GIT_CONFIG_NOSYSTEM": "1",
+            "GIT_CONFIG_GLOBAL": os.devnull,
+            "GIT_TERMINAL_PROMPT": "0",
+            "LC_ALL": "C",
+        }
+    )
+    return env
+
+
+class ProjectWorkspace:
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.repo = self.root / "repo"
+        self.cards = self.root / "cards"
+        self.lock_path = self.root / ".lock"
+
+    # -- locking ---------------------------------------------------------------------------------------------
+
+    @contextmanager
+    def lock(self, timeout: float | None = None) -> Iterator[None]:
+        """Hold the project's lock (across processes). With `timeout`, raise WorkspaceBusy when it is not free."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            if timeout is None:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            else:
+                deadline = time.monotonic() + timeout
+                while True:
+                    try:
+                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                        break
+                    except BlockingIOError:
+                        if time.monotonic() >= deadline:
+                            raise WorkspaceBusy(f"the workspace at {self.root} is busy (lock held)") from None
+                        time.sleep(0.01)
+            try:
+                yield
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+
+    # -- setup -----------------------------------------------------------------------------------------------
+
+    def ensure(self) -> None:
+        """Create root/repo as a git repository on main with an initial commit, unless it exists."""
+        with self.lock():
+            self._ensure_locked()
+
+    def _ensure_locked(self) -> None:
+        if (self.repo / ".git").is_dir() and self._has_main():
+            return
+        self.repo.mkdir(parents=True, exist_ok=True)
+        if not (self.repo / ".git").is_dir():
+            self._git(self.repo, "init", "--quiet", f"--initial-branch={MAIN}")
+        for key, value in (
+            ("user.name", ORKET_NAME),
+            ("user.email", ORKET_EMAIL),
+            ("commit.gpgsign", "false"),
+            ("tag.gpgsign", "false"),
+            ("core.hooksPath", os.devnull),
+            ("gc.auto", "0"),
+            ("core.autocrlf", "false"),
+            ("merge.renames", "true"),
+        ):
+            self._git(self.repo, "config", "--local", key, value)
+        if not self._has_main():
+            self._git(self.repo, "commit", "--quiet", "--allow-empty", "-m", "Initialize the project workspace")
+
+    def _has_main(self) -> bool:
+        done = self._git(self.repo, "rev-parse", "--verify", "--quiet", f"refs/heads/{MAIN}", check=False)
+        return done.returncode == 0
+
+    # -- cards -----------------------------------------------------------------------------------------------
+
+    def card_path(self, card_id: int | str) -> Path:
+        return self.cards / _card(card_id)
+
+    def card_branch(self, card_id: int | str) -> str:
+        return f"card/{_card(card_id)}"
+
+    def card_worktree(self, card_id: int | str) -> Path:
+        """The card's worktree at root/cards/<id> on branch card/<id>, created from main when absent."""
+        path = self.card_path(card_id)
+        branch = self.card_branch(card_id)
+        with self.lock():
+            self._ensure_locked()
+            if (path / ".git").exists():
+                return path
+            self.cards.mkdir(parents=True, exist_ok=True)
+            self._git(self.repo, "worktree", "prune")
+            if path.exists() and any(path.iterdir()):
+                raise WorkspaceError(f"{path} exists and is not a worktree of {self.repo}")
+            if self._branch_exists(branch):
+                self._git(self.repo, "worktree", "add", "--quiet", str(path), branch)
+            else:
+                self._git(self.repo, "worktree", "add", "--quiet", "-b", branch, str(path), MAIN)
+        return path
+
+    def commit_card(self, card_id: int | str, *, seat: str, message: str) -> str | None:
+        """Commit every change in the card's worktree as `seat`; the sha, or None when nothing changed."""
+        if not _SEAT.match(seat):
+            raise ValueError(f"{seat!r} is not a usable seat name for a commit author")
+        card = _card(card_id)
+        path = self.card_worktree(card_id)
+        subject = " ".join(message.split()) or "work on the card"
+        prefix = f"card {card}:"
+        text = subject if subject.startswith(prefix) else f"{prefix} {subject}"
+        with self.lock():
+            self._git(path, "add", "--all")
+            staged = self._git(path, "diff", "--cached", "--quiet", check=False)
+            if staged.returncode == 0:
+                return None
+            self._git(
+                path,
+                "commit",
+                "--quiet",
+                "--no-verify",
+                f"--author={seat} <{seat}@orket.local>",
+                "-m",
+                text,
+            )
+            return self._git(path, "rev-parse", "HEAD").stdout.strip()
+
+    def card_diff(self, card_id: int | str, *, max_bytes: int = MAX_DIFF_BYTES) -> str:
+        """The card branch's changes since it left main (main...card/<id>), cut at `max_bytes` with a note."""
+        branch = self.card_branch(card_id)
+        if not self._branch_exists(branch):
+            return ""
+        args = ["git", "diff", "--no-ext-diff", "--no-textconv", "--no-color", f"{MAIN}...{branch}"]
+        with subprocess.Popen(
+            args, cwd=self.repo, env=git_env(), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+        ) as proc:
+            assert proc.stdout is not None
+            data = proc.stdout.read(max_bytes + 1)
+            cut = len(data) > max_bytes
+            if cut:
+                proc.kill()
+            else:
+                proc.wait(timeout=GIT_TIMEOUT)
+        if not cut and proc.returncode != 0:
+            raise WorkspaceError(f"git diff of {branch} against {MAIN} failed")
+        text = data[:max_bytes].decode("utf-8", errors="replace")
+        if cut:
+            text = text.rsplit("\n", 1)[0] + f"\n[diff cut at {max_bytes // 1024} KB]\n"
+        return text
+
+    def merge_card(self, card_id: int | str) -> str:
+        """Merge card/<id> into main (--no-ff); the merge commit's sha. MergeConflict leaves main clean."""
+        card = _card(card_id)
+        branch = self.card_branch(card_id)
+        with self.lock():
+            self._ensure_locked()
+            if not self._branch_exists(branch):
+                raise WorkspaceError(f"card {card} has no branch {branch} to merge")
+            self._git(self.repo, "checkout", "--quiet", MAIN)
+            done = self._git(
+                self.repo,
+                "merge",
+                "--no-ff",
+                "--no-edit",
+                "--no-verify",
+                "-m",
+                f"card {card}: merge {branch} into {MAIN}",
+                branch,
+                check=False,
+            )
+            if done.returncode != 0:
+                files = self._git(self.repo, "diff", "--name-only", "--diff-filter=U", check=False).stdout.split()
+                self._git(self.repo, "merge", "--abort", check=False)
+                self._git(self.repo, "reset", "--hard", "--quiet", "HEAD", check=False)
+                listed = ", ".join(files) if files else "see git's message"
+                detail = (done.stdout + done.stderr).strip()[-2000:]
+                raise MergeConflict(
+                    f"card {card} cannot be merged into {MAIN}: conflicting changes in {listed}. "
+                    f"Main is unchanged; update the card's branch and try again. ({detail})",
+                    files,
+                )
+            return self._git(self.repo, "rev-parse", "HEAD").stdout.strip()
+
+    def log(self, branch: str = MAIN) -> list[LogEntry]:
+        """The commits of `branch`, newest first: (sha, author name, subject)."""
+        done = self._git(self.repo, "log", "--format=%H%x00%an%x00%s", branch, "--")
+        entries = []
+        for line in done.stdout.splitlines():
+            sha, author, subject = line.split("\x00", 2)
+            entries.append(LogEntry(sha, author, subject))
+        return entries
+
+    def is_clean(self, path: Path | None = None) -> bool:
+        """Whether a worktree (the main repository by default) has no uncommitted changes."""
+        done = self._git(path or self.repo, "status", "--porcelain")
+        return done.stdout.strip() == ""
+
+    # -- helpers ---------------------------------------------------------------------------------------------
+
+    def _branch_exists(self, branch: str) -> bool:
+        done = self._git(self.repo, "rev-parse", "--verify", "--quiet", f"refs/heads/{branch}", check=False)
+        return done.returncode == 0
+
+    def _git(self, cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        try:
+            done = subprocess.run(
+                ["git", *args],
+                cwd=cwd,
+                env=git_env(),
+                capture_output=True,
+                text=True,
+                timeout=GIT_TIMEOUT,
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise WorkspaceError(f"git {args[0]} could not run in {cwd}: {exc}") from exc
+        if check and done.returncode != 0:
+            said = (done.stderr or done.stdout).strip()[-2000:]
+            raise WorkspaceError(f"git {' '.join(args[:2])} failed in {cwd}: {said}")
+        return done
+
+
+def _card(card_id: int | str) -> str:
+    text = str(card_id)
+    if isinstance(card_id, bool) or not _CARD_ID.match(text):
+        raise ValueError(f"{card_id!r} is not a usable card id (letters, digits, '_' and '-')")
+    return text
