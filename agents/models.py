@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
@@ -162,3 +163,155 @@ class Seat(models.Model):
 
     def __str__(self) -> str:
         return f"{self.team.name}/{self.name}"
+
+
+class RunStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+    CANCELED = "canceled", "Canceled"
+
+
+RUN_FINAL_STATUSES = (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELED)
+
+
+class Run(models.Model):
+    """One execution of an epic (or of one card) by a team, turn by turn."""
+
+    project = models.ForeignKey("boards.Project", on_delete=models.CASCADE, related_name="runs")
+    epic = models.ForeignKey("boards.Epic", on_delete=models.CASCADE, related_name="runs")
+    card = models.ForeignKey(
+        "boards.Card",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="single_runs",
+        help_text="Set when the run works one card rather than the whole epic.",
+    )
+    team = models.ForeignKey(Team, on_delete=models.PROTECT, related_name="runs")
+    model_profile = models.ForeignKey(ModelProfile, on_delete=models.PROTECT, related_name="runs")
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    status = models.CharField(max_length=20, choices=RunStatus.choices, default=RunStatus.QUEUED)
+    status_reason = models.TextField(blank=True, max_length=20_000)
+    cancel_requested = models.BooleanField(default=False)
+    max_parallel = models.PositiveSmallIntegerField(default=2, validators=[MinValueValidator(1), MaxValueValidator(16)])
+    turns_per_card = models.PositiveSmallIntegerField(default=12)
+    token_budget = models.PositiveIntegerField(default=500_000)
+    tokens_in = models.PositiveBigIntegerField(default=0)
+    tokens_out = models.PositiveBigIntegerField(default=0)
+    last_seq = models.PositiveBigIntegerField(default=0, help_text="Sequence number of the latest run event.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(status__in=[s.value for s in RunStatus]), name="run_status_valid"
+            ),
+        ]
+        indexes = [models.Index(fields=["project", "status"])]
+
+    def __str__(self) -> str:
+        return f"run {self.pk} of {self.epic_id} ({self.status})"
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in RUN_FINAL_STATUSES
+
+
+class TurnStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+    CANCELED = "canceled", "Canceled"
+
+
+TURN_ACTIVE_STATUSES = (TurnStatus.QUEUED, TurnStatus.RUNNING)
+
+
+class Turn(models.Model):
+    """One agent acting on one card. At most one active turn per card, enforced by the database."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="turns")
+    card = models.ForeignKey("boards.Card", on_delete=models.CASCADE, related_name="turns")
+    number = models.PositiveIntegerField(help_text="The card's turn count within the run, from 1.")
+    seat = models.CharField(max_length=80)
+    role = models.CharField(max_length=80)
+    model = models.CharField(max_length=200)
+    provider = models.CharField(max_length=20)
+    status = models.CharField(max_length=20, choices=TurnStatus.choices, default=TurnStatus.QUEUED)
+    outcome = models.TextField(blank=True, max_length=20_000)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    lease_owner = models.CharField(max_length=200, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    messages = models.JSONField(default=list, blank=True)
+    raw_answer = models.TextField(blank=True)
+    reasoning = models.TextField(blank=True)
+    tool_calls = models.JSONField(default=list, blank=True)
+    tokens_in = models.PositiveIntegerField(default=0)
+    tokens_out = models.PositiveIntegerField(default=0)
+    time_to_first_token_ms = models.PositiveIntegerField(null=True, blank=True)
+    duration_ms = models.PositiveIntegerField(null=True, blank=True)
+    commit_sha = models.CharField(max_length=64, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["run_id", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["card"],
+                condition=models.Q(status__in=["queued", "running"]),
+                name="turn_one_active_per_card",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(status__in=[s.value for s in TurnStatus]), name="turn_status_valid"
+            ),
+        ]
+        indexes = [models.Index(fields=["status", "lease_expires_at"])]
+
+    def __str__(self) -> str:
+        return f"turn {self.pk} ({self.seat} on card {self.card_id}, {self.status})"
+
+
+class RunEvent(models.Model):
+    """Every visible happening of a run, numbered without gaps per run."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="events")
+    seq = models.PositiveBigIntegerField()
+    kind = models.CharField(max_length=40)
+    turn = models.ForeignKey(Turn, null=True, blank=True, on_delete=models.SET_NULL, related_name="events")
+    card_id = models.BigIntegerField(null=True, blank=True)
+    data = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["run_id", "seq"]
+        constraints = [models.UniqueConstraint(fields=["run", "seq"], name="run_event_unique_seq")]
+
+    def __str__(self) -> str:
+        return f"{self.run_id}#{self.seq} {self.kind}"
+
+
+class SeatNote(models.Model):
+    """A note from one seat to another (or to all) about a card, shown in later prompts."""
+
+    card = models.ForeignKey("boards.Card", on_delete=models.CASCADE, related_name="seat_notes")
+    from_seat = models.CharField(max_length=80)
+    to_seat = models.CharField(max_length=80, help_text="A seat name, or 'all'.")
+    body = models.TextField(max_length=20_000)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["card_id", "id"]
+
+    def __str__(self) -> str:
+        return f"note on card {self.card_id} from {self.from_seat} to {self.to_seat}"

@@ -126,3 +126,45 @@ STANDARD_TEAM: dict[str, Any] = {
         {"name": "quality_assurance", "roles": ["integrity_guard"]},
     ],
 }
+
+# The demo epic seeded into the demo project: four cards with dependencies; the card labelled
+# `needs-changes` is sent back once by the integrity guard of the scripted team.
+DEMO_EPIC: dict[str, Any] = {
+    "name": "Greeting service",
+    "description": "A tiny service that greets people, built card by card by the standard team.",
+    "team": "standard",
+    "cards": [
+        {
+            "summary": "Design the greeting service",
+            "seat": "lead_architect",
+            "priority": "high",
+            "description": "Decide the modules and their responsibilities.",
+            "acceptance_criteria": "A design note exists in the workspace.",
+        },
+        {
+            "summary": "Implement the greeting formatter",
+            "seat": "senior_developer",
+            "priority": "medium",
+            "description": "A function that formats a greeting for a name.",
+            "acceptance_criteria": "Greets by name; has a test.",
+            "depends_on": ["Design the greeting service"],
+            "labels": ["needs-changes"],
+        },
+        {
+            "summary": "Implement the name validator",
+            "seat": "senior_developer",
+            "priority": "medium",
+            "description": "Refuse empty and overlong names.",
+            "acceptance_criteria": "Empty names are refused; has a test.",
+            "depends_on": ["Design the greeting service"],
+        },
+        {
+            "summary": "Wire the greeting service together",
+            "seat": "senior_developer",
+            "priority": "low",
+            "description": "Combine the validator and the formatter.",
+            "acceptance_criteria": "Valid names are greeted, invalid ones refused; has a test.",
+            "depends_on": ["Implement the greeting formatter", "Implement the name validator"],
+        },
+    ],
+}

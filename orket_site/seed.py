@@ -9,9 +9,11 @@ from dataclasses import dataclass
 from django.contrib.auth import get_user_model
 from django.db import transaction
 
+from agents.seed_data import DEMO_EPIC
 from agents.services import seed_standard_configuration
+from boards.actors import Actor
 from boards.models import Membership, Project, ProjectRole
-from boards.services import project_create
+from boards.services import epic_import, project_create
 
 DEMO_PROJECT_SLUG = "demo"
 
@@ -41,12 +43,13 @@ def seed_first_run() -> SeedResult:
     demo_created = False
     if not Project.objects.exists():
         owner = admin or User.objects.filter(is_superuser=True).order_by("pk").first()
-        project_create(
+        demo = project_create(
             name="Demo",
             slug=DEMO_PROJECT_SLUG,
-            description="A demo project seeded on first run.",
+            description="A demo project seeded on first run: press Run on its epic to watch the team work.",
             creator=owner,
         )
+        epic_import(project=demo, data=DEMO_EPIC, actor=Actor.orket("seed"))
         demo_created = True
     elif admin is not None:
         demo = Project.objects.filter(slug=DEMO_PROJECT_SLUG).first()

@@ -137,6 +137,14 @@ CELERY_RESULT_EXPIRES = 3600
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_TIMEZONE = "UTC"
+CELERY_TASK_DEFAULT_QUEUE = env_str("ORKET_QUEUE", "orket")
+CELERY_TASK_IGNORE_RESULT = True
+ORKET_REAP_SECONDS = float(env_int("ORKET_REAP_SECONDS", 15))
+CELERY_BEAT_SCHEDULE = {
+    # Turns whose worker stopped heartbeating go back to the queue: nothing shows as running
+    # when no worker holds it.
+    "reap-stale-turns": {"task": "agents.turns_reap_stale", "schedule": ORKET_REAP_SECONDS},
+}
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

@@ -17,9 +17,16 @@ from orket_site.settings import *  # noqa: E402, F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
-if DATABASES["default"]["ENGINE"].endswith("postgresql"):  # noqa: F405
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):  # noqa: F405
+    # A file, as in the embedded default, so worker threads share it in WAL mode; an in-memory
+    # shared-cache database locks whole tables between connections instead.
+    DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / f"test-{os.getpid()}.sqlite3")}  # noqa: F405
+elif DATABASES["default"]["ENGINE"].endswith("postgresql"):  # noqa: F405
     # A name of its own per run, so two test runs on one server never fight over one database.
     DATABASES["default"]["TEST"] = {"NAME": f"test_orket_{os.getpid()}"}  # noqa: F405
     # Connections opened on worker threads (consumers, sync_to_async) close after each use, so
     # none is left holding the test database when it is dropped.
     DATABASES["default"]["CONN_MAX_AGE"] = 0  # noqa: F405
+
+# A queue of its own per test run, so concurrent runs sharing one Redis never take each other's tasks.
+CELERY_TASK_DEFAULT_QUEUE = f"orket-test-{os.getpid()}"

@@ -1,9 +1,16 @@
+from django.urls import path
 from rest_framework.routers import DefaultRouter
 
+from agents.api.runs import RunViewSet, card_runs, epic_runs
 from agents.api.views import ModelProfileViewSet, TeamViewSet
 
 router = DefaultRouter(trailing_slash=True)
 router.register("teams", TeamViewSet, basename="team")
 router.register("model-profiles", ModelProfileViewSet, basename="model-profile")
+router.register("runs", RunViewSet, basename="run")
 
-urlpatterns = router.urls
+urlpatterns = [
+    path("epics/<int:epic_id>/runs/", epic_runs, name="epic-runs"),
+    path("cards/<int:card_id>/runs/", card_runs, name="card-runs"),
+    *router.urls,
+]

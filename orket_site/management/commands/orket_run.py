@@ -9,6 +9,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
+from agents.engine import turns_requeue_orphans
 from orket_site.embedded import EmbeddedWorker, serve
 from orket_site.seed import seed_first_run
 
@@ -30,6 +31,9 @@ class Command(BaseCommand):
         if settings.CELERY_BROKER_URL.startswith("memory://"):
             worker = EmbeddedWorker()
             worker.start()
+            requeued = turns_requeue_orphans()
+            if requeued:
+                self.stdout.write(f"Re-queued {requeued} turns left queued by the last run of this server.")
         else:
             self.stdout.write(
                 "REDIS_URL is set: start workers with `celery -A orket_site worker` and `celery -A orket_site beat`."

@@ -1,0 +1,181 @@
+"""Run endpoints: start a run of an epic or a card, read runs, their events and turns, cancel."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import QuerySet
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers, status, viewsets
+from rest_framework.decorators import action, api_view, permission_classes
+from rest_framework.exceptions import ValidationError
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from agents import engine
+from agents.models import Run, RunEvent, Turn
+from agents.run_events import event_frame, events_after
+from boards.access import require_project_role, visible_projects
+from boards.api.permissions import ProjectRolePermission
+from boards.models import Card, Epic, ProjectRole
+
+MAX_EVENTS_PAGE = 1000
+
+
+class RunSerializer(serializers.ModelSerializer):
+    model_profile = serializers.CharField(source="model_profile.name")
+    provider = serializers.CharField(source="model_profile.provider")
+    model = serializers.SerializerMethodField()
+    team = serializers.CharField(source="team.name")
+    active_turns = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Run
+        fields = [
+            "id",
+            "project",
+            "epic",
+            "card",
+            "team",
+            "model_profile",
+            "provider",
+            "model",
+            "status",
+            "status_reason",
+            "cancel_requested",
+            "max_parallel",
+            "tokens_in",
+            "tokens_out",
+            "token_budget",
+            "last_seq",
+            "created_at",
+            "started_at",
+            "finished_at",
+            "active_turns",
+        ]
+
+    def get_model(self, run: Run) -> str:
+        profile = run.model_profile
+        return "scripted" if profile.provider == "scripted" else profile.model
+
+    def get_active_turns(self, run: Run) -> list[dict[str, Any]]:
+        turns = Turn.objects.filter(run=run, status__in=["queued", "running"]).order_by("id")
+        return [
+            {"id": t.id, "card": t.card_id, "seat": t.seat, "role": t.role, "status": t.status, "worker": t.lease_owner}
+            for t in turns
+        ]
+
+
+class TurnSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Turn
+        fields = [
+            "id",
+            "run",
+            "card",
+            "number",
+            "seat",
+            "role",
+            "model",
+            "provider",
+            "status",
+            "outcome",
+            "attempts",
+            "lease_owner",
+            "messages",
+            "raw_answer",
+            "reasoning",
+            "tool_calls",
+            "tokens_in",
+            "tokens_out",
+            "time_to_first_token_ms",
+            "duration_ms",
+            "commit_sha",
+            "created_at",
+            "started_at",
+            "finished_at",
+        ]
+
+
+class RunStartSerializer(serializers.Serializer):
+    model_profile = serializers.CharField(required=False, max_length=80)
+    card = serializers.IntegerField(required=False)
+    max_parallel = serializers.IntegerField(required=False, min_value=1, max_value=16)
+
+
+class RunViewSet(viewsets.ReadOnlyModelViewSet):
+    serializer_class = RunSerializer
+    permission_classes = [ProjectRolePermission]
+    project_roles = {"cancel": ProjectRole.MEMBER, "*": ProjectRole.VIEWER}
+
+    def get_queryset(self) -> QuerySet[Run]:
+        queryset = Run.objects.filter(project__in=visible_projects(self.request.user)).select_related(
+            "model_profile", "team"
+        )
+        for field in ("project", "epic", "status"):
+            value = self.request.query_params.get(field)
+            if value:
+                queryset = queryset.filter(**{field: value})
+        return queryset
+
+    @extend_schema(request=None, responses=RunSerializer)
+    @action(detail=True, methods=["post"])
+    def cancel(self, request: Request, pk: str | None = None) -> Response:
+        run = engine.run_cancel(run=self.get_object())
+        return Response(RunSerializer(Run.objects.get(pk=run.pk)).data)
+
+    @extend_schema(parameters=[OpenApiParameter("after", int), OpenApiParameter("limit", int)])
+    @action(detail=True, methods=["get"])
+    def events(self, request: Request, pk: str | None = None) -> Response:
+        run = self.get_object()
+        try:
+            after = int(request.query_params.get("after", 0))
+            limit = min(int(request.query_params.get("limit", MAX_EVENTS_PAGE)), MAX_EVENTS_PAGE)
+        except ValueError as error:
+            raise ValidationError({"after": "after and limit must be whole numbers"}) from error
+        events: list[RunEvent] = list(events_after(run, after, limit))
+        return Response({"run": run.pk, "last_seq": run.last_seq, "events": [event_frame(e) for e in events]})
+
+    @action(detail=True, methods=["get"])
+    def turns(self, request: Request, pk: str | None = None) -> Response:
+        run = self.get_object()
+        page = self.paginate_queryset(Turn.objects.filter(run=run).order_by("id"))
+        return self.get_paginated_response(TurnSerializer(page, many=True).data)
+
+
+def _start(request: Request, epic: Epic, card: Card | None) -> Response:
+    require_project_role(request.user, epic.project_id, ProjectRole.MEMBER)
+    serializer = RunStartSerializer(data=request.data or {})
+    serializer.is_valid(raise_exception=True)
+    reference = serializer.validated_data.get("model_profile")
+    profile = engine.profile_by_reference(reference) if reference else None
+    if card is None and serializer.validated_data.get("card") is not None:
+        card = get_object_or_404(Card, pk=serializer.validated_data["card"], epic=epic)
+    run = engine.run_start(
+        epic=epic,
+        user=request.user,
+        profile=profile,
+        card=card,
+        max_parallel=serializer.validated_data.get("max_parallel", 2),
+    )
+    return Response(RunSerializer(Run.objects.get(pk=run.pk)).data, status=status.HTTP_201_CREATED)
+
+
+def _visible_epic(request: Request, epic_id: int) -> Epic:
+    return get_object_or_404(Epic.objects.filter(project__in=visible_projects(request.user)), pk=epic_id)
+
+
+@extend_schema(request=RunStartSerializer, responses={201: RunSerializer})
+@api_view(["POST"])
+@permission_classes([ProjectRolePermission])
+def epic_runs(request: Request, epic_id: int) -> Response:
+    return _start(request, _visible_epic(request, epic_id), None)
+
+
+@extend_schema(request=RunStartSerializer, responses={201: RunSerializer})
+@api_view(["POST"])
+@permission_classes([ProjectRolePermission])
+def card_runs(request: Request, card_id: int) -> Response:
+    card = get_object_or_404(Card.objects.filter(project__in=visible_projects(request.user)), pk=card_id)
+    return _start(request, card.epic, card)

@@ -1,0 +1,880 @@
+"""The agent engine: starting, advancing and finishing runs, and executing turns.
+
+Runs and turns are database rows first: Celery tasks only carry their ids. A turn is claimed with a
+compare-and-set on its status plus a lease (owner, expiry, heartbeat); a duplicated or redelivered
+task finds the turn taken and does nothing, and a periodic task returns turns whose lease went
+stale to the queue. Every visible happening becomes a run event.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Count, F, Q
+from django.utils import timezone
+
+from agents.gate import check_call
+from agents.models import (
+    TURN_ACTIVE_STATUSES,
+    ModelProfile,
+    Role,
+    Run,
+    RunStatus,
+    SeatNote,
+    Team,
+    Turn,
+    TurnStatus,
+)
+from agents.prompts import CardContext, PromptContext, compile_prompt
+from agents.prompts import Dialect as DialectContext
+from agents.providers import (
+    ChatRequest,
+    Finished,
+    ProviderError,
+    ReasoningDelta,
+    Retrying,
+    RetryPolicy,
+    TextDelta,
+    ToolCallsDone,
+    provider_for,
+    stream_with_retry,
+)
+from agents.run_events import TextCoalescer, event_append
+from agents.scripted_team import scripted_reply
+from agents.toolcalls import parse_tool_calls
+from agents.tools import ToolContext, ToolFailed, execute_tool
+from agents.workspaces import ProjectWorkspace
+from boards import machine
+from boards import services as board_services
+from boards.actors import Actor
+from boards.models import Card, CardDependency, Epic
+from boards.selectors import epic_run_gate, epic_schedule
+from orket_site.errors import OrketError
+
+logger = logging.getLogger(__name__)
+
+LEASE_SECONDS = float(os.environ.get("ORKET_TURN_LEASE_SECONDS", "60"))
+HEARTBEAT_SECONDS = max(1.0, LEASE_SECONDS / 4)
+CANCEL_CHECK_SECONDS = 0.5
+MAX_TURN_ATTEMPTS = 3
+LOOP_REPEATS = 3
+ETHOS = (
+    "Work in small, verifiable steps. Say plainly what you did and did not do. Never claim work is "
+    "finished that you have not checked."
+)
+
+
+class EngineError(OrketError):
+    status = 409
+    code = "run_refused"
+
+
+class RunCanceled(Exception):
+    pass
+
+
+def worker_identity() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
+
+
+def _dispatch_turn(turn_id: int) -> None:
+    from agents.tasks import turn_execute
+
+    transaction.on_commit(lambda: turn_execute.delay(turn_id))
+
+
+def _dispatch_advance(run_id: int) -> None:
+    from agents.tasks import run_advance
+
+    transaction.on_commit(lambda: run_advance.delay(run_id))
+
+
+# ---------------------------------------------------------------------------------------------
+# Runs
+# ---------------------------------------------------------------------------------------------
+
+
+def profile_by_reference(reference: Any) -> ModelProfile:
+    queryset = ModelProfile.objects.all()
+    profile = None
+    if isinstance(reference, int) or (isinstance(reference, str) and reference.isdigit()):
+        profile = queryset.filter(pk=int(reference)).first()
+    elif isinstance(reference, str):
+        profile = queryset.filter(name=reference).first()
+    if profile is None:
+        raise EngineError(f"There is no model profile {reference!r}.", code="unknown_profile")
+    return profile
+
+
+def default_profile() -> ModelProfile:
+    profile = ModelProfile.objects.filter(name="scripted-demo").first() or ModelProfile.objects.order_by("pk").first()
+    if profile is None:
+        raise EngineError("No model profile is configured; run `manage.py orket_seed`.", code="no_profile")
+    return profile
+
+
+def team_for(epic: Epic) -> Team:
+    name = epic.team or "standard"
+    team = Team.objects.filter(name=name).first()
+    if team is None:
+        raise EngineError(f"The epic names team {name!r}, which does not exist.", code="unknown_team")
+    return team
+
+
+@transaction.atomic
+def run_start(
+    *,
+    epic: Epic,
+    user: Any = None,
+    profile: ModelProfile | None = None,
+    card: Card | None = None,
+    max_parallel: int = 2,
+) -> Run:
+    """Create a run of the epic (or of one of its cards) and schedule it."""
+    gate = epic_run_gate(epic)
+    if not gate.allowed:
+        raise EngineError(gate.message, code="complexity_gate")
+    if card is not None and card.epic_id != epic.pk:
+        raise EngineError("That card is not in this epic.", code="wrong_epic")
+    active = Run.objects.select_for_update().filter(epic=epic, status__in=[RunStatus.QUEUED, RunStatus.RUNNING])
+    if active.exists():
+        raise EngineError(f"Run {active.first().pk} of this epic is still active.", code="run_active")
+    run = Run.objects.create(
+        project_id=epic.project_id,
+        epic=epic,
+        card=card,
+        team=team_for(epic),
+        model_profile=profile or default_profile(),
+        requested_by=user,
+        max_parallel=max_parallel,
+    )
+    event_append(
+        run.pk,
+        "run.status",
+        status=run.status,
+        reason="queued",
+        model=run.model_profile.name,
+        provider=run.model_profile.provider,
+    )
+    _dispatch_advance(run.pk)
+    return run
+
+
+@transaction.atomic
+def run_cancel(*, run: Run) -> Run:
+    locked = Run.objects.select_for_update().get(pk=run.pk)
+    if locked.is_final:
+        return locked
+    locked.cancel_requested = True
+    locked.save(update_fields=["cancel_requested"])
+    queued = list(Turn.objects.filter(run=locked, status=TurnStatus.QUEUED).values_list("pk", flat=True))
+    Turn.objects.filter(pk__in=queued).update(status=TurnStatus.CANCELED, outcome="run canceled before it started")
+    event_append(locked.pk, "run.cancel_requested")
+    _dispatch_advance(locked.pk)
+    return locked
+
+
+def _finish_run(run: Run, status: str, reason: str) -> bool:
+    """Write the terminal status once; later attempts change nothing."""
+    updated = Run.objects.filter(pk=run.pk, status__in=[RunStatus.QUEUED, RunStatus.RUNNING]).update(
+        status=status, status_reason=reason, finished_at=timezone.now()
+    )
+    if updated:
+        event_append(run.pk, "run.status", status=status, reason=reason)
+        transaction.on_commit(lambda: _publish_run_changed(run.project_id, run.pk))
+    return bool(updated)
+
+
+def _publish_run_changed(project_id: int, run_id: int) -> None:
+    from asgiref.sync import async_to_sync
+    from channels.layers import get_channel_layer
+
+    from boards.events import project_group
+
+    try:
+        layer = get_channel_layer()
+        if layer is not None:
+            async_to_sync(layer.group_send)(
+                project_group(project_id), {"type": "run.event", "kind": "run.changed", "run": run_id}
+            )
+    except Exception:
+        logger.warning("could not publish run change for run %s", run_id, exc_info=True)
+
+
+def _run_cards(run: Run) -> list[Card]:
+    if run.card_id is not None:
+        return list(Card.objects.filter(pk=run.card_id))
+    return list(Card.objects.filter(epic_id=run.epic_id).order_by("rank", "id"))
+
+
+def _blocked_summary(cards: list[Card]) -> str:
+    lines = []
+    for card in cards:
+        if card.status in machine.FINAL_STATUSES:
+            continue
+        why = f" ({card.wait_reason})" if card.wait_reason else ""
+        lines.append(f"card #{card.pk} {card.title!r} is {card.status}{why}")
+    return "Nothing more can progress: " + "; ".join(lines) + "."
+
+
+@transaction.atomic
+def run_advance(*, run_id: int) -> Run | None:
+    """Look at the run and its cards, start turns for what can be worked, or finish the run."""
+    run = Run.objects.select_for_update().filter(pk=run_id).first()
+    if run is None or run.is_final:
+        return run
+    active = Turn.objects.filter(run=run, status__in=TURN_ACTIVE_STATUSES).count()
+    if run.cancel_requested:
+        if active == 0:
+            _finish_run(run, RunStatus.CANCELED, "Canceled on request.")
+        return run
+    if run.status == RunStatus.QUEUED:
+        run.status, run.started_at = RunStatus.RUNNING, timezone.now()
+        run.save(update_fields=["status", "started_at"])
+        event_append(run.pk, "run.status", status=run.status, reason="started")
+    cards = _run_cards(run)
+    if cards and all(card.status in machine.FINAL_STATUSES for card in cards):
+        done = sum(card.status == machine.DONE for card in cards)
+        _finish_run(run, RunStatus.SUCCEEDED, f"All {len(cards)} cards are finished ({done} done).")
+        return run
+    if run.tokens_in + run.tokens_out >= run.token_budget:
+        if active == 0:
+            _finish_run(run, RunStatus.FAILED, f"The run's token budget of {run.token_budget} is spent.")
+        return run
+    started = _start_turns(run, cards, slots=run.max_parallel - active)
+    if active == 0 and started == 0:
+        _finish_run(run, RunStatus.FAILED, _blocked_summary(cards))
+    return run
+
+
+def _candidates(run: Run, cards: list[Card]) -> list[Card]:
+    by_id = {card.pk: card for card in cards}
+    order: list[int] = []
+    if run.card_id is None:
+        order = epic_schedule(run.epic)
+    else:
+        card = by_id.get(run.card_id)
+        deps_done = (
+            not CardDependency.objects.filter(card_id=run.card_id).exclude(depends_on__status=machine.DONE).exists()
+        )
+        if card is not None and (card.status != machine.READY or deps_done):
+            order = [card.pk]
+    in_progress = [card.pk for card in cards if card.status in (machine.IN_PROGRESS, machine.READY_FOR_TESTING)]
+    ordered = [pk for pk in order if by_id.get(pk) and by_id[pk].status == machine.CODE_REVIEW]
+    ordered += in_progress + [pk for pk in order if pk not in ordered]
+    return [by_id[pk] for pk in dict.fromkeys(ordered) if pk in by_id]
+
+
+def _start_turns(run: Run, cards: list[Card], slots: int) -> int:
+    if slots <= 0:
+        return 0
+    busy = set(Turn.objects.filter(card__in=cards, status__in=TURN_ACTIVE_STATUSES).values_list("card_id", flat=True))
+    counts = dict(
+        Turn.objects.filter(run=run).values_list("card_id").annotate(n=Count("id")).values_list("card_id", "n")
+    )
+    started = 0
+    for card in _candidates(run, cards):
+        if started >= slots:
+            break
+        if card.pk in busy:
+            continue
+        if counts.get(card.pk, 0) >= run.turns_per_card:
+            _block_card(run, card, "input", f"The card used its budget of {run.turns_per_card} turns in this run.")
+            continue
+        try:
+            seat, role = choose_seat(run.team, card)
+        except EngineError as error:
+            _block_card(run, card, "input", error.message)
+            continue
+        try:
+            with transaction.atomic():
+                turn = Turn.objects.create(
+                    run=run,
+                    card=card,
+                    number=counts.get(card.pk, 0) + 1,
+                    seat=seat,
+                    role=role.name,
+                    model=run.model_profile.model,
+                    provider=run.model_profile.provider,
+                )
+        except IntegrityError:
+            continue  # another run or advance already has an active turn on this card
+        event_append(run.pk, "turn.queued", turn_id=turn.pk, card_id=card.pk, seat=seat, role=role.name)
+        _dispatch_turn(turn.pk)
+        started += 1
+    return started
+
+
+def _block_card(run: Run, card: Card, wait_reason: str, report: str) -> None:
+    """Block a card on Orket's account, with a report saying why. Blocking is reached through
+    in_progress, as the state machine requires."""
+    engine = Actor.orket("engine")
+    if card.status in (machine.READY, machine.CODE_REVIEW, machine.READY_FOR_TESTING):
+        card = board_services.card_transition(
+            card=card, to_status=machine.IN_PROGRESS, actor=engine, reason="Returned to work to be blocked."
+        )
+    if card.status == machine.IN_PROGRESS:
+        board_services.card_transition(
+            card=card, to_status=machine.BLOCKED, actor=engine, wait_reason=wait_reason, reason=report
+        )
+    board_services.comment_add(card=card, actor=engine, body=f"Blocked by Orket: {report}")
+    event_append(run.pk, "card.blocked", card_id=card.pk, wait_reason=wait_reason, report=report)
+
+
+def choose_seat(team: Team, card: Card) -> tuple[str, Role]:
+    """Review states go to a finalizing seat that did not do the last work; others to the card's seat."""
+    seats = list(team.seats.prefetch_related("roles").order_by("order", "name"))
+    if card.status in (machine.CODE_REVIEW, machine.READY_FOR_TESTING):
+        for seat in seats:
+            finalizing = [role for role in seat.roles.all() if role.can_finalize]
+            if finalizing and seat.name != card.last_worked_by_seat:
+                return seat.name, finalizing[0]
+        raise EngineError(f"Team {team.name!r} has no finalizing seat other than {card.last_worked_by_seat!r}.")
+    named = [seat for seat in seats if seat.name == card.seat]
+    workers = named or [
+        seat
+        for seat in seats
+        if any("write_file" in role.allowed_tools and not role.can_finalize for role in seat.roles.all())
+    ]
+    for seat in workers:
+        roles = [role for role in seat.roles.all() if not role.can_finalize] or list(seat.roles.all())
+        if roles:
+            return seat.name, roles[0]
+    raise EngineError(f"Team {team.name!r} has no seat that can work card #{card.pk}.")
+
+
+# ---------------------------------------------------------------------------------------------
+# Turn leases
+# ---------------------------------------------------------------------------------------------
+
+
+def turn_claim(*, turn_id: int, owner: str) -> Turn | None:
+    """Take a queued turn (compare-and-set); None when someone else has it or it is no longer queued."""
+    now = timezone.now()
+    claimed = Turn.objects.filter(pk=turn_id, status=TurnStatus.QUEUED).update(
+        status=TurnStatus.RUNNING,
+        lease_owner=owner,
+        lease_expires_at=now + timedelta(seconds=LEASE_SECONDS),
+        heartbeat_at=now,
+        started_at=now,
+    )
+    if not claimed:
+        return None
+    Turn.objects.filter(pk=turn_id).update(attempts=F("attempts") + 1)
+    return Turn.objects.select_related("run", "run__model_profile", "run__team", "card").get(pk=turn_id)
+
+
+def turn_heartbeat(*, turn_id: int, owner: str) -> bool:
+    """Extend the lease; False when the lease was lost (the turn was reaped and maybe re-run)."""
+    now = timezone.now()
+    return bool(
+        Turn.objects.filter(pk=turn_id, status=TurnStatus.RUNNING, lease_owner=owner).update(
+            lease_expires_at=now + timedelta(seconds=LEASE_SECONDS), heartbeat_at=now
+        )
+    )
+
+
+def turns_reap_stale() -> int:
+    """Return running turns whose lease expired to the queue (or fail them after too many attempts)."""
+    now = timezone.now()
+    reaped = 0
+    for turn in Turn.objects.filter(status=TurnStatus.RUNNING, lease_expires_at__lt=now).select_related("run"):
+        with transaction.atomic():
+            if turn.attempts >= MAX_TURN_ATTEMPTS:
+                changed = Turn.objects.filter(
+                    pk=turn.pk, status=TurnStatus.RUNNING, lease_owner=turn.lease_owner
+                ).update(
+                    status=TurnStatus.FAILED,
+                    finished_at=now,
+                    outcome=f"The worker holding this turn stopped answering {turn.attempts} times.",
+                )
+                if changed:
+                    event_append(
+                        turn.run_id,
+                        "turn.failed",
+                        turn_id=turn.pk,
+                        card_id=turn.card_id,
+                        reason="lease expired too many times",
+                    )
+                    _dispatch_advance(turn.run_id)
+            else:
+                changed = Turn.objects.filter(
+                    pk=turn.pk, status=TurnStatus.RUNNING, lease_owner=turn.lease_owner
+                ).update(status=TurnStatus.QUEUED, lease_owner="", lease_expires_at=None)
+                if changed:
+                    event_append(
+                        turn.run_id,
+                        "turn.requeued",
+                        turn_id=turn.pk,
+                        card_id=turn.card_id,
+                        reason=f"the lease of {turn.lease_owner} expired",
+                    )
+                    _dispatch_turn(turn.pk)
+            reaped += changed
+    return reaped
+
+
+def turns_requeue_orphans() -> int:
+    """At start-up of the embedded default, whose in-memory queue was lost: dispatch queued turns
+    again and advance active runs. The database, not the broker, is the record."""
+    count = 0
+    with transaction.atomic():
+        for turn_id in Turn.objects.filter(status=TurnStatus.QUEUED).values_list("pk", flat=True):
+            _dispatch_turn(turn_id)
+            count += 1
+        for run_id in Run.objects.filter(status__in=[RunStatus.QUEUED, RunStatus.RUNNING]).values_list("pk", flat=True):
+            _dispatch_advance(run_id)
+    return count
+
+
+# ---------------------------------------------------------------------------------------------
+# Executing a turn
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ModelAnswer:
+    text: str
+    reasoning: str
+    native_calls: list[Any]
+    tokens_in: int
+    tokens_out: int
+    first_token_ms: int | None
+
+
+def _workspace_for(card: Card) -> ProjectWorkspace:
+    root = Path(settings.DATA_DIR) / "workspaces" / f"project-{card.project_id}"
+    workspace = ProjectWorkspace(root)
+    workspace.ensure()
+    return workspace
+
+
+def _verification(card: Card) -> dict[str, Any]:
+    if not card.verification_fixture:
+        return {"status": "not_configured", "message": "This card has no verification fixture; nothing was run."}
+    return {
+        "status": "unavailable",
+        "message": "No isolated verification backend is configured on this server; the fixture was not run.",
+        "fixture": card.verification_fixture,
+    }
+
+
+def _role_context(run: Run, turn: Turn, card: Card, role: Role, workspace: ProjectWorkspace) -> PromptContext:
+    profile = run.model_profile
+    dialect = profile.dialect
+    depends = CardDependency.objects.filter(card_id=card.pk).select_related("depends_on")
+    notes = [
+        f"{note.from_seat}: {note.body}"
+        for note in SeatNote.objects.filter(card=card).filter(Q(to_seat=turn.seat) | Q(to_seat="all")).order_by("id")
+    ]
+    # Review feedback is what finalizing seats wrote about this card; both the worker and the
+    # reviewer see every round of it.
+    reviewers = run.team.seats.filter(roles__can_finalize=True).values_list("name", flat=True)
+    feedback = [note.body for note in SeatNote.objects.filter(card=card, from_seat__in=list(reviewers)).order_by("id")]
+    diff = workspace.card_diff(card.pk) if role.can_finalize else ""
+    governance = card.epic.architecture_governance or card.project.architecture_governance
+    return PromptContext(
+        role_name=role.name,
+        role_intent=role.intent,
+        responsibilities=list(role.responsibilities),
+        role_constraints=list(role.constraints),
+        allowed_tools=list(role.allowed_tools),
+        can_finalize=role.can_finalize,
+        seat=turn.seat,
+        dialect=DialectContext(
+            model_family=dialect.model_family,
+            output_format=dialect.output_format,
+            constraints=list(dialect.constraints),
+            guardrail=dialect.guardrail,
+        )
+        if dialect
+        else None,
+        governance_on=governance,
+        ethos=ETHOS,
+        card=CardContext(
+            id=card.pk,
+            title=card.title,
+            description=card.description,
+            status=card.status,
+            requirements=card.requirements,
+            acceptance_criteria=card.acceptance_criteria,
+            labels=list(card.labels),
+            epic_name=card.epic.name,
+            seat=card.seat,
+        ),
+        dependency_outcomes=[
+            (d.depends_on_id, d.depends_on.title, d.depends_on.status, d.depends_on.note) for d in depends
+        ],
+        notes=notes,
+        latest_verification=card.last_verification or None,
+        review_feedback=feedback,
+        diff=diff,
+        native_tools=profile.supports_native_tools,
+    )
+
+
+def _provider(profile: ModelProfile) -> Any:
+    if profile.provider == ModelProfile.Provider.SCRIPTED:
+        speed = float(os.environ.get("ORKET_SCRIPTED_TOKENS_PER_SECOND", "0")) or None
+        return provider_for("scripted", replies=scripted_reply, tokens_per_second=speed)
+    return provider_for(profile.provider)
+
+
+class LeaseLost(Exception):
+    pass
+
+
+class _Watch:
+    """Heartbeat the lease and notice cancellation while the model streams (between chunks)."""
+
+    def __init__(self, turn: Turn, owner: str) -> None:
+        self.turn, self.owner = turn, owner
+        self._checked = self._beat = time.monotonic()
+
+    def check(self) -> None:
+        now = time.monotonic()
+        if now - self._checked < CANCEL_CHECK_SECONDS:
+            return
+        self._checked = now
+        if Run.objects.filter(pk=self.turn.run_id, cancel_requested=True).exists():
+            raise RunCanceled
+        if now - self._beat >= HEARTBEAT_SECONDS:
+            self._beat = now
+            if not turn_heartbeat(turn_id=self.turn.pk, owner=self.owner):
+                raise LeaseLost
+
+
+def _call_model(
+    run: Run, turn: Turn, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None, watch: _Watch
+) -> ModelAnswer:
+    profile = run.model_profile
+    request = ChatRequest(
+        messages=messages,
+        model=profile.model,
+        base_url=profile.base_url,
+        temperature=profile.temperature,
+        seed=profile.seed,
+        context_size=profile.context_size,
+        max_tokens=profile.max_tokens,
+        timeout=profile.timeout_seconds,
+        tools=tools if profile.supports_native_tools else None,
+        api_key=profile.api_key(),
+    )
+    text = TextCoalescer(run.pk, turn.pk, turn.card_id)
+    thinking = TextCoalescer(run.pk, turn.pk, turn.card_id, kind="reasoning")
+    started = time.monotonic()
+    answer = ModelAnswer("", "", [], 0, 0, None)
+    policy = RetryPolicy(
+        attempts=int(os.environ.get("ORKET_PROVIDER_ATTEMPTS", "3")),
+        base_delay=float(os.environ.get("ORKET_PROVIDER_BASE_DELAY", "1.0")),
+    )
+    for event in stream_with_retry(_provider(profile), request, policy):
+        watch.check()
+        now = time.monotonic()
+        if isinstance(event, TextDelta | ReasoningDelta) and answer.first_token_ms is None:
+            answer.first_token_ms = int((now - started) * 1000)
+        if isinstance(event, TextDelta):
+            answer.text += event.text
+            text.add(event.text, now)
+        elif isinstance(event, ReasoningDelta):
+            answer.reasoning += event.text
+            thinking.add(event.text, now)
+        elif isinstance(event, ToolCallsDone):
+            answer.native_calls = list(event.calls)
+        elif isinstance(event, Finished):
+            answer.tokens_in, answer.tokens_out = event.prompt_tokens or 0, event.completion_tokens or 0
+        elif isinstance(event, Retrying):
+            text.flush()
+            event_append(
+                run.pk,
+                "model.retry",
+                turn_id=turn.pk,
+                card_id=turn.card_id,
+                attempt=event.attempt,
+                error=str(event.error),
+                delay_seconds=round(event.delay, 2),
+            )
+            if event.discard_output:
+                answer = ModelAnswer("", "", [], 0, 0, answer.first_token_ms)
+    text.flush()
+    thinking.flush()
+    return answer
+
+
+def _signature(name: str, arguments: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps([name, arguments], sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _previous_signatures(turn: Turn) -> list[str]:
+    signatures: list[str] = []
+    for calls in (
+        Turn.objects.filter(card_id=turn.card_id, run_id=turn.run_id, number__lt=turn.number)
+        .order_by("number")
+        .values_list("tool_calls", flat=True)
+    ):
+        signatures += [call.get("signature", "") for call in calls or []]
+    return signatures
+
+
+def _previous_turn_refused(turn: Turn) -> bool:
+    previous = Turn.objects.filter(card_id=turn.card_id, run_id=turn.run_id, number=turn.number - 1).first()
+    return bool(previous and any(call.get("decision") == "refused" for call in previous.tool_calls or []))
+
+
+def turn_execute(*, turn_id: int) -> None:
+    """Claim and execute one turn; safe to call twice for the same turn."""
+    owner = worker_identity()
+    turn = turn_claim(turn_id=turn_id, owner=owner)
+    if turn is None:
+        return
+    run = turn.run
+    started = time.monotonic()
+    try:
+        _execute_claimed(run, turn, owner, started)
+    finally:
+        with transaction.atomic():
+            _dispatch_advance(run.pk)
+
+
+def _finish_turn(turn: Turn, owner: str, status: str, outcome: str, started: float, **fields: Any) -> bool:
+    updated = Turn.objects.filter(pk=turn.pk, status=TurnStatus.RUNNING, lease_owner=owner).update(
+        status=status,
+        outcome=outcome[:20_000],
+        finished_at=timezone.now(),
+        duration_ms=int((time.monotonic() - started) * 1000),
+        **fields,
+    )
+    if updated:
+        event_append(turn.run_id, f"turn.{status}", turn_id=turn.pk, card_id=turn.card_id, outcome=outcome[:2000])
+    return bool(updated)
+
+
+def _execute_claimed(run: Run, turn: Turn, owner: str, started: float) -> None:
+    card = Card.objects.select_related("epic", "project").get(pk=turn.card_id)
+    role = Role.objects.get(name=turn.role)
+    event_append(
+        run.pk,
+        "turn.started",
+        turn_id=turn.pk,
+        card_id=card.pk,
+        seat=turn.seat,
+        role=role.name,
+        model=turn.model,
+        provider=turn.provider,
+        attempt=turn.attempts,
+    )
+    roles = (role.name, "project_manager") if role.is_project_manager else (role.name,)
+    actor = Actor.for_seat(turn.seat, roles, can_finalize=role.can_finalize)
+    try:
+        if card.status == machine.READY:
+            board_services.card_transition(
+                card=card,
+                to_status=machine.IN_PROGRESS,
+                actor=actor,
+                reason=f"Run {run.pk} turn {turn.number} started.",
+            )
+        workspace = _workspace_for(card)
+        worktree = workspace.card_worktree(card.pk)
+        prompt = compile_prompt(_role_context(run, turn, card, role, workspace))
+        Turn.objects.filter(pk=turn.pk).update(messages=prompt.messages)
+        watch = _Watch(turn, owner)
+        answer = _call_model(run, turn, prompt.messages, prompt.tools, watch)
+    except RunCanceled:
+        _finish_turn(turn, owner, TurnStatus.CANCELED, "The run was canceled during the turn.", started)
+        return
+    except LeaseLost:
+        logger.warning("turn %s: lease lost to another worker; abandoning this attempt", turn.pk)
+        return
+    except ProviderError as error:
+        _finish_turn(turn, owner, TurnStatus.FAILED, f"The model could not be reached: {error}", started)
+        _block_card(run, Card.objects.get(pk=card.pk), "resource", f"The model call failed: {error}")
+        return
+    except OrketError as error:
+        _finish_turn(turn, owner, TurnStatus.FAILED, f"The turn could not start: {error.message}", started)
+        _block_card(run, Card.objects.get(pk=card.pk), "input", error.message)
+        return
+    Run.objects.filter(pk=run.pk).update(
+        tokens_in=F("tokens_in") + answer.tokens_in, tokens_out=F("tokens_out") + answer.tokens_out
+    )
+    records, outcome, files = _act(run, turn, card, role, actor, worktree, answer)
+    sha = ""
+    if files:
+        sha = (
+            workspace.commit_card(card.pk, seat=turn.seat, message=f"card {card.pk}: {turn.role} turn {turn.number}")
+            or ""
+        )
+    finished = _finish_turn(
+        turn,
+        owner,
+        TurnStatus.SUCCEEDED,
+        outcome,
+        started,
+        raw_answer=answer.text,
+        reasoning=answer.reasoning,
+        tool_calls=records,
+        tokens_in=answer.tokens_in,
+        tokens_out=answer.tokens_out,
+        time_to_first_token_ms=answer.first_token_ms,
+        commit_sha=sha,
+    )
+    if finished:
+        _after_turn(run, turn, role, actor, workspace, records, files, sha)
+
+
+def _act(
+    run: Run, turn: Turn, card: Card, role: Role, actor: Actor, worktree: Path, answer: ModelAnswer
+) -> tuple[list[dict[str, Any]], str, set[str]]:
+    parsed = parse_tool_calls(answer.text, answer.native_calls or None)
+    for problem in parsed.problems:
+        event_append(run.pk, "parse.problem", turn_id=turn.pk, card_id=card.pk, message=str(problem))
+    governance = card.epic.architecture_governance or card.project.architecture_governance
+    context = ToolContext(
+        card=card,
+        actor=actor,
+        workspace=worktree,
+        seats=list(run.team.seats.values_list("name", flat=True)),
+        verification=_verification,
+    )
+    history = _previous_signatures(turn)
+    records: list[dict[str, Any]] = []
+    refusals = 0
+    for index, call in enumerate(parsed.calls):
+        signature = _signature(call.name, call.arguments)
+        record: dict[str, Any] = {"name": call.name, "arguments": call.arguments, "signature": signature}
+        records.append(record)
+        event_append(run.pk, "tool.call", turn_id=turn.pk, card_id=card.pk, name=call.name, arguments=call.arguments)
+        recent = (history + [r["signature"] for r in records])[-LOOP_REPEATS:]
+        if len(recent) == LOOP_REPEATS and len(set(recent)) == 1:
+            record.update(decision="refused", rule="loop", message="The same call was made three times in a row.")
+            event_append(
+                run.pk,
+                "tool.refused",
+                turn_id=turn.pk,
+                card_id=card.pk,
+                name=call.name,
+                rule="loop",
+                message=record["message"],
+            )
+            _block_with_report(
+                run,
+                card,
+                "input",
+                call.name,
+                "loop",
+                record["message"],
+                "Change the approach instead of repeating the call.",
+            )
+            return records, "Blocked: the same tool call was repeated three times.", context.files_changed
+        decision = check_call(
+            call.name,
+            call.arguments,
+            allowed_tools=list(role.allowed_tools),
+            calls_in_turn=index,
+            governance_on=governance,
+        )
+        if not decision.allowed:
+            refusals += 1
+            record.update(decision="refused", rule=decision.rule, message=decision.message, fix=decision.fix)
+            event_append(
+                run.pk,
+                "tool.refused",
+                turn_id=turn.pk,
+                card_id=card.pk,
+                name=call.name,
+                rule=decision.rule,
+                message=decision.message,
+                fix=decision.fix,
+            )
+            continue
+        try:
+            result = execute_tool(context, call.name, call.arguments)
+        except ToolFailed as failed:
+            record.update(
+                decision="failed" if not failed.governance else "refused", rule=failed.rule, message=failed.message
+            )
+            refusals += failed.governance
+            event_append(
+                run.pk,
+                "tool.refused" if failed.governance else "tool.error",
+                turn_id=turn.pk,
+                card_id=card.pk,
+                name=call.name,
+                rule=failed.rule,
+                message=failed.message,
+            )
+            continue
+        record.update(decision="executed", result=result)
+        event_append(run.pk, "tool.result", turn_id=turn.pk, card_id=card.pk, name=call.name, result=result)
+        if call.name == "update_card_status":
+            event_append(run.pk, "card.status", card_id=card.pk, status=result["status"], seat=turn.seat)
+    if refusals:
+        refused = [r for r in records if r.get("decision") == "refused"]
+        first = refused[0]
+        if _previous_turn_refused(turn):
+            _block_with_report(
+                run,
+                card,
+                "input",
+                first["name"],
+                first.get("rule", ""),
+                first.get("message", ""),
+                first.get("fix", "Follow the rule named in the refusal."),
+            )
+            return records, "Blocked: governance refused calls in two turns in a row.", context.files_changed
+        SeatNote.objects.create(
+            card=card,
+            from_seat="orket",
+            to_seat=turn.seat,
+            body="Refused: " + "; ".join(f"{r['name']}: {r.get('message', '')}" for r in refused),
+        )
+    if not parsed.calls:
+        return records, "The model made no tool calls.", context.files_changed
+    executed = sum(r.get("decision") == "executed" for r in records)
+    return records, f"{executed} of {len(records)} calls executed.", context.files_changed
+
+
+def _block_with_report(run: Run, card: Card, wait_reason: str, tool: str, rule: str, message: str, fix: str) -> None:
+    report = f"Attempted {tool}; refused by rule {rule}: {message} What would fix it: {fix}"
+    _block_card(run, Card.objects.get(pk=card.pk), wait_reason, report)
+
+
+def _after_turn(
+    run: Run,
+    turn: Turn,
+    role: Role,
+    actor: Actor,
+    workspace: ProjectWorkspace,
+    records: list[dict[str, Any]],
+    files: set[str],
+    sha: str,
+) -> None:
+    card = Card.objects.get(pk=turn.card_id)
+    if sha:
+        event_append(run.pk, "workspace.commit", turn_id=turn.pk, card_id=card.pk, sha=sha, files=sorted(files))
+    if card.status == machine.IN_PROGRESS and files and not role.can_finalize:
+        board_services.card_transition(
+            card=card,
+            to_status=machine.CODE_REVIEW,
+            actor=actor,
+            reason=f"Turn {turn.number} changed {len(files)} files.",
+        )
+        event_append(run.pk, "card.status", card_id=card.pk, status=machine.CODE_REVIEW, seat=turn.seat)
+    card.refresh_from_db()
+    if card.status == machine.DONE:
+        try:
+            merge = workspace.merge_card(card.pk)
+            event_append(run.pk, "workspace.merged", card_id=card.pk, sha=merge)
+        except Exception as error:
+            event_append(run.pk, "workspace.merge_failed", card_id=card.pk, message=str(error))

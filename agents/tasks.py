@@ -1,0 +1,22 @@
+"""Celery tasks of the agent engine: thin wrappers named after the services they call."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from agents import engine
+
+
+@shared_task(name="agents.run_advance", acks_late=True)
+def run_advance(run_id: int) -> None:
+    engine.run_advance(run_id=run_id)
+
+
+@shared_task(name="agents.turn_execute", acks_late=True)
+def turn_execute(turn_id: int) -> None:
+    engine.turn_execute(turn_id=turn_id)
+
+
+@shared_task(name="agents.turns_reap_stale", acks_late=False, ignore_result=True)
+def turns_reap_stale() -> int:
+    return engine.turns_reap_stale()
