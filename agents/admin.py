@@ -1,6 +1,18 @@
 from django.contrib import admin
+from django.http import HttpRequest
 
-from agents.models import Dialect, ModelProfile, Role, Seat, Team
+from agents.models import (
+    Dialect,
+    ModelProfile,
+    ProjectAgentSettings,
+    Role,
+    Run,
+    RunEvent,
+    Seat,
+    SeatNote,
+    Team,
+    Turn,
+)
 
 
 class SeatInline(admin.TabularInline):
@@ -45,3 +57,55 @@ class ModelProfileAdmin(admin.ModelAdmin):
     list_filter = ["provider", "supports_native_tools", "supports_json_schema"]
     search_fields = ["name", "model", "base_url"]
     list_select_related = ["dialect"]
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Records of what happened: readable, never edited by hand."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+@admin.register(Run)
+class RunAdmin(admin.ModelAdmin):
+    list_display = ["id", "project", "epic", "status", "model_profile", "tokens_in", "tokens_out", "created_at"]
+    list_filter = ["status", "project"]
+    search_fields = ["epic__name", "status_reason"]
+    list_select_related = ["project", "epic", "model_profile"]
+    readonly_fields = [f.name for f in Run._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+
+@admin.register(Turn)
+class TurnAdmin(ReadOnlyAdmin):
+    list_display = ["id", "run", "card", "number", "seat", "role", "status", "attempts", "duration_ms"]
+    list_filter = ["status", "role", "provider"]
+    search_fields = ["seat", "role", "outcome", "raw_answer"]
+    list_select_related = ["run", "card"]
+
+
+@admin.register(RunEvent)
+class RunEventAdmin(ReadOnlyAdmin):
+    list_display = ["run", "seq", "kind", "card_id", "created_at"]
+    list_filter = ["kind"]
+    search_fields = ["kind", "run__id"]
+
+
+@admin.register(SeatNote)
+class SeatNoteAdmin(ReadOnlyAdmin):
+    list_display = ["card", "from_seat", "to_seat", "created_at"]
+    search_fields = ["body", "from_seat", "to_seat"]
+
+
+@admin.register(ProjectAgentSettings)
+class ProjectAgentSettingsAdmin(admin.ModelAdmin):
+    list_display = ["project", "default_model_profile"]
+    list_select_related = ["project", "default_model_profile"]

@@ -20,6 +20,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Count, F, Q
@@ -29,6 +30,7 @@ from agents.gate import check_call
 from agents.models import (
     TURN_ACTIVE_STATUSES,
     ModelProfile,
+    ProjectAgentSettings,
     Role,
     Run,
     RunStatus,
@@ -118,7 +120,26 @@ def profile_by_reference(reference: Any) -> ModelProfile:
     return profile
 
 
-def default_profile() -> ModelProfile:
+def ollama_answers(base_url: str, timeout: float = 0.5) -> bool:
+    try:
+        return httpx.get(base_url.rstrip("/") + "/api/tags", timeout=timeout).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def default_profile(project_id: int) -> ModelProfile:
+    """The project's chosen profile; otherwise the local Ollama profile when its server answers, and
+    the scripted demo when it does not, so a fresh install can always demonstrate a run."""
+    chosen = (
+        ProjectAgentSettings.objects.filter(project_id=project_id)
+        .values_list("default_model_profile", flat=True)
+        .first()
+    )
+    if chosen:
+        return ModelProfile.objects.get(pk=chosen)
+    ollama = ModelProfile.objects.filter(name="ollama-local").first()
+    if ollama is not None and ollama_answers(ollama.base_url):
+        return ollama
     profile = ModelProfile.objects.filter(name="scripted-demo").first() or ModelProfile.objects.order_by("pk").first()
     if profile is None:
         raise EngineError("No model profile is configured; run `manage.py orket_seed`.", code="no_profile")
@@ -156,7 +177,7 @@ def run_start(
         epic=epic,
         card=card,
         team=team_for(epic),
-        model_profile=profile or default_profile(),
+        model_profile=profile or default_profile(epic.project_id),
         requested_by=user,
         max_parallel=max_parallel,
     )
@@ -471,19 +492,20 @@ def _verification(card: Card) -> dict[str, Any]:
     }
 
 
-def _role_context(run: Run, turn: Turn, card: Card, role: Role, workspace: ProjectWorkspace) -> PromptContext:
-    profile = run.model_profile
+def prompt_context(
+    *, card: Card, team: Team, seat: str, role: Role, profile: ModelProfile, diff: str = ""
+) -> PromptContext:
+    """Everything the prompt compiler needs for `seat` acting as `role` on `card`."""
     dialect = profile.dialect
     depends = CardDependency.objects.filter(card_id=card.pk).select_related("depends_on")
     notes = [
         f"{note.from_seat}: {note.body}"
-        for note in SeatNote.objects.filter(card=card).filter(Q(to_seat=turn.seat) | Q(to_seat="all")).order_by("id")
+        for note in SeatNote.objects.filter(card=card).filter(Q(to_seat=seat) | Q(to_seat="all")).order_by("id")
     ]
     # Review feedback is what finalizing seats wrote about this card; both the worker and the
     # reviewer see every round of it.
-    reviewers = run.team.seats.filter(roles__can_finalize=True).values_list("name", flat=True)
+    reviewers = team.seats.filter(roles__can_finalize=True).values_list("name", flat=True)
     feedback = [note.body for note in SeatNote.objects.filter(card=card, from_seat__in=list(reviewers)).order_by("id")]
-    diff = workspace.card_diff(card.pk) if role.can_finalize else ""
     governance = card.epic.architecture_governance or card.project.architecture_governance
     return PromptContext(
         role_name=role.name,
@@ -492,7 +514,7 @@ def _role_context(run: Run, turn: Turn, card: Card, role: Role, workspace: Proje
         role_constraints=list(role.constraints),
         allowed_tools=list(role.allowed_tools),
         can_finalize=role.can_finalize,
-        seat=turn.seat,
+        seat=seat,
         dialect=DialectContext(
             model_family=dialect.model_family,
             output_format=dialect.output_format,
@@ -687,7 +709,11 @@ def _execute_claimed(run: Run, turn: Turn, owner: str, started: float) -> None:
             )
         workspace = _workspace_for(card)
         worktree = workspace.card_worktree(card.pk)
-        prompt = compile_prompt(_role_context(run, turn, card, role, workspace))
+        diff = workspace.card_diff(card.pk) if role.can_finalize else ""
+        context = prompt_context(
+            card=card, team=run.team, seat=turn.seat, role=role, profile=run.model_profile, diff=diff
+        )
+        prompt = compile_prompt(context)
         Turn.objects.filter(pk=turn.pk).update(messages=prompt.messages)
         watch = _Watch(turn, owner)
         answer = _call_model(run, turn, prompt.messages, prompt.tools, watch)

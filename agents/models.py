@@ -315,3 +315,20 @@ class SeatNote(models.Model):
 
     def __str__(self) -> str:
         return f"note on card {self.card_id} from {self.from_seat} to {self.to_seat}"
+
+
+class ProjectAgentSettings(models.Model):
+    """Per-project choices of the agent engine."""
+
+    project = models.OneToOneField("boards.Project", on_delete=models.CASCADE, related_name="agent_settings")
+    default_model_profile = models.ForeignKey(
+        ModelProfile,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="Used when a run names no profile. Empty: Ollama when it answers, else the scripted demo.",
+    )
+
+    def __str__(self) -> str:
+        return f"agent settings of {self.project_id}"

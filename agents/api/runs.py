@@ -14,7 +14,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from agents import engine
-from agents.models import Run, RunEvent, Turn
+from agents.models import Role, Run, RunEvent, Turn
+from agents.prompts import compile_prompt
 from agents.run_events import event_frame, events_after
 from boards.access import require_project_role, visible_projects
 from boards.api.permissions import ProjectRolePermission
@@ -179,3 +180,35 @@ def epic_runs(request: Request, epic_id: int) -> Response:
 def card_runs(request: Request, card_id: int) -> Response:
     card = get_object_or_404(Card.objects.filter(project__in=visible_projects(request.user)), pk=card_id)
     return _start(request, card.epic, card)
+
+
+@extend_schema(parameters=[OpenApiParameter("role", str)], responses={200: dict})
+@api_view(["GET"])
+@permission_classes([ProjectRolePermission])
+def card_prompt(request: Request, card_id: int) -> Response:
+    """The prompt a role would receive for this card right now (no model is called)."""
+    card = get_object_or_404(
+        Card.objects.filter(project__in=visible_projects(request.user)).select_related("epic", "project"), pk=card_id
+    )
+    team = engine.team_for(card.epic)
+    role_name = request.query_params.get("role", "").strip()
+    if role_name:
+        seat = team.seats.filter(roles__name=role_name).order_by("order").first()
+        if seat is None:
+            raise ValidationError({"role": f"No seat of team {team.name!r} holds the role {role_name!r}."})
+        seat_name, role = seat.name, Role.objects.get(name=role_name)
+    else:
+        seat_name, role = engine.choose_seat(team, card)
+    profile = engine.default_profile(card.project_id)
+    context = engine.prompt_context(card=card, team=team, seat=seat_name, role=role, profile=profile)
+    prompt = compile_prompt(context)
+    return Response(
+        {
+            "card": card.pk,
+            "seat": seat_name,
+            "role": role.name,
+            "model_profile": profile.name,
+            "messages": prompt.messages,
+            "tools": prompt.tools,
+        }
+    )

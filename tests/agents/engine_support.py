@@ -16,7 +16,10 @@ from orket_site.celery import app as celery_app
 
 @contextmanager
 def worker_thread() -> Iterator[WorkController]:
-    """A real Celery worker (solo pool) consuming the configured broker on a thread of this process."""
+    """A real Celery worker (solo pool) consuming the configured broker on a thread of this process.
+
+    Tasks left in the queue by earlier tests (which drove the engine by hand) are purged first."""
+    celery_app.control.purge()
     controller = WorkController(
         app=celery_app,
         hostname=f"test-{threading.get_ident()}@{socket.gethostname()}",
@@ -44,3 +47,18 @@ def wait_for_run(run_id: int, timeout: float = 120.0) -> Run:
             return run
         time.sleep(0.1)
     raise AssertionError(f"run {run_id} did not finish within {timeout} s: {Run.objects.get(pk=run_id).status}")
+
+
+def drive(run_id: int, max_steps: int = 100) -> Run:
+    """Advance a run by hand in this thread: start its turns and execute them, until it ends."""
+    from agents import engine
+    from agents.models import Turn
+
+    for _ in range(max_steps):
+        engine.run_advance(run_id=run_id)
+        run = Run.objects.get(pk=run_id)
+        if run.is_final:
+            return run
+        for turn_id in Turn.objects.filter(run_id=run_id, status="queued").values_list("pk", flat=True):
+            engine.turn_execute(turn_id=turn_id)
+    raise AssertionError(f"run {run_id} did not end within {max_steps} steps")

@@ -1,0 +1,125 @@
+"""How the engine handles real model servers that misbehave: refused calls, loops, garbage, outages.
+
+The models are fake HTTP servers on 127.0.0.1 speaking Ollama's NDJSON protocol."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from agents import engine
+from agents.models import ModelProfile, Run, Turn
+from agents.services import seed_standard_configuration
+from boards.actors import Actor
+from boards.models import Card, Comment, Epic, Project
+from boards.services import epic_import
+from tests.agents.engine_support import drive
+from tests.agents.fake_llm import FakeLLMServer, closed_port_url, json_error, ollama_stream
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def one_card_epic(settings, tmp_path: Path) -> Epic:
+    settings.DATA_DIR = tmp_path
+    seed_standard_configuration()
+    project = Project.objects.create(name="Lab", slug="lab")
+    return epic_import(
+        project=project,
+        data={
+            "name": "Lab work",
+            "team": "standard",
+            "cards": [{"summary": "Write the adder", "seat": "senior_developer"}],
+        },
+        actor=Actor.orket("test"),
+    )
+
+
+def ollama_profile(base_url: str) -> ModelProfile:
+    return ModelProfile.objects.create(
+        name="fake-ollama", provider="ollama", base_url=base_url, model="fake:1b", context_size=4096, timeout_seconds=5
+    )
+
+
+def answer(*calls: dict) -> object:
+    text = "Here is what I will do.\n```json\n" + "\n".join(json.dumps(c) for c in calls) + "\n```"
+    return ollama_stream([text[i : i + 40] for i in range(0, len(text), 40)])
+
+
+def test_a_model_that_keeps_making_a_refused_call_ends_blocked_with_a_report(one_card_epic, fake_llm, tmp_path):
+    escape = {"tool": "write_file", "args": {"path": "../outside.py", "content": "print('escaped')"}}
+    fake_llm.queue(*[answer(escape) for _ in range(5)])
+    run = engine.run_start(epic=one_card_epic, profile=ollama_profile(fake_llm.base_url))
+    run = drive(run.pk)
+    card = Card.objects.get(epic=one_card_epic)
+    assert run.status == "failed"
+    assert (card.status, card.wait_reason) == ("blocked", "input")
+    assert Turn.objects.filter(run=run).count() == 2  # refused once with feedback, then blocked
+    report = Comment.objects.filter(card=card).latest("id").body
+    assert "write_file" in report and "What would fix it" in report
+    assert not (tmp_path / "workspaces" / f"project-{card.project_id}" / "cards" / "outside.py").exists()
+    assert not list(tmp_path.rglob("outside.py"))
+    first = Turn.objects.filter(run=run).order_by("number").first()
+    assert first.tool_calls[0]["decision"] == "refused"
+    # The refusal was fed back to the agent in its next prompt.
+    second_prompt = json.dumps(Turn.objects.filter(run=run).order_by("number").last().messages)
+    assert "Refused" in second_prompt
+
+
+def test_the_same_call_three_times_in_a_row_blocks_the_card_for_input(one_card_epic, fake_llm):
+    look = {"tool": "get_card_context", "args": {}}
+    fake_llm.queue(answer(look, look, look))
+    run = drive(engine.run_start(epic=one_card_epic, profile=ollama_profile(fake_llm.base_url)).pk)
+    card = Card.objects.get(epic=one_card_epic)
+    assert (card.status, card.wait_reason) == ("blocked", "input")
+    assert "three times" in run.status_reason or "blocked" in run.status_reason
+    executed = [call["decision"] for call in Turn.objects.get(run=run).tool_calls]
+    assert executed == ["executed", "executed", "refused"]
+
+
+def test_garbage_answers_use_up_the_turn_budget_and_block_the_card(one_card_epic, fake_llm):
+    fake_llm.queue(*[ollama_stream(["{not json at all", " \u0000 ", "}}}"]) for _ in range(3)])
+    run = engine.run_start(epic=one_card_epic, profile=ollama_profile(fake_llm.base_url))
+    Run.objects.filter(pk=run.pk).update(turns_per_card=2)
+    run = drive(run.pk)
+    card = Card.objects.get(epic=one_card_epic)
+    assert run.status == "failed"
+    assert (card.status, card.wait_reason) == ("blocked", "input")
+    assert [t.outcome for t in Turn.objects.filter(run=run)] == ["The model made no tool calls."] * 2
+    assert Turn.objects.filter(run=run).first().raw_answer == "{not json at all \u0000 }}}"
+
+
+def test_an_unreachable_model_server_blocks_the_card_for_resource_naming_the_url(one_card_epic, monkeypatch):
+    monkeypatch.setenv("ORKET_PROVIDER_ATTEMPTS", "2")
+    monkeypatch.setenv("ORKET_PROVIDER_BASE_DELAY", "0.01")
+    url = closed_port_url()
+    run = drive(engine.run_start(epic=one_card_epic, profile=ollama_profile(url)).pk)
+    card = Card.objects.get(epic=one_card_epic)
+    assert run.status == "failed"
+    assert (card.status, card.wait_reason) == ("blocked", "resource")
+    assert url in Comment.objects.filter(card=card).latest("id").body
+    assert run.events.filter(kind="model.retry").count() == 1
+
+
+def test_an_unknown_model_fails_at_once_with_an_actionable_message(one_card_epic, fake_llm: FakeLLMServer):
+    fake_llm.queue(json_error(404, "model 'fake:1b' not found, try pulling it first"))
+    run = drive(engine.run_start(epic=one_card_epic, profile=ollama_profile(fake_llm.base_url)).pk)
+    card = Card.objects.get(epic=one_card_epic)
+    assert len(fake_llm.requests) == 1  # not retried
+    assert (card.status, card.wait_reason) == ("blocked", "resource")
+    body = Comment.objects.filter(card=card).latest("id").body
+    assert "fake:1b" in body and fake_llm.base_url in body
+
+
+def test_ollama_requests_carry_the_profile_settings(one_card_epic, fake_llm: FakeLLMServer):
+    fake_llm.queue(answer({"tool": "add_comment", "args": {"body": "Looking at it."}}), ollama_stream(["done"]))
+    run = engine.run_start(epic=one_card_epic, profile=ollama_profile(fake_llm.base_url))
+    Run.objects.filter(pk=run.pk).update(turns_per_card=1)
+    drive(run.pk)
+    sent = fake_llm.requests[0].json()
+    assert sent["model"] == "fake:1b" and sent["stream"] is True
+    assert sent["options"]["num_ctx"] == 4096
+    assert sent["messages"][0]["role"] == "system" and "senior_developer" in sent["messages"][0]["content"]
+    assert Comment.objects.filter(card__epic=one_card_epic, author_seat="senior_developer").exists()
