@@ -107,6 +107,7 @@ def test_an_unknown_model_fails_at_once_with_an_actionable_message(one_card_epic
     fake_llm.queue(json_error(404, "model 'fake:1b' not found, try pulling it first"))
     run = drive(engine.run_start(epic=one_card_epic, profile=ollama_profile(fake_llm.base_url)).pk)
     card = Card.objects.get(epic=one_card_epic)
+    assert run.status == "failed"
     assert len(fake_llm.requests) == 1  # not retried
     assert (card.status, card.wait_reason) == ("blocked", "resource")
     body = Comment.objects.filter(card=card).latest("id").body
