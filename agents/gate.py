@@ -70,7 +70,7 @@ def check_call(
     calls_in_turn: how many calls of this turn came before this one (the 0-based position of this call), so the
     21st call of a turn (calls_in_turn=20) is refused.
     """
-    if name not in TOOL_SCHEMAS:
+    if not isinstance(name, str) or name not in TOOL_SCHEMAS:
         known = ", ".join(sorted(TOOL_SCHEMAS))
         return Decision(False, "unknown_tool", f"There is no tool called {name!r}.", f"Use one of: {known}.")
     if name not in allowed_tools:
@@ -175,7 +175,8 @@ def resolve_in_workspace(workspace: Path, path: str, *, write: bool = False, all
 
     Applies check_path, then resolves symlinks (strict=False, so the file need not exist) and refuses anything
     whose resolved location is not inside the resolved workspace, or (for writes) lands in the verification
-    fixtures folder or a .git folder through a symlink.
+    fixtures folder or a .git folder through a symlink. Use the returned path (which has no symlinks left in it)
+    for the read or write, not the original one.
     """
     decision = check_path(path, write=write, allow_root=allow_root)
     if not decision.allowed:

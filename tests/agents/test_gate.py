@@ -47,6 +47,7 @@ def test_unknown_tool() -> None:
 
     assert (decision.allowed, decision.rule) == (False, "unknown_tool")
     assert "read_file" in decision.fix
+    assert call(None, {}).rule == "unknown_tool"  # type: ignore[arg-type]
 
 
 def test_tool_not_in_the_roles_list() -> None:
