@@ -433,7 +433,7 @@ def turns_reap_stale() -> int:
             else:
                 changed = Turn.objects.filter(
                     pk=turn.pk, status=TurnStatus.RUNNING, lease_owner=turn.lease_owner
-                ).update(status=TurnStatus.QUEUED, lease_owner="", lease_expires_at=None)
+                ).update(status=TurnStatus.QUEUED, lease_owner="", lease_expires_at=None, queued_at=now)
                 if changed:
                     event_append(
                         turn.run_id,
@@ -444,7 +444,24 @@ def turns_reap_stale() -> int:
                     )
                     _dispatch_turn(turn.pk)
             reaped += changed
+    _redispatch_lost_work(now)
     return reaped
+
+
+def _redispatch_lost_work(now: Any) -> None:
+    """Tasks can be lost with the worker that had reserved them. The database says what is owed:
+    queued turns nobody claimed within a lease are dispatched again (claiming is idempotent), and
+    active runs with no active turn are advanced again."""
+    stale = now - timedelta(seconds=LEASE_SECONDS)
+    with transaction.atomic():
+        for turn_id in Turn.objects.filter(status=TurnStatus.QUEUED, queued_at__lt=stale).values_list("pk", flat=True):
+            Turn.objects.filter(pk=turn_id, status=TurnStatus.QUEUED).update(queued_at=now)
+            _dispatch_turn(turn_id)
+        idle_runs = Run.objects.filter(status__in=[RunStatus.QUEUED, RunStatus.RUNNING]).exclude(
+            turns__status__in=TURN_ACTIVE_STATUSES
+        )
+        for run_id in idle_runs.values_list("pk", flat=True).distinct():
+            _dispatch_advance(run_id)
 
 
 def turns_requeue_orphans() -> int:

@@ -11,6 +11,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
+from django.utils import timezone
 
 from agents.catalog import is_env_var_name, unknown_tools
 
@@ -251,6 +252,7 @@ class Turn(models.Model):
     lease_owner = models.CharField(max_length=200, blank=True)
     lease_expires_at = models.DateTimeField(null=True, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
+    queued_at = models.DateTimeField(default=timezone.now, help_text="When the turn last entered the queue.")
     messages = models.JSONField(default=list, blank=True)
     raw_answer = models.TextField(blank=True)
     reasoning = models.TextField(blank=True)

@@ -7,39 +7,21 @@ import json
 import secrets
 import signal
 import sqlite3
-import uuid
-from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
 
 import httpx
-import psycopg
 import pytest
 from asgiref.sync import async_to_sync
 from channels_redis.core import RedisChannelLayer
 from websockets.sync.client import connect as ws_connect
 
 from tests.processes import BIN, PYTHON, app_env, login_over_http, run_manage, started, wait_for_http
-from tests.services import free_port, postgres_url, redis_url
+from tests.services import free_port, redis_url
 
 pytestmark = pytest.mark.slow
 
 ADMIN_PASSWORD = "topology test password 7"
-
-
-@pytest.fixture
-def postgres_database() -> Iterator[str]:
-    """A fresh, empty PostgreSQL database for the processes under test, dropped afterwards."""
-    server_url = postgres_url()
-    name = f"orket_it_{uuid.uuid4().hex[:12]}"
-    admin_url = server_url.rsplit("/", 1)[0] + "/postgres"
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield server_url.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        with psycopg.connect(admin_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def test_production_topology_runs_tasks_on_a_separate_worker(postgres_database: str, tmp_path: Path) -> None:
