@@ -327,7 +327,7 @@ def _start_turns(run: Run, cards: list[Card], slots: int) -> int:
                     number=counts.get(card.pk, 0) + 1,
                     seat=seat,
                     role=role.name,
-                    model=run.model_profile.model,
+                    model=model_label(run.model_profile),
                     provider=run.model_profile.provider,
                 )
         except IntegrityError:
@@ -566,9 +566,14 @@ def prompt_context(
 
 def _provider(profile: ModelProfile) -> Any:
     if profile.provider == ModelProfile.Provider.SCRIPTED:
-        speed = float(os.environ.get("ORKET_SCRIPTED_TOKENS_PER_SECOND", "0")) or None
+        speed = profile.tokens_per_second or float(os.environ.get("ORKET_SCRIPTED_TOKENS_PER_SECOND", "0")) or None
         return provider_for("scripted", replies=scripted_reply, tokens_per_second=speed)
     return provider_for(profile.provider)
+
+
+def model_label(profile: ModelProfile) -> str:
+    """What to show as the model's name: a scripted profile is never passed off as a real model."""
+    return "scripted" if profile.provider == ModelProfile.Provider.SCRIPTED else profile.model
 
 
 class LeaseLost(Exception):
@@ -615,10 +620,7 @@ def _call_model(
     thinking = TextCoalescer(run.pk, turn.pk, turn.card_id, kind="reasoning")
     started = time.monotonic()
     answer = ModelAnswer("", "", [], 0, 0, None)
-    policy = RetryPolicy(
-        attempts=int(os.environ.get("ORKET_PROVIDER_ATTEMPTS", "3")),
-        base_delay=float(os.environ.get("ORKET_PROVIDER_BASE_DELAY", "1.0")),
-    )
+    policy = RetryPolicy(attempts=profile.retry_attempts, base_delay=profile.retry_base_delay)
     for event in stream_with_retry(_provider(profile), request, policy):
         watch.check()
         now = time.monotonic()

@@ -100,6 +100,22 @@ class ModelProfile(models.Model):
     )
     max_tokens = models.PositiveIntegerField(default=2048, validators=[MinValueValidator(1)])
     timeout_seconds = models.FloatField(default=120.0, validators=[MinValueValidator(1.0), MaxValueValidator(3600.0)])
+    retry_attempts = models.PositiveSmallIntegerField(
+        default=3,
+        validators=[MinValueValidator(1), MaxValueValidator(10)],
+        help_text="Attempts for connection errors, timeouts, 429 and 5xx (exponential backoff with jitter).",
+    )
+    retry_base_delay = models.FloatField(
+        default=1.0,
+        validators=[MinValueValidator(0.0), MaxValueValidator(60.0)],
+        help_text="Seconds before the second attempt; doubled for each later one.",
+    )
+    tokens_per_second = models.FloatField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0.1)],
+        help_text="Scripted provider only: streaming speed (empty: as fast as possible).",
+    )
     supports_native_tools = models.BooleanField(default=False)
     supports_json_schema = models.BooleanField(default=False)
     api_key_env = models.CharField(

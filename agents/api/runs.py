@@ -57,8 +57,7 @@ class RunSerializer(serializers.ModelSerializer):
         ]
 
     def get_model(self, run: Run) -> str:
-        profile = run.model_profile
-        return "scripted" if profile.provider == "scripted" else profile.model
+        return engine.model_label(run.model_profile)
 
     def get_active_turns(self, run: Run) -> list[dict[str, Any]]:
         turns = Turn.objects.filter(run=run, status__in=["queued", "running"]).order_by("id")

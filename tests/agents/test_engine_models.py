@@ -91,11 +91,11 @@ def test_garbage_answers_use_up_the_turn_budget_and_block_the_card(one_card_epic
     assert Turn.objects.filter(run=run).first().raw_answer == "{not json at all \u0000 }}}"
 
 
-def test_an_unreachable_model_server_blocks_the_card_for_resource_naming_the_url(one_card_epic, monkeypatch):
-    monkeypatch.setenv("ORKET_PROVIDER_ATTEMPTS", "2")
-    monkeypatch.setenv("ORKET_PROVIDER_BASE_DELAY", "0.01")
+def test_an_unreachable_model_server_blocks_the_card_for_resource_naming_the_url(one_card_epic):
     url = closed_port_url()
-    run = drive(engine.run_start(epic=one_card_epic, profile=ollama_profile(url)).pk)
+    profile = ollama_profile(url)
+    ModelProfile.objects.filter(pk=profile.pk).update(retry_attempts=2, retry_base_delay=0.01)
+    run = drive(engine.run_start(epic=one_card_epic, profile=ModelProfile.objects.get(pk=profile.pk)).pk)
     card = Card.objects.get(epic=one_card_epic)
     assert run.status == "failed"
     assert (card.status, card.wait_reason) == ("blocked", "resource")

@@ -1,0 +1,114 @@
+"""The run API and the run_epic command, end to end with the scripted team."""
+
+from __future__ import annotations
+
+from io import StringIO
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from agents.models import Run
+from boards.models import Epic, Membership, ProjectRole
+from orket_site.seed import seed_first_run
+from tests.agents.engine_support import drive, worker_thread
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def demo(settings, tmp_path, make_user):
+    settings.DATA_DIR = tmp_path
+    seed_first_run()
+    epic = Epic.objects.get(project__slug="demo")
+    users = {}
+    for role in ProjectRole.values:
+        users[role] = make_user(f"demo-{role}")
+        Membership.objects.create(project=epic.project, user=users[role], role=role)
+    return epic, users
+
+
+def test_member_starts_a_run_and_reads_its_events_and_turns(demo, api_as):
+    epic, users = demo
+    client = api_as(users["member"])
+    started = client.post(f"/api/epics/{epic.pk}/runs/", {"model_profile": "scripted-demo"}, format="json")
+    assert started.status_code == 201, started.content
+    body = started.json()
+    assert (body["status"], body["model"], body["provider"]) == ("queued", "scripted", "scripted")
+    drive(body["id"])
+
+    run = client.get(f"/api/runs/{body['id']}/").json()
+    assert run["status"] == "succeeded" and run["active_turns"] == []
+    first = client.get(f"/api/runs/{body['id']}/events/", {"after": 0, "limit": 10}).json()
+    assert [e["seq"] for e in first["events"]] == list(range(1, 11))
+    rest = client.get(f"/api/runs/{body['id']}/events/", {"after": 10}).json()
+    assert rest["events"][0]["seq"] == 11 and rest["events"][-1]["seq"] == run["last_seq"]
+    assert {"seq", "kind", "turn", "card", "at"} <= set(rest["events"][0])
+    turns = client.get(f"/api/runs/{body['id']}/turns/").json()["results"]
+    assert turns and all(t["status"] == "succeeded" and t["model"] == "scripted" for t in turns)
+    assert turns[0]["messages"][0]["role"] == "system" and turns[0]["tool_calls"]
+
+
+def test_viewer_cannot_start_or_cancel_and_non_member_sees_nothing(demo, api_as, make_user):
+    epic, users = demo
+    assert api_as(users["viewer"]).post(f"/api/epics/{epic.pk}/runs/", {}, format="json").status_code == 403
+    run_id = api_as(users["member"]).post(f"/api/epics/{epic.pk}/runs/", {}, format="json").json()["id"]
+    assert api_as(users["viewer"]).post(f"/api/runs/{run_id}/cancel/").status_code == 403
+    stranger = api_as(make_user("stranger"))
+    assert stranger.get(f"/api/runs/{run_id}/").status_code == 404
+    assert stranger.get(f"/api/runs/{run_id}/events/").status_code == 404
+    assert stranger.get("/api/runs/").json()["count"] == 0
+
+
+def test_cancel_over_the_api(demo, api_as):
+    epic, users = demo
+    client = api_as(users["member"])
+    run_id = client.post(f"/api/epics/{epic.pk}/runs/", {}, format="json").json()["id"]
+    canceled = client.post(f"/api/runs/{run_id}/cancel/")
+    assert canceled.status_code == 200 and canceled.json()["cancel_requested"] is True
+    assert drive(run_id).status == "canceled"
+
+
+def test_bad_run_requests_are_refused(demo, api_as):
+    epic, users = demo
+    client = api_as(users["member"])
+    unknown = client.post(f"/api/epics/{epic.pk}/runs/", {"model_profile": "gpt-17"}, format="json")
+    assert unknown.status_code == 409 and unknown.json()["code"] == "unknown_profile"
+    too_wide = client.post(f"/api/epics/{epic.pk}/runs/", {"max_parallel": 99}, format="json")
+    assert too_wide.status_code == 400
+    assert client.post(f"/api/epics/{epic.pk}/runs/", {}, format="json").status_code == 201
+    again = client.post(f"/api/epics/{epic.pk}/runs/", {}, format="json")
+    assert again.status_code == 409 and again.json()["code"] == "run_active"
+    assert Run.objects.count() == 1
+
+
+def test_one_card_can_be_run_alone(demo, api_as):
+    epic, users = demo
+    design = epic.cards.order_by("rank").first()
+    response = api_as(users["member"]).post(f"/api/cards/{design.pk}/runs/", {}, format="json")
+    assert response.status_code == 201
+    run = drive(response.json()["id"])
+    assert run.status == "succeeded"
+    assert list(epic.cards.order_by("rank").values_list("status", flat=True)) == ["done", "ready", "ready", "ready"]
+
+
+def test_prompt_preview_for_a_role(demo, api_as):
+    epic, users = demo
+    card = epic.cards.order_by("rank").last()
+    client = api_as(users["viewer"])
+    preview = client.get(f"/api/cards/{card.pk}/prompt/", {"role": "integrity_guard"}).json()
+    assert preview["role"] == "integrity_guard" and preview["seat"] == "quality_assurance"
+    assert card.title in preview["messages"][1]["content"]
+    default = client.get(f"/api/cards/{card.pk}/prompt/").json()
+    assert default["seat"] == "senior_developer"
+    assert client.get(f"/api/cards/{card.pk}/prompt/", {"role": "wizard"}).status_code == 400
+
+
+def test_run_epic_command_prints_progress_and_exits_by_outcome(demo):
+    epic, _ = demo
+    out = StringIO()
+    with worker_thread():
+        call_command("run_epic", str(epic.pk), "--wait", "--timeout", "120", stdout=out)
+    text = out.getvalue()
+    assert "succeeded" in text and "tool.call" in text and "turn.succeeded" in text
+    with pytest.raises(CommandError, match="no epic"):
+        call_command("run_epic", "999999")
