@@ -3,12 +3,16 @@ the Origin header is checked for all of them by AllowedHostsOriginValidator in o
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
+from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
+from agents.models import Run, RunEvent
+from agents.run_events import event_frame, run_group
 from boards.access import project_role_of
 from boards.events import project_group
 
@@ -55,3 +59,105 @@ class ProjectBoardConsumer(AsyncJsonWebsocketConsumer):
 
     async def run_event(self, event: dict[str, Any]) -> None:
         await self.send_json({"type": event["kind"], "run": event["run"]})
+
+
+RESYNC_SECONDS = 2.0
+BACKFILL_PAGE = 500
+
+
+class RunStreamConsumer(AsyncJsonWebsocketConsumer):
+    """`/ws/runs/{id}/?after=N`: every event after N from the database, then live ones, in sequence,
+    with no gap and no duplicate.
+
+    The consumer joins the run's group before reading the database, so nothing published during the
+    backfill is missed; live frames at or below what was sent are dropped, and a frame that skips
+    ahead (the channel layer dropped some) is preceded by the missing ones read from the database.
+    A periodic check catches up when the last frames of a burst were dropped.
+    """
+
+    run_id: int = 0
+    last_sent: int = 0
+    group_name: str | None = None
+
+    async def connect(self) -> None:
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            await self.close(code=CLOSE_NOT_AUTHENTICATED)
+            return
+        self.run_id = int(self.scope["url_route"]["kwargs"]["run_id"])
+        project_id = await database_sync_to_async(_run_project_id)(self.run_id)
+        role = None if project_id is None else await database_sync_to_async(project_role_of)(user, project_id)
+        if role is None:
+            await self.close(code=CLOSE_NOT_FOUND)
+            return
+        self.last_sent = _after_from(self.scope.get("query_string", b""))
+        self._lock = asyncio.Lock()
+        self.group_name = run_group(self.run_id)
+        await self.channel_layer.group_add(self.group_name, self.channel_name)
+        await self.accept()
+        async with self._lock:
+            await self._catch_up()
+        self._resync = asyncio.ensure_future(self._resync_forever())
+
+    async def disconnect(self, code: int) -> None:
+        if self.group_name is not None:
+            await self.channel_layer.group_discard(self.group_name, self.channel_name)
+        resync = getattr(self, "_resync", None)
+        if resync is not None:
+            resync.cancel()
+
+    async def receive_json(self, content: Any, **kwargs: Any) -> None:
+        return
+
+    async def run_event(self, event: dict[str, Any]) -> None:
+        frame = event["frame"]
+        async with self._lock:
+            if frame["seq"] <= self.last_sent:
+                return
+            if frame["seq"] > self.last_sent + 1:
+                await self._catch_up(until=frame["seq"] - 1)
+            if frame["seq"] == self.last_sent + 1:
+                await self._send_frame(frame)
+
+    async def _send_frame(self, frame: dict[str, Any]) -> None:
+        await self.send_json(frame)
+        self.last_sent = frame["seq"]
+
+    async def _catch_up(self, until: int | None = None) -> None:
+        while True:
+            frames = await database_sync_to_async(_frames_after)(self.run_id, self.last_sent, until)
+            for frame in frames:
+                await self._send_frame(frame)
+            if len(frames) < BACKFILL_PAGE:
+                return
+
+    async def _resync_forever(self) -> None:
+        while True:
+            await asyncio.sleep(RESYNC_SECONDS)
+            last_seq = await database_sync_to_async(_run_last_seq)(self.run_id)
+            if last_seq > self.last_sent:
+                async with self._lock:
+                    await self._catch_up()
+
+
+def _after_from(query_string: bytes) -> int:
+    values = parse_qs(query_string.decode("latin-1")).get("after", ["0"])
+    try:
+        return max(0, int(values[0]))
+    except ValueError:
+        return 0
+
+
+def _run_project_id(run_id: int) -> int | None:
+    return Run.objects.filter(pk=run_id).values_list("project_id", flat=True).first()
+
+
+def _run_last_seq(run_id: int) -> int:
+    return Run.objects.filter(pk=run_id).values_list("last_seq", flat=True).first() or 0
+
+
+def _frames_after(run_id: int, after: int, until: int | None) -> list[dict[str, Any]]:
+    events = RunEvent.objects.filter(run_id=run_id, seq__gt=after).order_by("seq")
+    if until is not None:
+        events = events.filter(seq__lte=until)
+    return [event_frame(event) for event in events[:BACKFILL_PAGE]]

@@ -53,7 +53,7 @@ from agents.providers import (
     provider_for,
     stream_with_retry,
 )
-from agents.run_events import TextCoalescer, event_append
+from agents.run_events import TextCoalescer, event_append, scrub
 from agents.scripted_team import scripted_reply
 from agents.toolcalls import parse_tool_calls
 from agents.tools import ToolContext, ToolFailed, execute_tool
@@ -684,15 +684,23 @@ def turn_execute(*, turn_id: int) -> None:
     started = time.monotonic()
     try:
         _execute_claimed(run, turn, owner, started)
+    except Exception as error:
+        # An Orket bug must not leave a turn shown as running or stop the worker: record it, block
+        # the card with the reason, and let the run go on with its other cards.
+        logger.exception("turn %s failed inside Orket", turn.pk)
+        message = f"Orket hit an internal error in this turn: {type(error).__name__}: {error}"
+        if _finish_turn(turn, owner, TurnStatus.FAILED, message, started):
+            _block_card(run, Card.objects.get(pk=turn.card_id), "input", message)
     finally:
         with transaction.atomic():
             _dispatch_advance(run.pk)
 
 
 def _finish_turn(turn: Turn, owner: str, status: str, outcome: str, started: float, **fields: Any) -> bool:
+    fields = {name: scrub(value) for name, value in fields.items()}
     updated = Turn.objects.filter(pk=turn.pk, status=TurnStatus.RUNNING, lease_owner=owner).update(
         status=status,
-        outcome=outcome[:20_000],
+        outcome=scrub(outcome[:20_000]),
         finished_at=timezone.now(),
         duration_ms=int((time.monotonic() - started) * 1000),
         **fields,
@@ -796,10 +804,11 @@ def _act(
     records: list[dict[str, Any]] = []
     refusals = 0
     for index, call in enumerate(parsed.calls):
-        signature = _signature(call.name, call.arguments)
-        record: dict[str, Any] = {"name": call.name, "arguments": call.arguments, "signature": signature}
+        arguments = scrub(call.arguments)
+        signature = _signature(call.name, arguments)
+        record: dict[str, Any] = {"name": call.name, "arguments": arguments, "signature": signature}
         records.append(record)
-        event_append(run.pk, "tool.call", turn_id=turn.pk, card_id=card.pk, name=call.name, arguments=call.arguments)
+        event_append(run.pk, "tool.call", turn_id=turn.pk, card_id=card.pk, name=call.name, arguments=arguments)
         recent = (history + [r["signature"] for r in records])[-LOOP_REPEATS:]
         if len(recent) == LOOP_REPEATS and len(set(recent)) == 1:
             record.update(decision="refused", rule="loop", message="The same call was made three times in a row.")
@@ -824,7 +833,7 @@ def _act(
             return records, "Blocked: the same tool call was repeated three times.", context.files_changed
         decision = check_call(
             call.name,
-            call.arguments,
+            arguments,
             allowed_tools=list(role.allowed_tools),
             calls_in_turn=index,
             governance_on=governance,
@@ -844,7 +853,7 @@ def _act(
             )
             continue
         try:
-            result = execute_tool(context, call.name, call.arguments)
+            result = execute_tool(context, call.name, arguments)
         except ToolFailed as failed:
             record.update(
                 decision="failed" if not failed.governance else "refused", rule=failed.rule, message=failed.message

@@ -18,6 +18,18 @@ logger = logging.getLogger(__name__)
 MAX_EVENT_TEXT = 64_000
 
 
+def scrub(value: Any) -> Any:
+    """Model output may hold NUL characters, which PostgreSQL cannot store in text or JSON: they
+    become U+FFFD everywhere, so the record and the live stream always agree."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, dict):
+        return {scrub(key): scrub(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [scrub(item) for item in value]
+    return value
+
+
 def run_group(run_id: int) -> str:
     return f"run_{run_id}"
 
@@ -58,7 +70,7 @@ def events_append(run_id: int, items: list[tuple[str, int | None, int | None, di
     first = last - len(items) + 1
     events = RunEvent.objects.bulk_create(
         [
-            RunEvent(run_id=run_id, seq=first + offset, kind=kind, turn_id=turn_id, card_id=card_id, data=data)
+            RunEvent(run_id=run_id, seq=first + offset, kind=kind, turn_id=turn_id, card_id=card_id, data=scrub(data))
             for offset, (kind, turn_id, card_id, data) in enumerate(items)
         ]
     )

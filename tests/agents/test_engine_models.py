@@ -88,7 +88,10 @@ def test_garbage_answers_use_up_the_turn_budget_and_block_the_card(one_card_epic
     assert run.status == "failed"
     assert (card.status, card.wait_reason) == ("blocked", "input")
     assert [t.outcome for t in Turn.objects.filter(run=run)] == ["The model made no tool calls."] * 2
-    assert Turn.objects.filter(run=run).first().raw_answer == "{not json at all \u0000 }}}"
+    # NUL cannot be stored by PostgreSQL: it is kept visible as U+FFFD in the turn and its events alike.
+    assert Turn.objects.filter(run=run).first().raw_answer == "{not json at all \ufffd }}}"
+    streamed = "".join(e.data["text"] for e in run.events.filter(kind="text").order_by("seq"))
+    assert streamed == "{not json at all \ufffd }}}" * 2
 
 
 def test_an_unreachable_model_server_blocks_the_card_for_resource_naming_the_url(one_card_epic):
