@@ -6,6 +6,7 @@ from typing import Any
 
 from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
+from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action, api_view, permission_classes
@@ -30,6 +31,10 @@ class RunSerializer(serializers.ModelSerializer):
     model = serializers.SerializerMethodField()
     team = serializers.CharField(source="team.name")
     active_turns = serializers.SerializerMethodField()
+    duration_seconds = serializers.SerializerMethodField()
+    cards_done = serializers.SerializerMethodField()
+    cards_total = serializers.SerializerMethodField()
+    epic_name = serializers.CharField(source="epic.name")
 
     class Meta:
         model = Run
@@ -54,10 +59,29 @@ class RunSerializer(serializers.ModelSerializer):
             "started_at",
             "finished_at",
             "active_turns",
+            "duration_seconds",
+            "cards_done",
+            "cards_total",
+            "epic_name",
         ]
 
     def get_model(self, run: Run) -> str:
         return engine.model_label(run.model_profile)
+
+    def get_duration_seconds(self, run: Run) -> float | None:
+        if run.started_at is None:
+            return None
+        end = run.finished_at or timezone.now()
+        return round((end - run.started_at).total_seconds(), 3)
+
+    def _cards(self, run: Run) -> Any:
+        return Card.objects.filter(pk=run.card_id) if run.card_id else Card.objects.filter(epic_id=run.epic_id)
+
+    def get_cards_done(self, run: Run) -> int:
+        return self._cards(run).filter(status="done").count()
+
+    def get_cards_total(self, run: Run) -> int:
+        return self._cards(run).count()
 
     def get_active_turns(self, run: Run) -> list[dict[str, Any]]:
         turns = Turn.objects.filter(run=run, status__in=["queued", "running"]).order_by("id")
@@ -111,7 +135,7 @@ class RunViewSet(viewsets.ReadOnlyModelViewSet):
 
     def get_queryset(self) -> QuerySet[Run]:
         queryset = Run.objects.filter(project__in=visible_projects(self.request.user)).select_related(
-            "model_profile", "team"
+            "model_profile", "team", "epic"
         )
         for field in ("project", "epic", "status"):
             value = self.request.query_params.get(field)
