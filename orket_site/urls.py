@@ -27,5 +27,6 @@ urlpatterns = [
     path("accounts/password/", auth_views.PasswordChangeView.as_view(), name="password_change"),
     path("accounts/password/done/", auth_views.PasswordChangeDoneView.as_view(), name="password_change_done"),
     path("api/", include(api_patterns)),
+    path("", include("agents.pages_urls")),
     path(settings.ORKET_ADMIN_URL, admin.site.urls),
 ]
