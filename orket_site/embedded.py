@@ -23,30 +23,33 @@ logger = logging.getLogger("orket.embedded")
 class EmbeddedWorker:
     """A Celery worker (solo pool) and beat scheduler running on daemon threads of this process."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, name: str = "embedded", beat: bool = True, loglevel: str | None = None) -> None:
+        self.name = name
+        self.with_beat = beat
+        self.loglevel = loglevel or settings.ORKET_LOG_LEVEL
         self._controller: WorkController | None = None
         self._beat: EmbeddedService | None = None
         self._thread: threading.Thread | None = None
-        self._ready = threading.Event()
 
     def start(self) -> None:
         self._controller = WorkController(
             app=celery_app,
-            hostname=f"embedded@{socket.gethostname()}",
+            hostname=f"{self.name}@{socket.gethostname()}",
             pool_cls="solo",
             concurrency=1,
             without_heartbeat=True,
             without_mingle=True,
             without_gossip=True,
-            loglevel=settings.ORKET_LOG_LEVEL,
+            loglevel=self.loglevel,
         )
         self._thread = threading.Thread(target=self._controller.start, name="orket-celery-worker", daemon=True)
         self._thread.start()
-        self._beat = EmbeddedService(
-            celery_app, thread=True, schedule_filename=str(settings.DATA_DIR / "celerybeat-schedule")
-        )
-        self._beat.start()
-        logger.info("embedded Celery worker and beat started")
+        if self.with_beat:
+            self._beat = EmbeddedService(
+                celery_app, thread=True, schedule_filename=str(settings.DATA_DIR / "celerybeat-schedule")
+            )
+            self._beat.start()
+        logger.info("embedded Celery worker %s started (beat: %s)", self.name, self.with_beat)
 
     def stop(self, timeout: float = 10.0) -> None:
         if self._beat is not None:

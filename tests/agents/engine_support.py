@@ -2,41 +2,28 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from celery.worker import WorkController
-
 from agents.models import Run
 from orket_site.celery import app as celery_app
+from orket_site.embedded import EmbeddedWorker
 
 
 @contextmanager
-def worker_thread() -> Iterator[WorkController]:
+def worker_thread() -> Iterator[EmbeddedWorker]:
     """A real Celery worker (solo pool) consuming the configured broker on a thread of this process.
 
     Tasks left in the queue by earlier tests (which drove the engine by hand) are purged first."""
     celery_app.control.purge()
-    controller = WorkController(
-        app=celery_app,
-        hostname=f"test-{threading.get_ident()}@{socket.gethostname()}",
-        pool_cls="solo",
-        concurrency=1,
-        without_heartbeat=True,
-        without_mingle=True,
-        without_gossip=True,
-        loglevel="WARNING",
-    )
-    thread = threading.Thread(target=controller.start, daemon=True)
-    thread.start()
+    worker = EmbeddedWorker(name=f"test-{threading.get_ident()}", beat=False, loglevel="WARNING")
+    worker.start()
     try:
-        yield controller
+        yield worker
     finally:
-        controller.stop(in_sighandler=False)
-        thread.join(15)
+        worker.stop()
 
 
 def wait_for_run(run_id: int, timeout: float = 120.0) -> Run:
