@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from django import db
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Count, F, Q
@@ -269,6 +270,8 @@ def run_advance(*, run_id: int) -> Run | None:
     if cards and all(card.status in machine.FINAL_STATUSES for card in cards):
         done = sum(card.status == machine.DONE for card in cards)
         _finish_run(run, RunStatus.SUCCEEDED, f"All {len(cards)} cards are finished ({done} done).")
+        if run.card_id is None:
+            _finish_epic(run)
         return run
     if run.tokens_in + run.tokens_out >= run.token_budget:
         if active == 0:
@@ -278,6 +281,21 @@ def run_advance(*, run_id: int) -> Run | None:
     if active == 0 and started == 0:
         _finish_run(run, RunStatus.FAILED, _blocked_summary(cards))
     return run
+
+
+def _finish_epic(run: Run) -> None:
+    """Every card of the epic is finished: the epic is done too (the state machine checks it)."""
+    epic = Epic.objects.get(pk=run.epic_id)
+    if epic.status not in (machine.IN_PROGRESS, machine.CODE_REVIEW):
+        return
+    try:
+        board_services.card_transition(
+            card=epic, to_status=machine.DONE, actor=Actor.orket("engine"), reason=f"Run {run.pk} finished every card."
+        )
+    except OrketError as refused:
+        event_append(run.pk, "epic.not_finished", reason=refused.message)
+        return
+    event_append(run.pk, "epic.status", status=machine.DONE)
 
 
 def _candidates(run: Run, cards: list[Card]) -> list[Card]:
@@ -580,24 +598,51 @@ class LeaseLost(Exception):
     pass
 
 
-class _Watch:
-    """Heartbeat the lease and notice cancellation while the model streams (between chunks)."""
+class LeaseKeeper:
+    """Extends a turn's lease from a background thread for as long as the turn runs, so a model
+    that takes minutes before its first token (a long prompt on a local model) never looks dead.
+    When the process dies the heartbeats stop with it, and the lease expires as it should."""
 
-    def __init__(self, turn: Turn, owner: str) -> None:
-        self.turn, self.owner = turn, owner
-        self._checked = self._beat = time.monotonic()
+    def __init__(self, turn_id: int, owner: str) -> None:
+        self.turn_id, self.owner = turn_id, owner
+        self.lost = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name=f"orket-lease-{turn_id}", daemon=True)
+
+    def __enter__(self) -> LeaseKeeper:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(HEARTBEAT_SECONDS + 5)
+
+    def _beat(self) -> None:
+        try:
+            while not self._stop.wait(HEARTBEAT_SECONDS):
+                if not turn_heartbeat(turn_id=self.turn_id, owner=self.owner):
+                    self.lost.set()
+                    return
+        finally:
+            db.connection.close()
+
+
+class _Watch:
+    """Notices, between streamed chunks, that the run was canceled or the lease was lost."""
+
+    def __init__(self, turn: Turn, keeper: LeaseKeeper) -> None:
+        self.turn, self.keeper = turn, keeper
+        self._checked = time.monotonic()
 
     def check(self) -> None:
+        if self.keeper.lost.is_set():
+            raise LeaseLost
         now = time.monotonic()
         if now - self._checked < CANCEL_CHECK_SECONDS:
             return
         self._checked = now
         if Run.objects.filter(pk=self.turn.run_id, cancel_requested=True).exists():
             raise RunCanceled
-        if now - self._beat >= HEARTBEAT_SECONDS:
-            self._beat = now
-            if not turn_heartbeat(turn_id=self.turn.pk, owner=self.owner):
-                raise LeaseLost
 
 
 def _call_model(
@@ -683,7 +728,8 @@ def turn_execute(*, turn_id: int) -> None:
     run = turn.run
     started = time.monotonic()
     try:
-        _execute_claimed(run, turn, owner, started)
+        with LeaseKeeper(turn.pk, owner) as keeper:
+            _execute_claimed(run, turn, owner, started, keeper)
     except Exception as error:
         # An Orket bug must not leave a turn shown as running or stop the worker: record it, block
         # the card with the reason, and let the run go on with its other cards.
@@ -710,7 +756,7 @@ def _finish_turn(turn: Turn, owner: str, status: str, outcome: str, started: flo
     return bool(updated)
 
 
-def _execute_claimed(run: Run, turn: Turn, owner: str, started: float) -> None:
+def _execute_claimed(run: Run, turn: Turn, owner: str, started: float, keeper: LeaseKeeper) -> None:
     card = Card.objects.select_related("epic", "project").get(pk=turn.card_id)
     role = Role.objects.get(name=turn.role)
     event_append(
@@ -742,7 +788,7 @@ def _execute_claimed(run: Run, turn: Turn, owner: str, started: float) -> None:
         )
         prompt = compile_prompt(context)
         Turn.objects.filter(pk=turn.pk).update(messages=prompt.messages)
-        watch = _Watch(turn, owner)
+        watch = _Watch(turn, keeper)
         answer = _call_model(run, turn, prompt.messages, prompt.tools, watch)
     except RunCanceled:
         _finish_turn(turn, owner, TurnStatus.CANCELED, "The run was canceled during the turn.", started)

@@ -36,6 +36,8 @@ def test_demo_epic_runs_to_success_with_the_scripted_team(demo_epic: Epic, tmp_p
     assert run.status == "succeeded", (run.status_reason, problems)
     cards = list(Card.objects.filter(epic=demo_epic).order_by("rank"))
     assert [card.status for card in cards] == ["done"] * 4
+    demo_epic.refresh_from_db()
+    assert demo_epic.status == "done"
 
     # Each card was finished by the integrity guard, never by the seat that did the work.
     for card in cards:

@@ -5,9 +5,11 @@ The models are fake HTTP servers on 127.0.0.1 speaking Ollama's NDJSON protocol.
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
 import pytest
+from django.db import connection
 
 from agents import engine
 from agents.models import ModelProfile, Run, Turn
@@ -127,3 +129,35 @@ def test_ollama_requests_carry_the_profile_settings(one_card_epic, fake_llm: Fak
     assert sent["options"]["num_ctx"] == 4096
     assert sent["messages"][0]["role"] == "system" and "senior_developer" in sent["messages"][0]["content"]
     assert Comment.objects.filter(card__epic=one_card_epic, author_seat="senior_developer").exists()
+
+
+def test_a_slow_first_token_keeps_its_lease(one_card_epic, fake_llm, monkeypatch):
+    """A local model may think for longer than a lease before it streams; the heartbeat thread keeps
+    the turn's lease alive so the reaper never hands it to another worker."""
+    monkeypatch.setattr(engine, "LEASE_SECONDS", 1.5)
+    monkeypatch.setattr(engine, "HEARTBEAT_SECONDS", 0.3)
+    slow = answer({"tool": "add_comment", "args": {"body": "Thought about it."}})
+    slow.pauses = {0: 3.0}
+    fake_llm.queue(slow)
+    run = engine.run_start(epic=one_card_epic, profile=ollama_profile(fake_llm.base_url))
+    Run.objects.filter(pk=run.pk).update(turns_per_card=1)
+    stop = threading.Event()
+
+    def reap() -> None:
+        try:
+            while not stop.wait(0.2):
+                engine.turns_reap_stale()
+        finally:
+            connection.close()
+
+    reaper = threading.Thread(target=reap)
+    reaper.start()
+    try:
+        drive(run.pk)
+    finally:
+        stop.set()
+        reaper.join()
+    turn = Turn.objects.get(run=run)
+    assert (turn.status, turn.attempts) == ("succeeded", 1)
+    assert turn.time_to_first_token_ms >= 3000
+    assert not run.events.filter(kind="turn.requeued").exists()
