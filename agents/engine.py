@@ -167,7 +167,7 @@ def run_start(
     """Create a run of the epic (or of one of its cards) and schedule it."""
     gate = epic_run_gate(epic)
     if not gate.allowed:
-        raise EngineError(gate.message, code="complexity_gate")
+        raise EngineError(gate.reason, code=gate.code or "complexity_gate")
     if card is not None and card.epic_id != epic.pk:
         raise EngineError("That card is not in this epic.", code="wrong_epic")
     active = Run.objects.select_for_update().filter(epic=epic, status__in=[RunStatus.QUEUED, RunStatus.RUNNING])

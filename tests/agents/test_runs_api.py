@@ -112,3 +112,17 @@ def test_run_epic_command_prints_progress_and_exits_by_outcome(demo):
     assert "succeeded" in text and "tool.call" in text and "turn.succeeded" in text
     with pytest.raises(CommandError, match="no epic"):
         call_command("run_epic", "999999")
+
+
+def test_a_large_epic_needs_architecture_governance_before_it_can_run(demo, api_as):
+    epic, users = demo
+    client = api_as(users["member"])
+    for index in range(4):  # the demo epic has 4 cards; the default threshold is 7
+        client.post("/api/cards/", {"epic": epic.pk, "title": f"Extra card {index}"}, format="json")
+    assert epic.cards.count() == 8
+    refused = client.post(f"/api/epics/{epic.pk}/runs/", {}, format="json")
+    assert refused.status_code == 409 and refused.json()["code"] == "complexity_gate"
+    assert not Run.objects.exists()
+    epic.architecture_governance = True
+    epic.save(update_fields=["architecture_governance"])
+    assert client.post(f"/api/epics/{epic.pk}/runs/", {}, format="json").status_code == 201
