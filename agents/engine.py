@@ -190,6 +190,7 @@ def run_start(
         model=run.model_profile.name,
         provider=run.model_profile.provider,
     )
+    _announce_run_changed(run)
     _dispatch_advance(run.pk)
     return run
 
@@ -215,8 +216,14 @@ def _finish_run(run: Run, status: str, reason: str) -> bool:
     )
     if updated:
         event_append(run.pk, "run.status", status=status, reason=reason)
-        transaction.on_commit(lambda: _publish_run_changed(run.project_id, run.pk))
+        _announce_run_changed(run)
     return bool(updated)
+
+
+def _announce_run_changed(run: Run) -> None:
+    """Tell the project's board, after commit, that a run changed status."""
+    project_id, run_id = run.project_id, run.pk
+    transaction.on_commit(lambda: _publish_run_changed(project_id, run_id))
 
 
 def _publish_run_changed(project_id: int, run_id: int) -> None:
@@ -266,6 +273,7 @@ def run_advance(*, run_id: int) -> Run | None:
         run.status, run.started_at = RunStatus.RUNNING, timezone.now()
         run.save(update_fields=["status", "started_at"])
         event_append(run.pk, "run.status", status=run.status, reason="started")
+        _announce_run_changed(run)
     cards = _run_cards(run)
     if cards and all(card.status in machine.FINAL_STATUSES for card in cards):
         done = sum(card.status == machine.DONE for card in cards)

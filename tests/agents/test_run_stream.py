@@ -10,6 +10,7 @@ from django.conf import settings
 from django.db.models import F
 from django.test import Client
 
+from agents import engine
 from agents.models import ModelProfile, Run, RunEvent, Team
 from agents.run_events import event_append
 from agents.services import seed_standard_configuration
@@ -113,3 +114,24 @@ async def test_anonymous_non_member_and_foreign_origin_are_refused(django_user_m
     assert (connected, code) == (False, 4404)
     _, connected, _ = await connect(run.pk, cookie, origin=b"https://evil.example")
     assert not connected
+
+
+async def test_the_board_hears_when_a_run_changes(django_user_model):
+    run, cookie, _ = await make_run(django_user_model, events=0)
+    communicator = WebsocketCommunicator(
+        application,
+        f"/ws/projects/{run.project_id}/",
+        headers=[(b"origin", b"http://127.0.0.1:8000"), (b"host", b"127.0.0.1:8000"), (b"cookie", cookie)],
+    )
+    connected, _ = await communicator.connect(timeout=5)
+    assert connected
+    assert (await communicator.receive_json_from(timeout=5))["type"] == "hello"
+
+    @database_sync_to_async
+    def start_another_run() -> int:
+        Run.objects.filter(pk=run.pk).update(status="succeeded")
+        return engine.run_start(epic=Epic.objects.get(pk=run.epic_id)).pk
+
+    new_run = await start_another_run()
+    assert await communicator.receive_json_from(timeout=5) == {"type": "run.changed", "run": new_run}
+    await communicator.disconnect()
