@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.core.handlers.asgi import ASGIRequest
 from django.db.models import QuerySet
+from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -15,6 +17,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from agents import engine
+from agents.export import export_chunks, export_chunks_async
 from agents.models import Role, Run, RunEvent, Turn
 from agents.prompts import compile_prompt
 from agents.run_events import event_frame, events_after
@@ -160,6 +163,18 @@ class RunViewSet(viewsets.ReadOnlyModelViewSet):
             raise ValidationError({"after": "after and limit must be whole numbers"}) from error
         events: list[RunEvent] = list(events_after(run, after, limit))
         return Response({"run": run.pk, "last_seq": run.last_seq, "events": [event_frame(e) for e in events]})
+
+    @extend_schema(responses={(200, "application/x-ndjson"): str})
+    @action(detail=True, methods=["get"])
+    def export(self, request: Request, pk: str | None = None) -> StreamingHttpResponse:
+        """The run, every turn and every event as one JSON Lines download (see agents.export)."""
+        run = self.get_object()
+        asgi = isinstance(request._request, ASGIRequest)
+        response = StreamingHttpResponse(
+            export_chunks_async(run) if asgi else export_chunks(run), content_type="application/x-ndjson"
+        )
+        response["Content-Disposition"] = f'attachment; filename="run-{run.pk}.jsonl"'
+        return response
 
     @action(detail=True, methods=["get"])
     def turns(self, request: Request, pk: str | None = None) -> Response:
