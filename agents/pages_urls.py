@@ -1,5 +1,11 @@
 """Browser pages of the agents app (run view, run history, replay)."""
 
-from django.urls import URLPattern
+from django.urls import URLPattern, path
 
-urlpatterns: list[URLPattern] = []
+from agents import pages
+
+urlpatterns: list[URLPattern] = [
+    path("runs/<int:run_id>/", pages.run_view, name="run-view"),
+    path("runs/<int:run_id>/replay/", pages.run_replay, name="run-replay"),
+    path("projects/<int:project_id>/runs/", pages.project_runs, name="project-runs"),
+]
