@@ -114,7 +114,7 @@ def project_runs(request: HttpRequest, project_id: int) -> HttpResponse:
                 "run": run,
                 "model": engine.model_label(run.model_profile),
                 "duration": _duration_text(duration),
-                "tokens": run.tokens_in + run.tokens_out,
+                "tokens": f"{run.tokens_in + run.tokens_out:,}",
                 "cards_done": cards_done,
                 "cards_total": cards_total,
             }

@@ -15,6 +15,7 @@
   var config = JSON.parse(configNode.textContent);
   var FINAL = { succeeded: true, failed: true, canceled: true };
   var TURN_END = { "turn.succeeded": true, "turn.failed": true, "turn.canceled": true, "turn.requeued": true };
+  var LONG_LINES = 14;
   var PALETTE = ["#2f5bd3", "#c2410c", "#0f766e", "#7c3aed", "#b45309", "#be185d", "#15803d", "#0369a1", "#4d7c0f", "#9f1239"];
 
   /* ---------- small helpers ---------- */
@@ -339,7 +340,17 @@
     }
     var row = el("div", "detail");
     row.appendChild(el("span", "detail-name", name));
-    row.appendChild(el(preformatted ? "pre" : "span", "detail-value", preformatted ? pretty(value) : String(value)));
+    var text = preformatted ? pretty(value) : String(value);
+    var valueNode = el(preformatted ? "pre" : "span", "detail-value", text);
+    var lines = preformatted ? text.split("\n").length : 0;
+    if (lines > LONG_LINES) {
+      var fold = el("details", "long");
+      fold.appendChild(el("summary", null, lines + " lines"));
+      fold.appendChild(valueNode);
+      row.appendChild(fold);
+    } else {
+      row.appendChild(valueNode);
+    }
     node.appendChild(row);
   };
 
@@ -443,6 +454,9 @@
       case "workspace.commit":
         node = this.line(parent, frame, "commit", "Committed " + String(frame.sha || "").slice(0, 12));
         this.detail(node, "files", Array.isArray(frame.files) ? frame.files.join("\n") : frame.files, true);
+        return;
+      case "epic.status":
+        this.line(parent, frame, "card-status", "Epic is now " + frame.status);
         return;
       case "workspace.merged":
         node = this.line(parent, frame, "commit", "Merged into the main branch");

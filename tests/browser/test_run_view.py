@@ -1,0 +1,213 @@
+"""The run view in headless Chromium against the real embedded server: the demo epic runs while the
+page is open, the WebSocket is cut in the middle, and afterwards the page equals the stored events
+line for line. A screenshot of the finished run view is kept as a test artifact."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.processes import PYTHON, REPO, app_env, started, wait_for_http
+from tests.services import free_port, missing_service
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+    "--disable-dev-shm-usage",
+]
+ARTIFACT = REPO / "var" / "test-artifacts" / "run-view.png"
+DEMO_EPIC = 1
+MS = 1000
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(150)]
+
+START_RUN_JS = """
+async (epic) => {
+  const token = (document.cookie.match(/(?:^|; )csrftoken=([^;]*)/) || [])[1] || "";
+  const response = await fetch(`/api/epics/${epic}/runs/`, {
+    method: "POST",
+    headers: {"X-CSRFToken": decodeURIComponent(token), "Content-Type": "application/json"},
+    body: JSON.stringify({model_profile: "scripted-demo"}),
+  });
+  return {status: response.status, body: await response.json()};
+}
+"""
+
+STORED_EVENTS_JS = """
+async (run) => {
+  let after = 0, events = [], last = 0;
+  for (let page = 0; page < 100; page++) {
+    const data = await (await fetch(`/api/runs/${run}/events/?after=${after}&limit=1000`)).json();
+    last = data.last_seq;
+    events = events.concat(data.events);
+    if (!data.events.length || events[events.length - 1].seq >= last) break;
+    after = events[events.length - 1].seq;
+  }
+  const stored = await (await fetch(`/api/runs/${run}/`)).json();
+  return {last_seq: last, events, run: stored};
+}
+"""
+
+EXPORT_JS = """
+async (run) => {
+  const response = await fetch(`/api/runs/${run}/export/`);
+  return {status: response.status, text: await response.text()};
+}
+"""
+
+PAGE_TRANSCRIPT_JS = """
+() => ({
+  log: Array.from(document.querySelectorAll("#frame-log li")).map(
+    (li) => [Number(li.dataset.seq), li.dataset.kind, li.textContent]),
+  shown: Array.from(document.querySelectorAll("#run-lines [data-seq], #transcript [data-seq]")).map(
+    (node) => [Number(node.dataset.seq), node.dataset.kind, node.textContent]),
+})
+"""
+
+
+def _chromium_or_skip() -> None:
+    if not CHROMIUM.exists():
+        missing_service(f"{CHROMIUM} is missing (apt-get install chromium)")
+    try:
+        import playwright.async_api  # noqa: F401
+    except ImportError:
+        missing_service("the playwright package is not installed (pip install -e '.[dev]')")
+
+
+async def test_run_view_streams_the_demo_run_survives_a_dropped_socket_and_equals_the_record(tmp_path: Path) -> None:
+    _chromium_or_skip()
+    from playwright.async_api import async_playwright
+
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    password = secrets.token_urlsafe(12)
+    env = app_env(
+        ORKET_DATA_DIR=str(tmp_path / "data"),
+        ORKET_PORT=str(port),
+        ORKET_ADMIN_PASSWORD=password,
+        ORKET_SCRIPTED_TOKENS_PER_SECOND="60",
+    )
+    (tmp_path / "data").mkdir()
+    page_errors: list[str] = []
+    with started([PYTHON, "manage.py", "orket_run"], env, tmp_path / "server.log") as server:
+        wait_for_http(f"{base}/accounts/login/", timeout=60, process=server)
+        async with async_playwright() as playwright:
+            browser = await playwright.chromium.launch(
+                executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True, timeout=30 * MS
+            )
+            try:
+                context = await browser.new_context(viewport={"width": 1280, "height": 900})
+                context.set_default_timeout(30 * MS)
+                page = await context.new_page()
+                page.on("pageerror", lambda error: page_errors.append(str(error)))
+
+                await page.goto(f"{base}/accounts/login/")
+                await page.fill("#id_username", "admin")
+                await page.fill("#id_password", password)
+                async with page.expect_navigation():
+                    await page.click("main form button[type=submit]")
+                assert "/accounts/login/" not in page.url, "logging in through the login page failed"
+
+                started_run = await page.evaluate(START_RUN_JS, DEMO_EPIC)
+                assert started_run["status"] == 201, started_run
+                run_id = started_run["body"]["id"]
+
+                await page.goto(f"{base}/runs/{run_id}/")
+                assert await page.text_content("[data-field=model]") == "scripted"
+
+                # Model text streams in, and a tool call shows up, while the run is still going.
+                await page.wait_for_selector("#transcript .chunk[data-kind=text]", timeout=30 * MS)
+                await page.wait_for_selector("#transcript [data-kind='tool.call']", timeout=45 * MS)
+                before: dict[str, Any] = await page.evaluate("window.orketRun.state()")
+                assert before["connected"] and not before["final"], f"the run ended too soon to test a drop: {before}"
+
+                # Cut the socket as a network drop would; the page must reconnect by itself.
+                assert await page.evaluate("window.orketRun.dropConnection()") is True
+                await page.wait_for_function("window.orketRun.state().reconnects >= 1", timeout=10 * MS)
+                await page.wait_for_function("window.orketRun.state().connected", timeout=20 * MS)
+                after_drop = await page.evaluate("window.orketRun.state()")
+                assert after_drop["lastSeq"] >= before["lastSeq"]
+
+                await page.wait_for_function("window.orketRun.state().done", timeout=90 * MS)
+                stored = await page.evaluate(STORED_EVENTS_JS, run_id)
+                run = stored["run"]
+                assert run["status"] == "succeeded", run
+                await page.wait_for_function(
+                    "document.querySelector('[data-field=status]').textContent === 'succeeded'", timeout=10 * MS
+                )
+                await page.wait_for_function("window.orketRun.charts.turnRecords.size > 0", timeout=10 * MS)
+                await asyncio.sleep(1.0)  # the throttled chart redraw after the last turn
+
+                transcript = await page.evaluate(PAGE_TRANSCRIPT_JS)
+                await page.screenshot(path=str(tmp_path / "run-view.png"))
+                await page.screenshot(path=str(tmp_path / "run-view-full.png"), full_page=True)
+
+                # The replay view plays the stored run, then an export file, through the same renderer.
+                last_seq = stored["last_seq"]
+                await page.goto(f"{base}/runs/{run_id}/replay/")
+                await page.wait_for_function("window.orketRun.state().total > 0", timeout=15 * MS)
+                await page.select_option("#replay-speed", "0")
+                await page.click("#replay-play")
+                await page.wait_for_function(f"window.orketRun.state().lastSeq === {last_seq}", timeout=20 * MS)
+                replayed_stored = await page.evaluate(PAGE_TRANSCRIPT_JS)
+
+                export = await page.evaluate(EXPORT_JS, run_id)
+                assert export["status"] == 200, export
+                export_path = tmp_path / f"run-{run_id}.jsonl"
+                export_path.write_text(export["text"])
+                await page.set_input_files("#replay-file", str(export_path))
+                await page.wait_for_function(
+                    "window.orketRun.state().lastSeq === 0 && window.orketRun.state().total > 0", timeout=15 * MS
+                )
+                await page.click("#replay-play")
+                await page.wait_for_function(f"window.orketRun.state().lastSeq === {last_seq}", timeout=20 * MS)
+                replayed_file = await page.evaluate(PAGE_TRANSCRIPT_JS)
+            finally:
+                await browser.close()
+
+    ARTIFACT.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(tmp_path / "run-view.png", ARTIFACT)
+    shutil.copyfile(tmp_path / "run-view-full.png", ARTIFACT.with_name("run-view-full.png"))
+
+    events = stored["events"]
+    last_seq = stored["last_seq"]
+    assert last_seq == run["last_seq"] and last_seq > 20
+    assert [event["seq"] for event in events] == list(range(1, last_seq + 1))
+
+    # The hidden log: every stored event exactly once, in order, with the same kind and text.
+    log = transcript["log"]
+    assert [seq for seq, _, _ in log] == list(range(1, last_seq + 1))
+    assert [kind for _, kind, _ in log] == [event["kind"] for event in events]
+    for (seq, kind, text), event in zip(log, events, strict=True):
+        if kind in ("text", "reasoning"):
+            assert text == event["text"], f"text of event {seq} differs"
+
+    # The visible transcript: one element per event, text chunks equal to the stored text.
+    shown = {seq: (kind, text) for seq, kind, text in transcript["shown"]}
+    assert len(transcript["shown"]) == last_seq, "an event is shown twice or not at all"
+    assert sorted(shown) == list(range(1, last_seq + 1))
+    for event in events:
+        kind, text = shown[event["seq"]]
+        assert kind == event["kind"]
+        if kind == "text":
+            assert text == event["text"]
+        if kind == "tool.call":
+            assert event["name"] in text
+    assert any(event["kind"] == "tool.call" for event in events)
+
+    # Replays render the very same lines as the live view did.
+    assert replayed_stored["log"] == log
+    assert replayed_file["log"] == log
+    assert len(replayed_file["shown"]) == last_seq
+    assert page_errors == [], page_errors
