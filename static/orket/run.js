@@ -142,8 +142,10 @@
     return page(url + "?page_size=500");
   }
 
+  var cardTitles = config.cards || {};
+
   function cardTitle(cardId) {
-    var title = config.cards && config.cards[String(cardId)];
+    var title = cardTitles[String(cardId)];
     return title ? "#" + cardId + " " + title : "Card #" + cardId;
   }
 
@@ -586,11 +588,13 @@
       type: "scatter",
       label: "refusal",
       data: [],
-      pointStyle: "crossRot",
+      pointStyle: "rectRot",
       pointRadius: 7,
-      pointBorderWidth: 3,
+      pointHoverRadius: 9,
+      borderWidth: 3,
       borderColor: "#b42318",
-      backgroundColor: "#b42318"
+      backgroundColor: "#ffffff",
+      order: -1
     };
     renderer.refusals.forEach(function (refusal) {
       if (refusal.at !== null && origin !== null) {
@@ -804,7 +808,7 @@
 
   function startLive() {
     var charts = new Charts();
-    var state = { socket: null, backoff: 500, timer: null, done: false, knownLastSeq: null, reconnects: 0, stopped: false };
+    var state = { socket: null, backoff: 500, timer: null, done: false, closing: false, knownLastSeq: null, reconnects: 0, stopped: false };
     var redraw = throttle(function () {
       charts.draw(renderer, Date.now());
     }, 500);
@@ -843,8 +847,35 @@
       }
     });
 
+    function caughtUp() {
+      return header.final && state.knownLastSeq !== null && renderer.lastSeq >= state.knownLastSeq;
+    }
+
+    /* A final run whose every event is shown: check once more a little later (the engine may still
+     * write an event or two after the final status), then let the socket go. */
     function maybeFinish() {
-      if (header.final && state.knownLastSeq !== null && renderer.lastSeq >= state.knownLastSeq && !state.done) {
+      if (!caughtUp() || state.done || state.closing) {
+        return;
+      }
+      state.closing = true;
+      setTimeout(function () {
+        getJSON(config.api.run)
+          .then(function (run) {
+            header.showRun(run);
+            state.knownLastSeq = run.last_seq;
+          })
+          .catch(function () {})
+          .then(function () {
+            state.closing = false;
+            if (caughtUp()) {
+              finish();
+            }
+          });
+      }, 1500);
+    }
+
+    function finish() {
+      if (!state.done) {
         state.done = true;
         connection("The run is finished; every event is shown.", "done");
         if (state.socket) {
@@ -977,7 +1008,7 @@
 
   function startReplay() {
     var charts = new Charts();
-    var source = { run: null, turns: [], frames: [] };
+    var source = { run: null, turns: [], frames: [], cardsTotal: 0 };
     var play = { index: 0, timer: null, playing: false, total: 0 };
     var speedSelect = document.getElementById("replay-speed");
     var playButton = document.getElementById("replay-play");
@@ -1022,7 +1053,7 @@
           done += 1;
         }
       });
-      var total = Object.keys(config.cards || {}).length;
+      var total = source.cardsTotal;
       setText("cards", total ? done + " of " + total : String(done));
       setText("replay_progress", "Event " + renderer.lastSeq + " of " + (play.total ? source.frames[play.total - 1].seq : 0));
     }
@@ -1103,6 +1134,10 @@
 
     function load(run, turns, frames, label) {
       var seen = new Set();
+      var cards = new Set();
+      var sameRun = !run || run.id === undefined || run.id === config.run;
+      cardTitles = sameRun ? config.cards || {} : {};
+      setText("run_id", "run " + (run && run.id !== undefined ? run.id : config.run));
       source.run = run;
       source.turns = turns;
       source.frames = frames
@@ -1111,11 +1146,15 @@
             return false;
           }
           seen.add(frame.seq);
+          if (frame.card !== null && frame.card !== undefined) {
+            cards.add(frame.card);
+          }
           return true;
         })
         .sort(function (a, b) {
           return a.seq - b.seq;
         });
+      source.cardsTotal = sameRun ? Object.keys(config.cards || {}).length : cards.size;
       if (run) {
         var epic = run.epic_name || (run.epic && run.epic.name);
         if (epic) {

@@ -5,6 +5,7 @@ line for line. A screenshot of the finished run view is kept as a test artifact.
 from __future__ import annotations
 
 import asyncio
+import json
 import secrets
 import shutil
 from pathlib import Path
@@ -65,6 +66,59 @@ async (run) => {
   return {status: response.status, text: await response.text()};
 }
 """
+
+HOSTILE_TEXT = '<img src=x onerror="window.__xss=true"> <b>not bold</b> & done'
+HOSTILE_EVENTS: list[dict[str, Any]] = [
+    {"kind": "run.status", "turn": None, "card": None, "status": "running", "reason": "started"},
+    {"kind": "turn.queued", "turn": 7, "card": 1, "seat": "coder", "role": "coder"},
+    {"kind": "turn.started", "turn": 7, "card": 1, "seat": "coder", "role": "coder", "model": "m", "attempt": 1},
+    {"kind": "text", "turn": 7, "card": 1, "text": HOSTILE_TEXT},
+    {"kind": "tool.call", "turn": 7, "card": 1, "name": "write_file", "arguments": {"path": "../etc/passwd"}},
+    {
+        "kind": "tool.refused",
+        "turn": 7,
+        "card": 1,
+        "name": "write_file",
+        "rule": "path_policy",
+        "message": "The path is outside the workspace.",
+        "fix": "Write inside the workspace.",
+    },
+    {"kind": "tool.error", "turn": 7, "card": 1, "name": "run_tests", "rule": "tool_failed", "message": "disk full"},
+    {
+        "kind": "card.blocked",
+        "turn": None,
+        "card": 1,
+        "wait_reason": "governance",
+        "report": "Attempted write_file; refused by rule path_policy. What would fix it: write inside the workspace.",
+    },
+    {"kind": "turn.failed", "turn": 7, "card": 1, "outcome": "refused"},
+    {"kind": "run.status", "turn": None, "card": None, "status": "failed", "reason": "token budget spent"},
+]
+
+HOSTILE_CHECK_JS = """
+() => ({
+  xss: window.__xss === true,
+  images: document.querySelectorAll("#transcript img").length,
+  text: document.querySelector("#transcript .chunk[data-kind=text]").textContent,
+  refused: document.querySelector("#transcript .line.refused").textContent,
+  error: document.querySelector("#transcript .line.error").textContent,
+  blocked: document.querySelector("#transcript .line.blocked").textContent,
+  status: document.querySelector("[data-field=status]").textContent,
+  detail: document.querySelector("[data-field=status_detail]").textContent,
+  refusals: window.orketRun.renderer.refusals.length,
+})
+"""
+
+
+def hostile_export() -> str:
+    """An export file with refusals, errors, a blocked card and model text that looks like HTML."""
+    lines = [{"type": "run", "run": {"id": 999, "epic": {"name": "Hostile"}, "token_budget": 1000}}]
+    lines.append({"type": "turn", "turn": {"id": 7, "seat": "coder", "model": "m", "tokens_in": 10, "tokens_out": 5}})
+    for seq, event in enumerate(HOSTILE_EVENTS, start=1):
+        at = f"2026-01-01T00:00:{seq:02d}+00:00"
+        lines.append({"type": "event", "event": {"seq": seq, "at": at, **event}})
+    return "\n".join(json.dumps(line) for line in lines) + "\n"
+
 
 PAGE_TRANSCRIPT_JS = """
 () => ({
@@ -173,12 +227,25 @@ async def test_run_view_streams_the_demo_run_survives_a_dropped_socket_and_equal
                 await page.click("#replay-play")
                 await page.wait_for_function(f"window.orketRun.state().lastSeq === {last_seq}", timeout=20 * MS)
                 replayed_file = await page.evaluate(PAGE_TRANSCRIPT_JS)
+
+                # Refusals, errors and blocked cards stand out, and model text is never taken as HTML.
+                hostile_path = tmp_path / "hostile.jsonl"
+                hostile_path.write_text(hostile_export())
+                await page.set_input_files("#replay-file", str(hostile_path))
+                await page.wait_for_function("window.orketRun.state().lastSeq === 0", timeout=15 * MS)
+                await page.click("#replay-play")
+                await page.wait_for_function(
+                    f"window.orketRun.state().lastSeq === {len(HOSTILE_EVENTS)}", timeout=20 * MS
+                )
+                hostile = await page.evaluate(HOSTILE_CHECK_JS)
+                await page.screenshot(path=str(tmp_path / "run-view-refusals.png"), full_page=True)
             finally:
                 await browser.close()
 
     ARTIFACT.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(tmp_path / "run-view.png", ARTIFACT)
     shutil.copyfile(tmp_path / "run-view-full.png", ARTIFACT.with_name("run-view-full.png"))
+    shutil.copyfile(tmp_path / "run-view-refusals.png", ARTIFACT.with_name("run-view-refusals.png"))
 
     events = stored["events"]
     last_seq = stored["last_seq"]
@@ -210,4 +277,13 @@ async def test_run_view_streams_the_demo_run_survives_a_dropped_socket_and_equal
     assert replayed_stored["log"] == log
     assert replayed_file["log"] == log
     assert len(replayed_file["shown"]) == last_seq
+
+    assert hostile["xss"] is False and hostile["images"] == 0
+    assert hostile["text"] == HOSTILE_TEXT
+    for needle in ("write_file", "path_policy", "outside the workspace", "Write inside the workspace"):
+        assert needle in hostile["refused"]
+    assert "disk full" in hostile["error"]
+    assert "What would fix it" in hostile["blocked"]
+    assert hostile["status"] == "failed" and "budget" in hostile["detail"]
+    assert hostile["refusals"] == 1
     assert page_errors == [], page_errors
