@@ -621,7 +621,19 @@
             y: { type: "category", labels: rows, ticks: { autoSkip: false } }
           },
           plugins: {
-            legend: { position: "bottom", labels: { boxWidth: 12 } },
+            legend: {
+              position: "bottom",
+              labels: {
+                boxWidth: 12,
+                sort: function (a, b) {
+                  return (a.text === "refusal" ? 1 : 0) - (b.text === "refusal" ? 1 : 0);
+                },
+                filter: function (item, data) {
+                  var dataset = data.datasets[item.datasetIndex];
+                  return !(dataset.type === "scatter" && dataset.data.length === 0);
+                }
+              }
+            },
             tooltip: {
               callbacks: {
                 label: function (context) {
@@ -938,7 +950,7 @@
     var cancel = document.getElementById("run-cancel");
     if (cancel) {
       cancel.addEventListener("click", function () {
-        if (!window.confirm("Cancel this run? Turns in progress stop at their next step.")) {
+        if (!window.confirm("Cancel this run?")) {
           return;
         }
         cancel.disabled = true;
