@@ -31,7 +31,7 @@ ARTIFACT = REPO / "var" / "test-artifacts" / "run-view.png"
 DEMO_EPIC = 1
 MS = 1000
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(150)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
 START_RUN_JS = """
 async (epic) => {
