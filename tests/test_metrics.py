@@ -224,3 +224,49 @@ def test_no_login_is_needed_and_a_session_is_not_enough(metrics_env, make_user):
     client.force_login(make_user("someone", is_superuser=True, is_staff=True))
     assert client.get("/metrics").status_code == 403
     assert Client().get("/metrics").status_code == 200  # anonymous from loopback, no redirect to login
+
+
+def consumers_count_subscribers() -> bool:
+    import inspect
+
+    import agents.consumers
+
+    source = inspect.getsource(agents.consumers)
+    return "websocket_opened" in source and "websocket_closed" in source
+
+
+@pytest.mark.skipif(not consumers_count_subscribers(), reason="agents.consumers does not call the counter yet")
+@pytest.mark.django_db(transaction=True)
+async def test_connected_stream_consumers_are_counted(django_user_model):
+    from asgiref.sync import sync_to_async
+    from channels.testing import WebsocketCommunicator
+    from django.conf import settings
+
+    from boards.models import Membership, ProjectRole
+    from orket_site.asgi import application
+
+    def setup() -> tuple[int, int, bytes]:
+        run = make_rows()
+        user = django_user_model.objects.create_user("watcher", password="pw long enough 1")
+        Membership.objects.create(project=run.project, user=user, role=ProjectRole.VIEWER)
+        client = Client()
+        client.force_login(user)
+        cookie = f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}".encode()
+        return run.pk, run.project_id, cookie
+
+    run_id, project_id, cookie = await sync_to_async(setup)()
+    headers = [(b"origin", b"http://127.0.0.1:8000"), (b"host", b"127.0.0.1:8000"), (b"cookie", cookie)]
+    before = metrics.websocket_subscribers()
+    streams = [
+        WebsocketCommunicator(application, f"/ws/runs/{run_id}/?after=0", headers=headers),
+        WebsocketCommunicator(application, f"/ws/runs/{run_id}/?after=0", headers=headers),
+        WebsocketCommunicator(application, f"/ws/projects/{project_id}/", headers=headers),
+    ]
+    for stream in streams:
+        assert (await stream.connect(timeout=5))[0]
+    refused = WebsocketCommunicator(application, f"/ws/runs/{run_id}/?after=0", headers=headers[:2])
+    assert not (await refused.connect(timeout=5))[0]  # anonymous: refused, never counted
+    assert metrics.websocket_subscribers() == {"board": before["board"] + 1, "run": before["run"] + 2}
+    for stream in streams:
+        await stream.disconnect()
+    assert metrics.websocket_subscribers() == before
