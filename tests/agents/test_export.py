@@ -9,6 +9,7 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.db import connections
 from django.http import StreamingHttpResponse
+from django.test import AsyncClient
 
 from agents.export import PAGE_SIZE, export_chunks, export_chunks_async, export_lines
 from agents.models import Run, Turn
@@ -131,3 +132,17 @@ def test_async_chunks_equal_the_sync_ones(finished_run):
             await sync_to_async(connections.close_all)()  # the sync thread's connection, not this one's
 
     assert asyncio.run(collect()) == list(export_chunks(run, chunk_bytes=2048))
+
+
+async def test_under_asgi_the_export_is_an_async_stream(finished_run):
+    """Under ASGI Django would read a synchronous iterator to the end into memory before sending."""
+    run, viewer = finished_run
+    client = AsyncClient()
+    await client.aforce_login(viewer)
+    response = await client.get(f"/api/runs/{run.pk}/export/")
+    assert response.status_code == 200 and response.is_async
+    try:
+        body = b"".join([chunk async for chunk in response.streaming_content])
+    finally:
+        await sync_to_async(connections.close_all)()
+    assert body == b"".join(await sync_to_async(lambda: list(export_chunks(run)))())

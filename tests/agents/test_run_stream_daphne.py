@@ -203,3 +203,12 @@ def test_subscribers_joining_mid_run_receive_every_event_exactly_once(topology: 
             f for f, at in zip(subscriber.frames, subscriber.arrivals, strict=False) if at - subscriber.opened_at > 1
         ]
         assert sum(1 for f in late if f["kind"] == "text") > 10
+
+    # The audit export, streamed by daphne through the async path, holds the same record.
+    with topology.session.stream("GET", f"/api/runs/{run_id}/export/") as export:
+        assert export.status_code == 200
+        assert export.headers["content-type"] == "application/x-ndjson"
+        assert export.headers["content-disposition"] == f'attachment; filename="run-{run_id}.jsonl"'
+        lines = [json.loads(line) for line in export.iter_lines() if line]
+    assert lines[0]["type"] == "run" and lines[0]["run"]["status"] == "succeeded"
+    assert [line["event"] for line in lines if line["type"] == "event"] == record
