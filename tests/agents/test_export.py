@@ -9,8 +9,10 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.db import connections
 from django.http import StreamingHttpResponse
-from django.test import AsyncClient
+from django.test import AsyncRequestFactory
+from rest_framework.test import force_authenticate
 
+from agents.api.runs import RunViewSet
 from agents.export import PAGE_SIZE, export_chunks, export_chunks_async, export_lines
 from agents.models import Run, Turn
 from agents.run_events import event_append
@@ -134,15 +136,18 @@ def test_async_chunks_equal_the_sync_ones(finished_run):
     assert asyncio.run(collect()) == list(export_chunks(run, chunk_bytes=2048))
 
 
-async def test_under_asgi_the_export_is_an_async_stream(finished_run):
+def test_under_asgi_the_export_is_an_async_stream(finished_run):
     """Under ASGI Django would read a synchronous iterator to the end into memory before sending."""
     run, viewer = finished_run
-    client = AsyncClient()
-    await client.aforce_login(viewer)
-    response = await client.get(f"/api/runs/{run.pk}/export/")
+    request = AsyncRequestFactory().get(f"/api/runs/{run.pk}/export/")
+    force_authenticate(request, viewer)
+    response = RunViewSet.as_view({"get": "export"})(request, pk=str(run.pk))
     assert response.status_code == 200 and response.is_async
-    try:
-        body = b"".join([chunk async for chunk in response.streaming_content])
-    finally:
-        await sync_to_async(connections.close_all)()
-    assert body == b"".join(await sync_to_async(lambda: list(export_chunks(run)))())
+
+    async def collect() -> bytes:
+        try:
+            return b"".join([chunk async for chunk in response.streaming_content])
+        finally:
+            await sync_to_async(connections.close_all)()
+
+    assert asyncio.run(collect()) == b"".join(export_chunks(run))
