@@ -358,7 +358,9 @@ def _start_turns(run: Run, cards: list[Card], slots: int) -> int:
                 )
         except IntegrityError:
             continue  # another run or advance already has an active turn on this card
-        event_append(run.pk, "turn.queued", turn_id=turn.pk, card_id=card.pk, seat=seat, role=role.name)
+        event_append(
+            run.pk, "turn.queued", turn_id=turn.pk, card_id=card.pk, seat=seat, role=role.name, number=turn.number
+        )
         _dispatch_turn(turn.pk)
         started += 1
     return started
@@ -772,6 +774,7 @@ def _execute_claimed(run: Run, turn: Turn, owner: str, started: float, keeper: L
         "turn.started",
         turn_id=turn.pk,
         card_id=card.pk,
+        number=turn.number,
         seat=turn.seat,
         role=role.name,
         model=turn.model,
