@@ -35,6 +35,8 @@ TURN_FIELDS = (
     "outcome",
     "attempts",
     "lease_owner",
+    "lease_expires_at",
+    "heartbeat_at",
     "queued_at",
     "messages",
     "raw_answer",

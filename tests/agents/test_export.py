@@ -74,6 +74,8 @@ def test_export_of_a_finished_run_holds_the_run_every_turn_and_every_event(finis
     assert head["run"]["project"]["slug"] == "demo"
     assert head["run"]["last_seq"] == run.last_seq
     assert head["run"]["tokens_out"] == run.tokens_out > 0
+    run_fields = {f.attname for f in Run._meta.concrete_fields}
+    assert {f"{name}_id" if f"{name}_id" in run_fields else name for name in head["run"]} == run_fields
 
     kinds = [line["type"] for line in lines]
     turn_count = Turn.objects.filter(run=run).count()
@@ -91,6 +93,8 @@ def test_export_of_a_finished_run_holds_the_run_every_turn_and_every_event(finis
             assert turn[field] == stored[field], field
         assert turn["run"] == run.pk and turn["card"] == stored["card"]
         assert turn["started_at"] and turn["finished_at"]
+    stored_fields = {f.attname for f in Turn._meta.concrete_fields}
+    assert {{"run": "run_id", "card": "card_id"}.get(name, name) for name in turns[0]} == stored_fields
     assert any(call.get("result") for turn in turns for call in turn["tool_calls"])
 
     events = [line["event"] for line in lines if line["type"] == "event"]
