@@ -15,6 +15,7 @@ from agents.models import Run, RunEvent
 from agents.run_events import event_frame, run_group
 from boards.access import project_role_of
 from boards.events import project_group
+from orket_site import metrics
 
 logger = logging.getLogger(__name__)
 
@@ -44,9 +45,11 @@ class ProjectBoardConsumer(AsyncJsonWebsocketConsumer):
         self.group_name = project_group(project_id)
         await self.channel_layer.group_add(self.group_name, self.channel_name)
         await self.accept()
+        metrics.websocket_opened("board", self.channel_name)
         await self.send_json({"type": "hello", "project": project_id, "role": role})
 
     async def disconnect(self, code: int) -> None:
+        metrics.websocket_closed(self.channel_name)
         if self.group_name is not None:
             await self.channel_layer.group_discard(self.group_name, self.channel_name)
 
@@ -95,11 +98,13 @@ class RunStreamConsumer(AsyncJsonWebsocketConsumer):
         self.group_name = run_group(self.run_id)
         await self.channel_layer.group_add(self.group_name, self.channel_name)
         await self.accept()
+        metrics.websocket_opened("run", self.channel_name)
         async with self._lock:
             await self._catch_up()
         self._resync = asyncio.ensure_future(self._resync_forever())
 
     async def disconnect(self, code: int) -> None:
+        metrics.websocket_closed(self.channel_name)
         if self.group_name is not None:
             await self.channel_layer.group_discard(self.group_name, self.channel_name)
         resync = getattr(self, "_resync", None)

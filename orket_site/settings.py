@@ -120,7 +120,7 @@ if REDIS_URL:
     }
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
-    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    CHANNEL_LAYERS = {"default": {"BACKEND": "orket_site.layers.ThreadSafeInMemoryChannelLayer"}}
 
 # Celery: Redis in the production topology, the in-process memory transport otherwise.
 CELERY_BROKER_URL = REDIS_URL or "memory://localhost/"
