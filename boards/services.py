@@ -144,7 +144,10 @@ def _history(item: WorkItem, actor: Actor, **fields: Any) -> CardHistory:
 
 
 def _event_kind(item: WorkItem, what: str) -> str:
-    return f"{'card' if item.item_type == machine.ISSUE else item.item_type}.{what}"
+    """`card.created` or `card.changed` (and the same for epics and rocks): boards re-fetch the item,
+    so they need to know only that it is new or that something about it changed."""
+    noun = "card" if item.item_type == machine.ISSUE else item.item_type
+    return f"{noun}.{'created' if what == 'created' else 'changed'}"
 
 
 def _publish_after_commit(item: WorkItem, what: str) -> None:

@@ -35,8 +35,8 @@ def test_transition_event_after_commit(make_card: Callable[..., Card], django_ca
     assert len(callbacks) == 2  # the card, and the epic rolling up
     first = async_to_sync(layer.receive)(channel)
     second = async_to_sync(layer.receive)(channel)
-    assert first == {"type": "card.event", "kind": "card.transition", "card": card.pk}
-    assert second == {"type": "card.event", "kind": "epic.transition", "card": card.epic_id}
+    assert first == {"type": "card.event", "kind": "card.changed", "card": card.pk}
+    assert second == {"type": "card.event", "kind": "epic.changed", "card": card.epic_id}
 
 
 @override_settings(
@@ -51,4 +51,4 @@ def test_unreachable_channel_layer_is_logged_not_raised(
     with django_capture_on_commit_callbacks(execute=True):
         services.card_transition(card=card, to_status="in_progress", actor=CODER)
     assert Card.objects.get(pk=card.pk).status == "in_progress"
-    assert "Could not publish card.transition" in caplog.text
+    assert "Could not publish card.changed" in caplog.text
