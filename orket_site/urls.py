@@ -29,5 +29,7 @@ urlpatterns = [
     path("accounts/password/done/", auth_views.PasswordChangeDoneView.as_view(), name="password_change_done"),
     path("api/", include(api_patterns)),
     path("", include("agents.pages_urls")),
+    path("", include("boards.pages_urls")),
+    path("", include("boards.settings_urls")),
     path(settings.ORKET_ADMIN_URL, admin.site.urls),
 ]
