@@ -1,5 +1,9 @@
 """Browser pages of the boards app."""
 
-from django.urls import URLPattern
+from django.urls import URLPattern, path
 
-urlpatterns: list[URLPattern] = []
+from boards import pages
+
+urlpatterns: list[URLPattern] = [
+    path("projects/<int:project_id>/board/", pages.board, name="project-board"),
+]

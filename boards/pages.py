@@ -1,0 +1,78 @@
+"""Browser pages of the boards app: the kanban board of a project.
+
+The page is a thin shell: it checks the viewer's role, picks the epic and hands the page script
+(static/orket/board.js) the ids and API addresses it needs. Cards, moves, comments and history all
+go through the REST API, and live changes arrive on the project's board WebSocket.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, render
+from django.urls import reverse
+
+from boards import machine
+from boards.access import require_project_role, role_allows
+from boards.errors import NotFound
+from boards.models import Epic, Project, ProjectRole
+
+BOARD_STATUSES = list(machine.statuses_for(machine.ISSUE))
+FILTER_NAMES = ("seat", "label", "priority", "status", "blocked", "q")
+
+
+def _role_or_404(request: HttpRequest, project_id: int) -> str:
+    try:
+        return require_project_role(request.user, project_id, ProjectRole.VIEWER)
+    except NotFound as error:
+        raise Http404(error.message) from error
+
+
+def _transitions() -> dict[str, list[str]]:
+    """The issue transition table, from the one module that holds the rules."""
+    return {
+        status: [target for target in BOARD_STATUSES if target in machine.allowed_targets(machine.ISSUE, status)]
+        for status in BOARD_STATUSES
+    }
+
+
+def _board_config(
+    project: Project, epic: Epic | None, epics: list[Epic], role: str, filters: dict[str, str]
+) -> dict[str, Any]:
+    return {
+        "project": project.pk,
+        "epic": epic.pk if epic else None,
+        "epics": [{"id": item.pk, "name": item.name} for item in epics],
+        "canAct": role_allows(role, ProjectRole.MEMBER),
+        "statuses": BOARD_STATUSES,
+        "waitReasons": [{"name": name, "text": text} for name, text in machine.WAIT_REASONS.items()],
+        "transitions": _transitions(),
+        "filters": filters,
+        "ws": f"/ws/projects/{project.pk}/",
+        "api": {
+            "cards": reverse("card-list"),
+            "settings": reverse("project-settings", args=[project.pk]),
+            "runs": reverse("run-list"),
+            "epic": "/api/epics/",
+        },
+        "runsPage": reverse("project-runs", args=[project.pk]),
+        "runView": "/runs/",
+    }
+
+
+def board(request: HttpRequest, project_id: int) -> HttpResponse:
+    """The kanban board of one epic of a project (`?epic=<id>`, default the first epic)."""
+    role = _role_or_404(request, project_id)
+    project = get_object_or_404(Project, pk=project_id)
+    epics = list(Epic.objects.filter(project=project).order_by("rank", "id"))
+    epic: Epic | None = epics[0] if epics else None
+    epic_param = request.GET.get("epic", "").strip()
+    if epic_param:
+        epic = next((item for item in epics if str(item.pk) == epic_param), None)
+        if epic is None:
+            raise Http404("No such epic in this project.")
+    filters = {name: request.GET.get(name, "").strip()[:200] for name in FILTER_NAMES}
+    config = _board_config(project, epic, epics, role, filters)
+    context = {"project": project, "epic": epic, "epics": epics, "config": config, "filters": filters}
+    return render(request, "boards/board.html", context)
