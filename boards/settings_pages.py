@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from datetime import datetime
 from typing import Any
 
 from django import forms
@@ -18,6 +19,7 @@ from django.db.models import Prefetch
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils import timezone
 
 from agents.models import ModelProfile, ProjectAgentSettings
 from boards import machine, services
@@ -262,14 +264,15 @@ def _settings_error(
 # ---------------------------------------------------------------------------------------------
 
 
-def epic_flow(epic: Epic, cards: list[Card] | None = None) -> dict[str, Any]:
+def epic_flow(epic: Epic, cards: list[Card] | None = None, until: datetime | None = None) -> dict[str, Any]:
     """Cumulative flow and burndown of an epic from its cards' history.
 
     Each status-carrying history row (creation or transition) of a card in the epic is a moment; at
     each moment the chart counts cards per status and the cards still open (neither done nor
     canceled). Rows in the same second collapse into one point. A card without any history counts in
     its current status from its creation. Long histories are thinned to CHART_MAX_POINTS points,
-    always keeping the last.
+    always keeping the last. With `until` (the page passes now) the last state is carried to that
+    moment, so a chart with a single change still draws a line.
     """
     if cards is None:
         cards = list(Card.objects.filter(epic=epic).only("pk", "status", "created_at"))
@@ -292,6 +295,10 @@ def epic_flow(epic: Epic, cards: list[Card] | None = None) -> dict[str, Any]:
             points[-1] = (stamp, counts)
         else:
             points.append((stamp, counts))
+    if until is not None and points:
+        stamp = until.replace(microsecond=0).isoformat()
+        if stamp > points[-1][0]:
+            points.append((stamp, points[-1][1]))
     if len(points) > CHART_MAX_POINTS:
         step = len(points) / (CHART_MAX_POINTS - 1)
         points = [points[int(index * step)] for index in range(CHART_MAX_POINTS - 1)] + [points[-1]]
@@ -349,7 +356,7 @@ def epic_page(request: HttpRequest, epic_id: int) -> HttpResponse:
         "runs_url": f"{reverse('project-runs', args=[epic.project_id])}?epic={epic.pk}",
         "export_url": f"/api/epics/{epic.pk}/export/",
         "settings_url": reverse("project-settings-page", args=[epic.project_id]),
-        "charts": epic_flow(epic, cards),
+        "charts": epic_flow(epic, cards, until=timezone.now()),
     }
     return render(request, "boards/epic.html", context)
 

@@ -47,7 +47,7 @@
             backgroundColor: (colors[status] || "#374151") + "99",
             fill: true,
             stepped: true,
-            pointRadius: 0,
+            pointRadius: 2,
             borderWidth: 1
           };
         })
@@ -66,7 +66,7 @@
       data: {
         labels: labels,
         datasets: [{ label: "Open cards", data: data.burndown, borderColor: "#1d4ed8",
-                     backgroundColor: "#1d4ed833", fill: true, stepped: true, pointRadius: 0 }]
+                     backgroundColor: "#1d4ed833", fill: true, stepped: true, pointRadius: 2 }]
       },
       options: {
         responsive: true, maintainAspectRatio: false, animation: false,

@@ -358,4 +358,8 @@ def test_cards_without_history_count_in_their_current_status(project: Project) -
     Card.objects.create(project=project, epic=epic, title="Old", status="done")
     charts = epic_flow(epic)
     assert charts["flow"]["done"] == [1] and charts["burndown"] == [0]
+    later = timezone.now() + timedelta(hours=1)
+    carried = epic_flow(epic, until=later)
+    assert carried["labels"][-1] == later.replace(microsecond=0).isoformat()
+    assert carried["flow"]["done"] == [1, 1] and carried["burndown"] == [0, 0]
     assert epic_flow(Epic.objects.create(project=project, name="Empty"))["labels"] == []
