@@ -618,8 +618,10 @@
   function move(id, target, waitReason, reason) {
     var card = state.cards.get(id);
     var before = card.status;
+    var beforeReason = card.wait_reason;
     // Show the move at once; put the card back if the rules refuse it.
     card.status = target;
+    card.wait_reason = waitReason || "";
     render();
     var body = { status: target };
     if (waitReason) {
@@ -639,6 +641,7 @@
         var current = state.cards.get(id);
         if (current && current.status === target) {
           current.status = before;
+          current.wait_reason = beforeReason;
         }
         state.errors.set(id, error.message);
         message("Card #" + id + " was not moved: " + error.message, "bad");
