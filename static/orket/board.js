@@ -334,7 +334,7 @@
     if (!config.epic) {
       return Promise.resolve();
     }
-    var url = config.api.runs + "?project=" + config.project + "&epic=" + config.epic + "&ordering=-id";
+    var url = config.api.runs + "?project=" + config.project + "&epic=" + config.epic + "&page_size=10";
     return api("GET", url)
       .then(function (data) {
         var runs = (data.results || data || []).slice().sort(function (a, b) {
