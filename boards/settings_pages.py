@@ -23,7 +23,7 @@ from django.utils import timezone
 
 from agents.models import ModelProfile, ProjectAgentSettings
 from boards import machine, services
-from boards.access import require_project_role, role_allows
+from boards.access import project_role_of, require_project_role, role_allows
 from boards.actors import Actor
 from boards.errors import BoardsError, Forbidden, NotFound
 from boards.models import Card, CardDependency, CardHistory, Epic, Membership, Project, ProjectRole
@@ -246,6 +246,8 @@ def project_settings(request: HttpRequest, project_id: int) -> HttpResponse:
     except BoardsError as error:
         return _settings_error(request, project, role, section, [error.message])
     messages.success(request, done)
+    if project_role_of(request.user, project.pk) is None:  # they removed themselves
+        return redirect("home")
     return redirect(reverse("project-settings-page", args=[project.pk]) + f"#{section.replace('_', '-')}")
 
 

@@ -189,6 +189,11 @@ def test_members_are_added_changed_and_removed(
     assert post(client, project, {"section": "member_remove", "user_id": alice.pk}).status_code == 302
     assert not Membership.objects.filter(project=project, user=alice).exists()
 
+    other = member_of(project, ProjectRole.MAINTAINER)
+    leaving = client_for(other)
+    assert post(leaving, project, {"section": "member_remove", "user_id": other.pk})["Location"] == "/"
+    assert leaving.get(f"/projects/{project.pk}/settings/").status_code == 404
+
     missing = post(client, project, {"section": "member_add", "username": "nobody", "role": "member"})
     assert missing.status_code == 400 and b"No active user named &#x27;nobody&#x27;." in missing.content
     assert b'value="nobody"' in missing.content
