@@ -485,9 +485,11 @@
       event.dataTransfer.setData("text/plain", String(card.id));
       event.dataTransfer.effectAllowed = "move";
       node.classList.add("dragging");
+      state.dragging = true;
     });
     node.addEventListener("dragend", function () {
       node.classList.remove("dragging");
+      endDrag();
     });
     return node;
   }
@@ -496,6 +498,12 @@
     if (!boardNode) {
       return;
     }
+    if (state.dragging) {
+      // Replacing the nodes under a drag would cancel it; draw once the drag ends.
+      state.renderDeferred = true;
+      return;
+    }
+    state.renderDeferred = false;
     var current = filters();
     var showCanceled = document.getElementById("show-canceled").checked || current.status === "canceled";
     var focusedId = document.activeElement && document.activeElement.dataset ? document.activeElement.dataset.card : null;
@@ -570,6 +578,7 @@
       });
       column.addEventListener("drop", function (event) {
         event.preventDefault();
+        endDrag();
         column.classList.remove("drop-target");
         var id = Number(event.dataTransfer.getData("text/plain"));
         if (id && state.cards.has(id) && state.cards.get(id).status !== status) {
@@ -590,6 +599,15 @@
       var again = boardNode.querySelector('.board-card[data-card="' + focusedId + '"]');
       if (again) {
         again.focus({ preventScroll: true });
+      }
+    }
+  }
+
+  function endDrag() {
+    if (state.dragging) {
+      state.dragging = false;
+      if (state.renderDeferred) {
+        render();
       }
     }
   }
@@ -826,8 +844,9 @@
       facts.appendChild(el("span", "badge seat", "last worked by " + card.last_worked_by_seat));
     }
     document.getElementById("d-description-view").textContent = card.description || "No description.";
-    var editing = drawer.contains(document.activeElement) && document.activeElement.form === drawerForm;
-    if (overwrite || !editing) {
+    // Never throw away what the viewer is typing: a live update refreshes the form only when untouched.
+    if (overwrite || !state.drawerDirty) {
+      state.drawerDirty = false;
       document.getElementById("d-title").value = card.title;
       document.getElementById("d-description").value = card.description || "";
       document.getElementById("d-requirements").value = card.requirements || "";
@@ -949,6 +968,10 @@
       })
       .filter(Boolean);
   }
+
+  drawerForm.addEventListener("input", function () {
+    state.drawerDirty = true;
+  });
 
   drawerForm.addEventListener("submit", function (event) {
     event.preventDefault();
@@ -1148,10 +1171,19 @@
             }
           });
       })
-    ).then(function () {
-      refreshChoices();
-      render();
-    });
+    )
+      .then(function () {
+        // Agents move cards during a run: refresh who is working on what.
+        var run = state.runs[0];
+        if (run && (run.status === "running" || run.status === "queued")) {
+          return loadRuns();
+        }
+        return null;
+      })
+      .then(function () {
+        refreshChoices();
+        render();
+      });
   }
 
   function onFrame(frame) {

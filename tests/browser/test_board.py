@@ -183,10 +183,20 @@ async def test_board_moves_are_governed_live_and_filters_survive_a_reload(tmp_pa
                 await page.keyboard.press("Escape")
                 await page.wait_for_selector("#drawer", state="hidden")
                 await other_context.close()
+
+                # Run epic starts the demo run from the board; the cards move to done by themselves.
+                await page.click("#run-epic")
+                run_link = page.locator("#started-run")
+                await run_link.wait_for()
+                assert (await run_link.get_attribute("href") or "").startswith("/runs/")
+                await page.wait_for_selector("#board-run a[href^='/runs/']")
+                await page.wait_for_selector(f"{_column('done')} {_card(ready_id)}", timeout=90 * MS)
+                assert await page.locator(f"{_column('done')} .board-card").count() >= 1
+                await page.screenshot(path=str(tmp_path / "board-after-run.png"))
             finally:
                 await browser.close()
 
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    for name in ("board.png", "card-drawer.png"):
+    for name in ("board.png", "card-drawer.png", "board-after-run.png"):
         shutil.copyfile(tmp_path / name, ARTIFACTS / name)
     assert page_errors == [], page_errors
