@@ -44,7 +44,9 @@
     connected: false,
     pending: new Set(),
     pendingTimer: null,
-    moves: 0
+    moves: 0,
+    heard: new Set(), // cards named by live frames, for tests and debugging
+    fetching: 0
   };
 
   /* ---------- helpers ---------- */
@@ -419,7 +421,7 @@
       var dep = el(
         "span",
         "badge dependency" + (deps.open.length ? " open" : ""),
-        deps.open.length ? "waits on " + deps.open.map(function (id) { return "#" + id; }).join(", ") : deps.total + " dependencies done"
+        deps.open.length ? "waits on " + deps.open.map(function (id) { return "#" + id; }).join(", ") : (deps.total === 1 ? "dependency done" : deps.total + " dependencies done")
       );
       dep.dataset.flag = "dependency";
       flags.appendChild(dep);
@@ -1155,6 +1157,7 @@
     state.pendingTimer = null;
     var ids = Array.from(state.pending);
     state.pending.clear();
+    state.fetching += 1;
     Promise.all(
       ids.map(function (id) {
         return api("GET", config.api.cards + id + "/")
@@ -1181,6 +1184,7 @@
         return null;
       })
       .then(function () {
+        state.fetching -= 1;
         refreshChoices();
         render();
       });
@@ -1191,6 +1195,7 @@
       return;
     }
     if (frame.type === "card.changed" || frame.type === "card.created") {
+      state.heard.add(Number(frame.card));
       queueCard(Number(frame.card));
     } else if (frame.type === "epic.changed") {
       loadBoard().then(function () {
@@ -1285,7 +1290,9 @@
         reconnects: state.reconnects,
         cards: state.cards.size,
         moves: state.moves,
-        ready: !!state.ready
+        ready: !!state.ready,
+        heard: Array.from(state.heard),
+        idle: !state.pending.size && !state.pendingTimer && !state.fetching
       };
     },
     dropConnection: function () {

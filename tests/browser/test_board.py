@@ -107,6 +107,10 @@ async def test_board_moves_are_governed_live_and_filters_survive_a_reload(tmp_pa
                 await created.wait_for()
                 card_id = int(await created.get_attribute("data-card") or 0)
                 assert await page.locator(f"{_column('ready')} {_card(card_id)}").count() == 1
+                # The board hears its own creation back over the WebSocket; let that redraw settle first.
+                await page.wait_for_function(
+                    f"window.orketBoard.state().heard.includes({card_id}) && window.orketBoard.state().idle"
+                )
 
                 # Drag it to in_progress: it stays there, also after a reload.
                 await page.drag_and_drop(_card(card_id), _column("in_progress"))
