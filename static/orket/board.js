@@ -436,8 +436,9 @@
     }
     var agent = state.active.get(card.id);
     if (agent) {
-      var working = el("span", "badge agent", "agent working: " + agent.seat + (agent.role && agent.role !== agent.seat ? " (" + agent.role + ")" : ""));
+      var working = el("span", "badge agent", "agent: " + agent.seat + (agent.role && agent.role !== agent.seat ? " (" + agent.role + ")" : ""));
       working.dataset.flag = "agent";
+      working.title = "An agent is working on this card right now (run " + agent.run + ")";
       flags.appendChild(working);
     }
     if (flags.childNodes.length) {
