@@ -13,20 +13,10 @@ from typing import Any
 
 import pytest
 
+from tests.browser.chromium import CHROMIUM, CHROMIUM_ARGS, chromium_or_skip
 from tests.processes import PYTHON, REPO, app_env, started, wait_for_http
-from tests.services import free_port, missing_service
+from tests.services import free_port
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-    "--disable-dev-shm-usage",
-]
 ARTIFACTS = REPO / "var" / "test-artifacts"
 MS = 1000
 
@@ -42,15 +32,6 @@ async () => {
 """
 
 CARD_JS = "async (id) => (await fetch(`/api/cards/${id}/`)).json()"
-
-
-def _chromium_or_skip() -> None:
-    if not CHROMIUM.exists():
-        missing_service(f"{CHROMIUM} is missing (apt-get install chromium)")
-    try:
-        import playwright.async_api  # noqa: F401
-    except ImportError:
-        missing_service("the playwright package is not installed (pip install -e '.[dev]')")
 
 
 async def _log_in(page: Any, base: str, password: str) -> None:
@@ -71,7 +52,7 @@ def _column(status: str) -> str:
 
 
 async def test_board_moves_are_governed_live_and_filters_survive_a_reload(tmp_path: Path) -> None:
-    _chromium_or_skip()
+    chromium_or_skip()
     from playwright.async_api import async_playwright
 
     port = free_port()

@@ -13,20 +13,10 @@ from typing import Any
 
 import pytest
 
+from tests.browser.chromium import CHROMIUM, CHROMIUM_ARGS, chromium_or_skip
 from tests.processes import PYTHON, REPO, app_env, started, wait_for_http
-from tests.services import free_port, missing_service
+from tests.services import free_port
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-    "--disable-dev-shm-usage",
-]
 ARTIFACT = REPO / "var" / "test-artifacts" / "run-view.png"
 DEMO_EPIC = 1
 MS = 1000
@@ -130,17 +120,8 @@ PAGE_TRANSCRIPT_JS = """
 """
 
 
-def _chromium_or_skip() -> None:
-    if not CHROMIUM.exists():
-        missing_service(f"{CHROMIUM} is missing (apt-get install chromium)")
-    try:
-        import playwright.async_api  # noqa: F401
-    except ImportError:
-        missing_service("the playwright package is not installed (pip install -e '.[dev]')")
-
-
 async def test_run_view_streams_the_demo_run_survives_a_dropped_socket_and_equals_the_record(tmp_path: Path) -> None:
-    _chromium_or_skip()
+    chromium_or_skip()
     from playwright.async_api import async_playwright
 
     port = free_port()

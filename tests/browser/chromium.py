@@ -1,0 +1,29 @@
+"""Debian's Chromium for browser tests: where it is, how to launch it, and skipping (or failing,
+with ORKET_REQUIRE_SERVICES=1) when it or Playwright is missing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.services import missing_service
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+    "--disable-dev-shm-usage",
+]
+
+
+def chromium_or_skip() -> None:
+    if not CHROMIUM.exists():
+        missing_service(f"{CHROMIUM} is missing (apt-get install chromium)")
+    try:
+        import playwright.async_api  # noqa: F401
+    except ImportError:
+        missing_service("the playwright package is not installed (pip install -e '.[dev]')")
