@@ -20,27 +20,8 @@
 
   /* ---------- small helpers ---------- */
 
-  function el(tag, className, text) {
-    var node = document.createElement(tag);
-    if (className) {
-      node.className = className;
-    }
-    if (text !== undefined && text !== null) {
-      node.textContent = String(text);
-    }
-    return node;
-  }
-
-  function cookie(name) {
-    var parts = document.cookie ? document.cookie.split(";") : [];
-    for (var i = 0; i < parts.length; i++) {
-      var item = parts[i].trim();
-      if (item.indexOf(name + "=") === 0) {
-        return decodeURIComponent(item.slice(name.length + 1));
-      }
-    }
-    return "";
-  }
+  var el = window.orketDom.el;
+  var cookie = window.orketDom.cookie;
 
   function seatColor(seat) {
     var text = String(seat || "");
