@@ -4,6 +4,7 @@ with ORKET_REQUIRE_SERVICES=1) when it or Playwright is missing."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from tests.services import missing_service
 
@@ -27,3 +28,10 @@ def chromium_or_skip() -> None:
         import playwright.async_api  # noqa: F401
     except ImportError:
         missing_service("the playwright package is not installed (pip install -e '.[dev]')")
+
+
+async def launch_chromium(playwright: Any) -> Any:
+    """Headless Debian Chromium through Playwright, with the flags this machine needs."""
+    return await playwright.chromium.launch(
+        executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True, timeout=30_000
+    )

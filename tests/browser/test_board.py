@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.browser.chromium import CHROMIUM, CHROMIUM_ARGS, chromium_or_skip
+from tests.browser.chromium import chromium_or_skip, launch_chromium
 from tests.processes import PYTHON, REPO, app_env, started, wait_for_http
 from tests.services import free_port
 
@@ -64,9 +64,7 @@ async def test_board_moves_are_governed_live_and_filters_survive_a_reload(tmp_pa
     with started([PYTHON, "manage.py", "orket_run"], env, tmp_path / "server.log") as server:
         wait_for_http(f"{base}/accounts/login/", timeout=60, process=server)
         async with async_playwright() as playwright:
-            browser = await playwright.chromium.launch(
-                executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True, timeout=30 * MS
-            )
+            browser = await launch_chromium(playwright)
             try:
                 context = await browser.new_context(viewport={"width": 1280, "height": 800})
                 context.set_default_timeout(20 * MS)

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.browser.chromium import CHROMIUM, CHROMIUM_ARGS, chromium_or_skip
+from tests.browser.chromium import chromium_or_skip, launch_chromium
 from tests.processes import PYTHON, REPO, app_env, started, wait_for_http
 from tests.services import free_port
 
@@ -138,9 +138,7 @@ async def test_run_view_streams_the_demo_run_survives_a_dropped_socket_and_equal
     with started([PYTHON, "manage.py", "orket_run"], env, tmp_path / "server.log") as server:
         wait_for_http(f"{base}/accounts/login/", timeout=60, process=server)
         async with async_playwright() as playwright:
-            browser = await playwright.chromium.launch(
-                executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True, timeout=30 * MS
-            )
+            browser = await launch_chromium(playwright)
             try:
                 context = await browser.new_context(viewport={"width": 1280, "height": 900})
                 context.set_default_timeout(30 * MS)
