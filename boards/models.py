@@ -176,6 +176,10 @@ class Card(models.Model):
     )
     note = models.TextField(blank=True, max_length=TEXT_MAX)
     rank = models.FloatField(default=0.0)
+    # Set by the forge integration (agents.gitea) through services.card_review_record, never edited.
+    pull_request = models.JSONField(default=dict, blank=True, help_text="{number, url, state} of the card's PR.")
+    review_cycle = models.PositiveIntegerField(default=0, help_text="Changes requested so far on the PR.")
+    review_reasons = models.JSONField(default=list, blank=True, help_text="[{cycle, reviewer, text, at}]")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -324,6 +324,42 @@ def card_update(*, card: Card, actor: Actor, **fields: Any) -> Card:
 
 
 @transaction.atomic
+def card_review_record(
+    *,
+    card: Card,
+    actor: Actor,
+    pull_request: dict[str, Any] | None = None,
+    review_cycle: int | None = None,
+    review_reason: dict[str, Any] | None = None,
+) -> Card:
+    """Record what a code forge says about the card: its pull request ({number, url, state}), the
+    review cycle, and one more rejection reason. Not editable through card_update."""
+    locked = Card.objects.select_for_update().get(pk=card.pk)
+    fields: dict[str, Any] = {}
+    if pull_request is not None:
+        fields["pull_request"] = dict(pull_request)
+    if review_cycle is not None:
+        if review_cycle < 0:
+            raise InvalidInput("A review cycle cannot be negative.", code="bad_review_cycle")
+        fields["review_cycle"] = review_cycle
+    if review_reason is not None:
+        fields["review_reasons"] = [*locked.review_reasons, dict(review_reason)]
+    changes = _changes(locked, fields)
+    if not changes:
+        return locked
+    for name, value in fields.items():
+        setattr(locked, name, value)
+    locked.save(update_fields=[*fields, "updated_at"])
+    if "review_reasons" in changes:
+        changes["review_reasons"] = "added"
+    _history(
+        locked, actor, event=HistoryEvent.EDITED, from_status=locked.status, to_status=locked.status, changes=changes
+    )
+    _publish_after_commit(locked, "edited")
+    return locked
+
+
+@transaction.atomic
 def epic_update(*, epic: Epic, actor: Actor, **fields: Any) -> Epic:
     locked = Epic.objects.select_for_update().get(pk=epic.pk)
     return _edit(item=locked, actor=actor, fields=fields, editable=EPIC_EDITABLE)

@@ -137,6 +137,7 @@ class CardSerializer(serializers.ModelSerializer):
     type = serializers.SerializerMethodField()
     priority = PriorityField()
     depends_on = serializers.SerializerMethodField()
+    pull_request = serializers.SerializerMethodField()
 
     class Meta:
         model = Card
@@ -162,6 +163,9 @@ class CardSerializer(serializers.ModelSerializer):
             "note",
             "rank",
             "depends_on",
+            "pull_request",
+            "review_cycle",
+            "review_reasons",
             "created_at",
             "updated_at",
         ]
@@ -169,6 +173,10 @@ class CardSerializer(serializers.ModelSerializer):
 
     def get_type(self, card: Card) -> str:
         return machine.ISSUE
+
+    def get_pull_request(self, card: Card) -> dict[str, Any] | None:
+        """{number, url, state} of the card's pull request in the linked forge, or null."""
+        return card.pull_request or None
 
     def get_depends_on(self, card: Card) -> list[int]:
         return sorted(link.depends_on_id for link in card.dependency_links.all())
