@@ -9,7 +9,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from boards import machine
+from boards import machine, markdown
 from boards.models import TEXT_MAX, TITLE_MAX, Card, CardHistory, Comment, Epic, Project, Rock
 from boards.services import parse_priority
 from boards.transfer import LABEL_MAX, MAX_LABELS, SCENARIOS_MAX_BYTES, SEAT_PATTERN
@@ -148,6 +148,7 @@ class CardSerializer(serializers.ModelSerializer):
             "epic",
             "title",
             "description",
+            "description_html",
             "status",
             "priority",
             "wait_reason",
@@ -180,6 +181,10 @@ class CardSerializer(serializers.ModelSerializer):
 
     def get_depends_on(self, card: Card) -> list[int]:
         return sorted(link.depends_on_id for link in card.dependency_links.all())
+
+    def get_description_html(self, card: Card) -> str:
+        """The description rendered from Markdown to HTML that holds only safe markup (boards.markdown)."""
+        return markdown.render(card.description)
 
 
 class CardUpdateSerializer(serializers.Serializer):
