@@ -138,6 +138,7 @@ class CardSerializer(serializers.ModelSerializer):
     priority = PriorityField()
     depends_on = serializers.SerializerMethodField()
     pull_request = serializers.SerializerMethodField()
+    description_html = serializers.SerializerMethodField()
 
     class Meta:
         model = Card
@@ -243,6 +244,18 @@ class TransitionSerializer(serializers.Serializer):
     status = serializers.CharField(max_length=40)
     wait_reason = serializers.CharField(max_length=40, required=False, allow_blank=True, default="")
     reason = serializers.CharField(max_length=5_000, required=False, allow_blank=True, default="")
+
+
+class ReorderSerializer(serializers.Serializer):
+    """Where to place a card in its column: right before `before`, or right after `after`."""
+
+    after = serializers.IntegerField(min_value=1, required=False, allow_null=True, default=None)
+    before = serializers.IntegerField(min_value=1, required=False, allow_null=True, default=None)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if attrs.get("after") is None and attrs.get("before") is None:
+            raise serializers.ValidationError("Give the card to place it after or before.", code="required")
+        return attrs
 
 
 class DependencyAddSerializer(serializers.Serializer):
