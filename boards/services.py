@@ -610,3 +610,98 @@ def project_settings_update(
         locked.wip_limits = dict(wip_limits)
     locked.save()
     return locked
+
+
+# Ranks closer than this are renumbered before a card is placed between them.
+RANK_MIN_GAP = 1e-6
+
+
+def _rank_between(low: float | None, high: float | None) -> float | None:
+    """A rank strictly between two neighbours (None: no neighbour on that side); None when too close."""
+    if high is None:
+        return 1.0 if low is None else low + 1.0
+    if low is None:
+        return high - 1.0
+    if high - low < RANK_MIN_GAP:
+        return None
+    return (low + high) / 2
+
+
+def _renumber_epic(epic_id: int) -> dict[int, float]:
+    """Give every card of the epic the ranks 1, 2, 3... in its present order; returns id -> new rank."""
+    ordered = list(Card.objects.filter(epic_id=epic_id).order_by("rank", "id").values_list("pk", flat=True))
+    ranks = {pk: float(position + 1) for position, pk in enumerate(ordered)}
+    Card.objects.bulk_update([Card(pk=pk, rank=rank) for pk, rank in ranks.items()], ["rank"], batch_size=500)
+    return ranks
+
+
+@transaction.atomic
+def card_reorder(*, card: Card, actor: Actor, after_id: int | None = None, before_id: int | None = None) -> Card:
+    """Place a card within its column (the cards of its epic in its status): right before `before_id`
+    or, without it, right after `after_id`.
+
+    The new rank lies halfway between the neighbours; when they are too close, the whole epic is
+    renumbered first (its order kept) and boards are told to reload the epic. Writes a history row
+    and publishes card.changed after commit. A neighbour that has left the column is refused (409),
+    so a stale board reloads instead of guessing.
+    """
+    actor.facts(card.project_id)
+    anchor = before_id if before_id is not None else after_id
+    if anchor is None:
+        raise InvalidInput("Say which card to place it after or before.", code="rank_neighbour_required")
+    if anchor == card.pk:
+        raise InvalidInput("A card cannot be placed next to itself.", code="rank_neighbour_self")
+    # One reorder at a time per epic, so a renumbering never interleaves with another placement.
+    Epic.objects.select_for_update().filter(pk=card.epic_id).first()
+    locked = Card.objects.select_for_update().filter(pk=card.pk).first()
+    if locked is None:
+        raise NotFound("That card no longer exists.")
+    column = list(
+        Card.objects.filter(epic_id=locked.epic_id, status=locked.status)
+        .exclude(pk=locked.pk)
+        .order_by("rank", "id")
+        .values_list("pk", "rank")
+    )
+    ids = [pk for pk, _ in column]
+    if anchor not in ids:
+        raise IllegalState(
+            f"Card #{anchor} is no longer in the {locked.status.replace('_', ' ')} column of this epic; "
+            "reload the board and try again.",
+            code="rank_neighbour_moved",
+        )
+    index = ids.index(anchor) if before_id is not None else ids.index(anchor) + 1
+    ranks = dict(column)
+    low_id = ids[index - 1] if index > 0 else None
+    high_id = ids[index] if index < len(ids) else None
+
+    def bounds() -> tuple[float | None, float | None]:
+        return (ranks[low_id] if low_id else None, ranks[high_id] if high_id else None)
+
+    low, high = bounds()
+    if (low is None or low < locked.rank) and (high is None or locked.rank < high):
+        return locked  # already there
+    rank = _rank_between(low, high)
+    renumbered = rank is None
+    if rank is None:
+        ranks = _renumber_epic(locked.epic_id)
+        locked.rank = ranks[locked.pk]
+        low, high = bounds()
+        rank = _rank_between(low, high)
+        assert rank is not None  # renumbered neighbours are at least 1.0 apart
+    old = locked.rank
+    locked.rank = rank
+    locked.save(update_fields=["rank", "updated_at"])
+    where = f"placed before #{before_id}" if before_id is not None else f"placed after #{after_id}"
+    _history(
+        locked,
+        actor,
+        event=HistoryEvent.EDITED,
+        from_status=locked.status,
+        to_status=locked.status,
+        reason=where,
+        changes={"rank": [old, rank]},
+    )
+    _publish_after_commit(locked, "edited")
+    if renumbered:
+        _publish_after_commit(locked.epic, "edited")
+    return locked

@@ -227,6 +227,7 @@ class CardViewSet(WorkItemViewSet):
         **WorkItemViewSet.project_roles,
         "dependencies": ProjectRole.VIEWER,
         "dependency": ProjectRole.MEMBER,
+        "reorder": ProjectRole.MEMBER,
         "comments": ProjectRole.VIEWER,
     }
 
@@ -295,6 +296,17 @@ class CardViewSet(WorkItemViewSet):
         serializer = ws.CardUpdateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         card = services.card_update(card=card, actor=_actor(request), **serializer.validated_data)
+        return Response(self.get_serializer(self.get_queryset().get(pk=card.pk)).data)
+
+    @extend_schema(request=ws.ReorderSerializer, responses=ws.CardSerializer)
+    @action(detail=True, methods=["post"])
+    def reorder(self, request: Request, pk: str | None = None) -> Response:
+        """Place the card in its column right before `before` or right after `after` (card ids)."""
+        card = self.get_object()
+        serializer = ws.ReorderSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        services.card_reorder(card=card, actor=_actor(request), after_id=data["after"], before_id=data["before"])
         return Response(self.get_serializer(self.get_queryset().get(pk=card.pk)).data)
 
     @extend_schema(request=ws.DependencyAddSerializer, responses=ws.CardSerializer)
