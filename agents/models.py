@@ -350,3 +350,6 @@ class ProjectAgentSettings(models.Model):
 
     def __str__(self) -> str:
         return f"agent settings of {self.project_id}"
+
+
+from agents.gitea.models import ForgeEventKey, GiteaLink, PullRequestLink, WebhookDelivery  # noqa: E402, F401
