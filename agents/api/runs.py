@@ -220,6 +220,45 @@ def card_runs(request: Request, card_id: int) -> Response:
     return _start(request, card.epic, card)
 
 
+CARD_TURNS_LIMIT = 100
+
+
+class CardTurnSerializer(serializers.ModelSerializer):
+    """A turn as the card drawer lists it: who worked, in which run, how it ended (no prompts)."""
+
+    run_status = serializers.CharField(source="run.status")
+
+    class Meta:
+        model = Turn
+        fields = [
+            "id",
+            "run",
+            "run_status",
+            "number",
+            "seat",
+            "role",
+            "model",
+            "status",
+            "outcome",
+            "tokens_in",
+            "tokens_out",
+            "duration_ms",
+            "created_at",
+            "started_at",
+            "finished_at",
+        ]
+
+
+@extend_schema(responses={200: CardTurnSerializer(many=True)})
+@api_view(["GET"])
+@permission_classes([ProjectRolePermission])
+def card_turns(request: Request, card_id: int) -> Response:
+    """The latest turns that worked on this card, newest first (at most 100), for project viewers."""
+    card = get_object_or_404(Card.objects.filter(project__in=visible_projects(request.user)), pk=card_id)
+    turns = Turn.objects.filter(card=card).select_related("run").order_by("-id")[:CARD_TURNS_LIMIT]
+    return Response({"card": card.pk, "results": CardTurnSerializer(turns, many=True).data})
+
+
 @extend_schema(parameters=[OpenApiParameter("role", str)], responses={200: dict})
 @api_view(["GET"])
 @permission_classes([ProjectRolePermission])

@@ -1,7 +1,7 @@
 from django.urls import path
 from rest_framework.routers import DefaultRouter
 
-from agents.api.runs import RunViewSet, card_prompt, card_runs, epic_runs
+from agents.api.runs import RunViewSet, card_prompt, card_runs, card_turns, epic_runs
 from agents.api.views import ModelProfileViewSet, TeamViewSet
 
 router = DefaultRouter(trailing_slash=True)
@@ -13,5 +13,6 @@ urlpatterns = [
     path("epics/<int:epic_id>/runs/", epic_runs, name="epic-runs"),
     path("cards/<int:card_id>/runs/", card_runs, name="card-runs"),
     path("cards/<int:card_id>/prompt/", card_prompt, name="card-prompt"),
+    path("cards/<int:card_id>/turns/", card_turns, name="card-turns"),
     *router.urls,
 ]
