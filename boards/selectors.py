@@ -12,6 +12,7 @@ from boards.models import Card, CardDependency, Epic
 
 BOARD_CARD_FIELDS = (
     "id",
+    "epic",
     "title",
     "status",
     "priority",
@@ -21,6 +22,8 @@ BOARD_CARD_FIELDS = (
     "last_verification",
     "last_worked_by_seat",
     "rank",
+    "pull_request",
+    "review_cycle",
     "created_at",
     "updated_at",
 )
@@ -70,6 +73,30 @@ def epic_board(epic: Epic) -> EpicBoard:
     return EpicBoard(
         epic=epic, cards=cards, dependencies=dependencies, order=[card.id for card in ordered if card.id in known]
     )
+
+
+@dataclass
+class ProjectBoard:
+    epics: list[dict[str, Any]]
+    cards: list[dict[str, Any]]
+    dependencies: list[tuple[int, int]]
+
+
+def project_board(project_id: int) -> ProjectBoard:
+    """The cards of every epic of a project, for swimlanes by epic, in three queries whatever the
+    number of cards: the epics, the cards, and the dependency pairs of those cards."""
+    epics = list(
+        Epic.objects.filter(project_id=project_id).order_by("rank", "id").values("id", "name", "status", "rank")
+    )
+    cards = list(
+        Card.objects.filter(project_id=project_id)
+        .order_by("epic__rank", "epic_id", "rank", "id")
+        .values(*BOARD_CARD_FIELDS)
+    )
+    dependencies = list(
+        CardDependency.objects.filter(card__project_id=project_id).values_list("card_id", "depends_on_id")
+    )
+    return ProjectBoard(epics=epics, cards=cards, dependencies=dependencies)
 
 
 def epic_schedule(epic: Epic) -> list[int]:

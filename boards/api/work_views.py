@@ -377,6 +377,29 @@ class EpicImportView(APIView):
         return Response(data, status=status.HTTP_201_CREATED)
 
 
+class ProjectBoardView(APIView):
+    """GET /api/projects/{id}/board/: the epics of a project and the cards of them all, for swimlanes."""
+
+    permission_classes = [ProjectRolePermission]
+    project_roles = {"GET": ProjectRole.VIEWER}
+
+    def get_project_id(self) -> Any:
+        return self.kwargs["pk"]
+
+    @extend_schema(responses=OpenApiTypes.OBJECT)
+    def get(self, request: Request, pk: int) -> Response:
+        project = get_object_or_404(Project, pk=pk)
+        board = selectors.project_board(project.pk)
+        return Response(
+            {
+                "project": project.pk,
+                "epics": board.epics,
+                "cards": board.cards,
+                "dependencies": [list(pair) for pair in board.dependencies],
+            }
+        )
+
+
 class ProjectSettingsView(APIView):
     """GET, PATCH /api/projects/{id}/settings/: architecture governance, complexity threshold, WIP limits."""
 
