@@ -28,6 +28,7 @@ from django.db.models import Count, F, Q
 from django.utils import timezone
 
 from agents.gate import check_call
+from agents.gitea import hooks as gitea_hooks
 from agents.models import (
     TURN_ACTIVE_STATUSES,
     ModelProfile,
@@ -285,9 +286,15 @@ def run_advance(*, run_id: int) -> Run | None:
         if active == 0:
             _finish_run(run, RunStatus.FAILED, f"The run's token budget of {run.token_budget} is spent.")
         return run
-    started = _start_turns(run, cards, slots=run.max_parallel - active)
+    waiting = gitea_hooks.cards_waiting_for_review(cards)  # linked projects: people review in Gitea
+    started = _start_turns(run, [card for card in cards if card.pk not in waiting], slots=run.max_parallel - active)
     if active == 0 and started == 0:
-        _finish_run(run, RunStatus.FAILED, _blocked_summary(cards))
+        if waiting and all(card.status in machine.FINAL_STATUSES or card.pk in waiting for card in cards):
+            _finish_run(
+                run, RunStatus.SUCCEEDED, f"The agents' work is done; {len(waiting)} card(s) await review in Gitea."
+            )
+        else:
+            _finish_run(run, RunStatus.FAILED, _blocked_summary(cards))
     return run
 
 
@@ -782,7 +789,7 @@ def _execute_claimed(run: Run, turn: Turn, owner: str, started: float, keeper: L
         attempt=turn.attempts,
     )
     roles = (role.name, "project_manager") if role.is_project_manager else (role.name,)
-    actor = Actor.for_seat(turn.seat, roles, can_finalize=role.can_finalize)
+    actor = Actor.for_seat(turn.seat, roles, can_finalize=role.can_finalize and gitea_hooks.agents_may_finalize(card))
     try:
         if card.status == machine.READY:
             board_services.card_transition(
@@ -982,6 +989,7 @@ def _after_turn(
             reason=f"Turn {turn.number} changed {len(files)} files.",
         )
         event_append(run.pk, "card.status", card_id=card.pk, status=machine.CODE_REVIEW, seat=turn.seat)
+    gitea_hooks.turn_finished(card_id=card.pk, seat=turn.seat, can_finalize=role.can_finalize, outcome=turn.outcome)
     card.refresh_from_db()
     if card.status == machine.DONE:
         try:

@@ -1,0 +1,88 @@
+"""Pushing a card branch to (and fetching it back from) the Gitea repository over HTTP. No Django.
+
+The token travels as an HTTP header handed to git through GIT_CONFIG_* environment variables, never
+in the remote URL or on the command line (both show up in process lists and in git's messages), and
+it is scrubbed from anything git prints before that text is logged or shown.
+"""
+
+from __future__ import annotations
+
+import base64
+import subprocess
+from pathlib import Path
+
+from agents.workspaces import GIT_TIMEOUT, git_env
+
+
+class PushFailed(Exception):
+    """git push or fetch failed; the message is safe to show (no token)."""
+
+
+def remote_url(base_url: str, owner: str, repo: str) -> str:
+    return f"{base_url.rstrip('/')}/{owner}/{repo}.git"
+
+
+def _env(token: str) -> dict[str, str]:
+    env = git_env()
+    if token:
+        basic = base64.b64encode(f"orket:{token}".encode()).decode()
+        env.update(
+            {
+                "GIT_CONFIG_COUNT": "1",
+                "GIT_CONFIG_KEY_0": "http.extraHeader",
+                "GIT_CONFIG_VALUE_0": f"Authorization: Basic {basic}",
+            }
+        )
+    return env
+
+
+def _scrub(text: str, token: str) -> str:
+    if token:
+        text = text.replace(token, "***")
+        text = text.replace(base64.b64encode(f"orket:{token}".encode()).decode(), "***")
+    return text
+
+
+def _git(repo: Path, token: str, *args: str) -> subprocess.CompletedProcess[str]:
+    try:
+        done = subprocess.run(
+            ["git", *args],
+            cwd=repo,
+            env=_env(token),
+            capture_output=True,
+            text=True,
+            timeout=GIT_TIMEOUT,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as error:
+        raise PushFailed(f"git {args[0]} could not run: {_scrub(str(error), token)}") from error
+    return done
+
+
+def push(repo: Path, url: str, token: str, *, local_ref: str, remote_branch: str, force: bool = False) -> str:
+    """Push `local_ref` to `remote_branch`; the sha pushed. Raises PushFailed with git's reason."""
+    sha_done = _git(repo, token, "rev-parse", "--verify", local_ref)
+    if sha_done.returncode != 0:
+        raise PushFailed(f"There is no {local_ref} to push in the workspace.")
+    sha = sha_done.stdout.strip()
+    refspec = f"{'+' if force else ''}{sha}:refs/heads/{remote_branch}"
+    done = _git(repo, token, "push", "--porcelain", url, refspec)
+    if done.returncode != 0:
+        said = _scrub((done.stderr or done.stdout).strip()[-1500:], token)
+        raise PushFailed(f"git push of {local_ref} to {remote_branch} failed: {said}")
+    return sha
+
+
+def fetch(repo: Path, url: str, token: str, *, remote_branch: str) -> str:
+    """Fetch `remote_branch`; the sha it points at (left in FETCH_HEAD)."""
+    done = _git(repo, token, "fetch", "--quiet", url, f"refs/heads/{remote_branch}")
+    if done.returncode != 0:
+        said = _scrub((done.stderr or done.stdout).strip()[-1500:], token)
+        raise PushFailed(f"git fetch of {remote_branch} failed: {said}")
+    return _git(repo, token, "rev-parse", "FETCH_HEAD").stdout.strip()
+
+
+def fast_forward(worktree: Path, sha: str) -> bool:
+    """Move the worktree's branch to `sha` when that is a fast-forward; False when it is not."""
+    done = _git(worktree, "", "merge", "--ff-only", "--quiet", sha)
+    return done.returncode == 0

@@ -1,0 +1,885 @@
+"""Services of the Gitea integration: linking, receiving and processing webhook deliveries, the
+review loop, pull requests for cards, and reconciliation. Card changes go through boards.services;
+turns are started through the engine's run_start. See docs/gitea.md for the rules.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from agents.gitea import git_remote, payloads
+from agents.gitea.client import GiteaClient, GiteaError
+from agents.gitea.crypto import encrypt
+from agents.gitea.models import (
+    DeliveryStatus,
+    ForgeEventKey,
+    GiteaLink,
+    PullRequestLink,
+    PullRequestState,
+    WebhookDelivery,
+)
+from agents.gitea.signatures import new_secret, payload_hash, signature_valid
+from agents.models import Role, Run, SeatNote, Turn
+from agents.workspaces import ProjectWorkspace
+from boards import machine
+from boards import services as board_services
+from boards.actors import Actor
+from boards.models import TITLE_MAX, Card, Project
+from orket_site.errors import OrketError
+
+logger = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 1024 * 1024
+ORKET = Actor.orket("gitea")
+COMMENT_MARK = "**Orket**"
+REQUIREMENTS_LABEL = "requirements-review"
+
+
+class GiteaLinkInvalid(OrketError):
+    status = 400
+    code = "gitea_invalid"
+
+
+# ---------------------------------------------------------------------------------------------
+# Linking
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class LinkSaved:
+    link: GiteaLink
+    new_secret: str  # the webhook secret when one was generated now (shown once), else ""
+
+
+@transaction.atomic
+def gitea_link_save(
+    *,
+    project: Project,
+    base_url: str,
+    owner: str,
+    repo: str,
+    base_branch: str = "main",
+    token_env: str = "",
+    token: str = "",
+    required_reviewers: list[str] | None = None,
+    required_approvals: int = 1,
+    auto_merge: bool = False,
+    auto_deploy: bool = False,
+    escalation_cycle: int = 3,
+    max_cycles: int = 4,
+    enabled: bool = True,
+    regenerate_secret: bool = False,
+) -> LinkSaved:
+    """Create or update the project's link. A blank `token` keeps the stored one; naming `token_env`
+    drops any stored token. The webhook secret is generated on first save (or on request) and
+    returned once."""
+    problems = []
+    base_url = base_url.strip().rstrip("/")
+    if not base_url.startswith(("http://", "https://")):
+        problems.append("The Gitea base URL must start with http:// or https://.")
+    owner, repo = owner.strip(), repo.strip()
+    if not owner or not repo or "/" in owner or "/" in repo:
+        problems.append("Give the repository as an owner and a name, without slashes.")
+    if token_env and not token_env.replace("_", "").isalnum():
+        problems.append("An environment variable name has only letters, digits and underscores.")
+    if required_approvals < 1:
+        problems.append("At least one approval is required.")
+    if escalation_cycle < 1 or max_cycles < 1:
+        problems.append("Review cycles count from 1.")
+    elif escalation_cycle > max_cycles:
+        problems.append("The escalation cycle cannot come after the maximum cycle.")
+    if problems:
+        raise GiteaLinkInvalid(" ".join(problems))
+    link = GiteaLink.objects.select_for_update().filter(project=project).first() or GiteaLink(project=project)
+    link.base_url, link.owner, link.repo = base_url, owner, repo
+    link.base_branch = base_branch.strip() or "main"
+    link.token_env = token_env.strip()
+    if link.token_env:
+        link.token_encrypted = ""
+    elif token:
+        link.token_encrypted = encrypt(token.strip())
+    link.required_reviewers = [name.strip() for name in required_reviewers or [] if name.strip()]
+    link.required_approvals = required_approvals
+    link.auto_merge, link.auto_deploy = auto_merge, auto_deploy
+    link.escalation_cycle, link.max_cycles = escalation_cycle, max_cycles
+    link.enabled = enabled
+    secret = ""
+    if regenerate_secret or not link.webhook_secret_encrypted:
+        secret = new_secret()
+        link.webhook_secret_encrypted = encrypt(secret)
+    link.save()
+    logger.info("gitea link of project %s saved (%s)", project.pk, link)
+    return LinkSaved(link, secret)
+
+
+def client_for(link: GiteaLink, **options: Any) -> GiteaClient:
+    return GiteaClient(link.base_url, link.owner, link.repo, token=link.token(), **options)
+
+
+# ---------------------------------------------------------------------------------------------
+# Receiving deliveries (the webhook endpoint's one service; it must answer in milliseconds)
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Received:
+    status: int
+    code: str
+    detail: str
+    delivery_id: int | None = None
+
+
+def _refuse(link: GiteaLink, status: int, code: str, detail: str) -> Received:
+    GiteaLink.objects.filter(pk=link.pk).update(
+        refused_deliveries=F("refused_deliveries") + 1, last_refused_at=timezone.now()
+    )
+    return Received(status, code, detail)
+
+
+def delivery_receive(*, link: GiteaLink, headers: dict[str, str], body: bytes) -> Received:
+    """Check, store and queue one delivery. The body was read with its size capped by the caller."""
+    if len(body) > MAX_BODY_BYTES:
+        return _refuse(link, 413, "too_large", f"The body is larger than {MAX_BODY_BYTES} bytes.")
+    signature = headers.get("x-gitea-signature") or headers.get("x-hub-signature-256") or ""
+    if not signature:
+        return _refuse(link, 401, "signature_missing", "The delivery is not signed (X-Gitea-Signature).")
+    if not signature_valid(link.webhook_secret(), body, signature):
+        return _refuse(link, 401, "signature_invalid", "The signature does not match the body and the secret.")
+    try:
+        payload = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return Received(400, "malformed_json", "The body is not valid JSON.")
+    if not isinstance(payload, dict):
+        return Received(400, "malformed_json", "The body is not a JSON object.")
+    event = headers.get("x-gitea-event") or headers.get("x-gogs-event") or headers.get("x-github-event") or ""
+    event_type = headers.get("x-gitea-event-type") or event
+    if event not in payloads.USED_EVENTS:
+        return Received(202, "ignored", f"Orket does not use {event or 'unnamed'} events.")
+    digest = payload_hash(body)
+    delivery_id = (headers.get("x-gitea-delivery") or headers.get("x-gogs-delivery") or "")[:100] or f"sha256:{digest}"
+    try:
+        meaning = payloads.interpret(event, event_type, payload).key
+    except payloads.PayloadInvalid as error:
+        return Received(400, "payload_invalid", str(error))
+    duplicate = (
+        WebhookDelivery.objects.filter(project_id=link.project_id, meaning_key=meaning)
+        .exclude(status=DeliveryStatus.FAILED)
+        .exists()
+    )
+    try:
+        with transaction.atomic():
+            delivery = WebhookDelivery.objects.create(
+                project_id=link.project_id,
+                delivery_id=delivery_id,
+                event=event[:60],
+                event_type=event_type[:80],
+                action=str(payload.get("action") or "")[:40],
+                payload=payload,
+                payload_sha256=digest,
+                meaning_key=meaning[:400],
+                status=DeliveryStatus.DUPLICATE if duplicate else DeliveryStatus.QUEUED,
+                result="Same meaning as an earlier delivery (a replay); not processed again." if duplicate else "",
+            )
+            if not duplicate:
+                _dispatch_process(delivery.pk)
+    except IntegrityError:
+        return Received(200, "duplicate", f"Delivery {delivery_id} was received before; it is processed once.")
+    if duplicate:
+        return Received(200, "duplicate", "An earlier delivery meant the same; this one is recorded only.", delivery.pk)
+    return Received(202, "accepted", "Stored; it will be processed shortly.", delivery.pk)
+
+
+def _dispatch_process(delivery_pk: int) -> None:
+    from agents.gitea.tasks import gitea_delivery_process
+
+    transaction.on_commit(lambda: gitea_delivery_process.delay(delivery_pk))
+
+
+# ---------------------------------------------------------------------------------------------
+# Processing deliveries
+# ---------------------------------------------------------------------------------------------
+
+
+class Skip(Exception):
+    """Processing found nothing to do; the message says why."""
+
+
+def delivery_process(*, delivery_id: int, force: bool = False) -> WebhookDelivery:
+    """Process one stored delivery once. `force` (the maintainers' re-process action) runs it again
+    even when it was processed, or when an earlier delivery with the same meaning was."""
+    with transaction.atomic():
+        delivery = WebhookDelivery.objects.select_for_update().get(pk=delivery_id)
+        if delivery.status != DeliveryStatus.QUEUED and not force:
+            return delivery
+        delivery.attempts += 1
+        delivery.save(update_fields=["attempts"])
+    link = GiteaLink.objects.filter(project_id=delivery.project_id).first()
+    status, result = DeliveryStatus.PROCESSED, ""
+    try:
+        if link is None:
+            raise Skip("The project is no longer linked to Gitea.")
+        event = payloads.interpret(delivery.event, delivery.event_type, delivery.payload)
+        result = event_apply(link=link, event=event, delivery=delivery, force=force)
+    except Skip as skipped:
+        status, result = DeliveryStatus.IGNORED, str(skipped)
+    except _Duplicate as duplicate:
+        status, result = DeliveryStatus.DUPLICATE, str(duplicate)
+    except (payloads.PayloadInvalid, GiteaError, git_remote.PushFailed, OrketError) as error:
+        status, result = DeliveryStatus.FAILED, f"{type(error).__name__}: {getattr(error, 'message', None) or error}"
+    except Exception as error:  # a bug must leave a readable result, not a stuck row
+        logger.exception("gitea delivery %s failed", delivery_id)
+        status, result = DeliveryStatus.FAILED, f"Orket failed: {type(error).__name__}: {error}"
+    WebhookDelivery.objects.filter(pk=delivery_id).update(
+        status=status, result=result[:10_000], processed_at=timezone.now()
+    )
+    delivery.refresh_from_db()
+    return delivery
+
+
+class _Duplicate(Exception):
+    pass
+
+
+def event_apply(
+    *,
+    link: GiteaLink,
+    event: payloads.ForgeEvent,
+    delivery: WebhookDelivery | None = None,
+    source: str = "webhook",
+    force: bool = False,
+) -> str:
+    """Apply one forge event (from a delivery or from reconciliation) once, in one transaction."""
+    if event.repository != link.full_name:
+        raise Skip(f"The event is about {event.repository}, not the linked repository {link.full_name}.")
+    if event.kind == payloads.OTHER:
+        raise Skip(f"Orket does nothing on {event.action or 'this'} events.")
+    with transaction.atomic():
+        try:
+            with transaction.atomic():
+                ForgeEventKey.objects.create(
+                    project_id=link.project_id, key=event.key[:400], delivery=delivery, source=source
+                )
+        except IntegrityError:
+            if not force:
+                raise _Duplicate("This happening was processed before (same meaning); not processed again.") from None
+        pull = (
+            PullRequestLink.objects.select_for_update()
+            .select_related("card")
+            .filter(project_id=link.project_id, number=event.number)
+            .first()
+        )
+        if pull is None:
+            raise Skip(f"Pull request #{event.number} is not one Orket opened for a card; recorded only.")
+        handler = _HANDLERS[event.kind]
+        return handler(link, pull, event)
+
+
+# -- handlers: each returns a sentence saying what it did --------------------------------------------
+
+
+def _card(pull: PullRequestLink) -> Card:
+    return Card.objects.select_related("epic", "project").get(pk=pull.card_id)
+
+
+def _record_pull(card: Card, pull: PullRequestLink) -> None:
+    board_services.card_review_record(
+        card=card,
+        actor=ORKET,
+        pull_request={"number": pull.number, "url": pull.url, "state": pull.state},
+        review_cycle=pull.review_cycle,
+    )
+
+
+def _on_opened(link: GiteaLink, pull: PullRequestLink, event: payloads.ForgeEvent) -> str:
+    if event.head_sha and not pull.head_sha:
+        pull.head_sha = event.head_sha
+        pull.save(update_fields=["head_sha", "updated_at"])
+    return f"Pull request #{pull.number} of card #{pull.card_id} is open."
+
+
+def _on_edited(link: GiteaLink, pull: PullRequestLink, event: payloads.ForgeEvent) -> str:
+    return f"Pull request #{pull.number} was edited (title {event.title!r}); nothing to do."
+
+
+def _on_synchronized(link: GiteaLink, pull: PullRequestLink, event: payloads.ForgeEvent) -> str:
+    pull.head_sha = event.head_sha or pull.head_sha
+    pull.save(update_fields=["head_sha", "updated_at"])
+    if event.head_sha and event.head_sha == pull.last_pushed_sha:
+        return f"New commits on #{pull.number} are Orket's own push ({event.head_sha[:10]}); nothing to do."
+    card = _card(pull)
+    if pull.state != PullRequestState.OPEN:
+        raise Skip(f"Pull request #{pull.number} is {pull.state}; new commits change nothing.")
+    if card.status != machine.CODE_REVIEW:
+        return f"{event.sender} pushed to #{pull.number} while card #{card.pk} is {card.status}; recorded only."
+    pull.agent_review_requested = True
+    pull.save(update_fields=["agent_review_requested", "updated_at"])
+    board_services.comment_add(
+        card=card,
+        actor=ORKET,
+        body=f"{event.sender or 'Someone'} pushed commits to pull request #{pull.number} "
+        f"({event.head_sha[:10]}); the agents review them.",
+    )
+    _after_commit_fetch(link, pull.pk, event.head_sha)
+    started = _start_work(card, "new commits by a person on the pull request")
+    return (
+        f"{event.sender} pushed {event.head_sha[:10]} to #{pull.number}: review turn for card #{card.pk} ({started})."
+    )
+
+
+def _counted_approvers(link: GiteaLink, pull: PullRequestLink) -> list[str]:
+    required = set(link.reviewers())
+    current = pull.head_sha
+    return sorted(
+        login
+        for login, sha in (pull.approvals or {}).items()
+        if (not required or login in required) and (not current or not sha or sha == current)
+    )
+
+
+def _on_approved(link: GiteaLink, pull: PullRequestLink, event: payloads.ForgeEvent) -> str:
+    reviewer = event.sender.lower()
+    if event.head_sha:
+        pull.head_sha = pull.head_sha or event.head_sha
+    approvals = dict(pull.approvals or {})
+    approvals[reviewer] = event.head_sha
+    pull.approvals = approvals
+    pull.save(update_fields=["approvals", "head_sha", "updated_at"])
+    card = _card(pull)
+    required = link.reviewers()
+    if required and reviewer not in required:
+        board_services.comment_add(
+            card=card,
+            actor=ORKET,
+            body=f"{event.sender} approved pull request #{pull.number} (not a required reviewer).",
+        )
+        return f"Approval by {event.sender}, who is not a required reviewer ({', '.join(required)}): recorded only."
+    counted = _counted_approvers(link, pull)
+    if len(counted) < link.required_approvals:
+        return f"Approval by {event.sender}: {len(counted)} of {link.required_approvals} required approvals."
+    if card.status == machine.DONE:
+        outcome = f"Card #{card.pk} is already done."
+    elif card.status != machine.CODE_REVIEW:
+        return f"Approval by {event.sender}, but card #{card.pk} is {card.status}, not in review; recorded only."
+    else:
+        refused = _finalize(card, f"Approved in Gitea by {', '.join(counted)} (pull request #{pull.number}).")
+        if refused:
+            _comment_later(link, pull.number, f"The card cannot be finished yet: {refused}")
+            return f"Approved, but the integrity guard could not finish card #{card.pk}: {refused}"
+        outcome = f"Approved by {', '.join(counted)}; the integrity guard finished card #{card.pk}."
+    if link.auto_merge and pull.state == PullRequestState.OPEN:
+        client = client_for(link)
+        try:
+            client.pull_merge(pull.number, message=f"card {card.pk}: {card.title}")
+        finally:
+            client.close()
+        pull.state = PullRequestState.MERGED
+        pull.save(update_fields=["state", "updated_at"])
+        _record_pull(_card(pull), pull)
+        _merge_workspace_later(card.project_id, card.pk)
+        _deploy(link, pull, card)
+        outcome += f" Merged pull request #{pull.number}."
+    return outcome
+
+
+def _finalize(card: Card, reason: str) -> str:
+    """The integrity guard moves the card to done; the refusal's sentence when the rules forbid it."""
+    from agents import engine
+
+    try:
+        seat, role = engine.choose_seat(engine.team_for(card.epic), card)
+    except OrketError as error:
+        return error.message
+    actor = Actor.for_seat(seat, (role.name,), can_finalize=True)
+    try:
+        with transaction.atomic():
+            board_services.card_transition(card=card, to_status=machine.DONE, actor=actor, reason=reason)
+    except OrketError as refused:
+        board_services.comment_add(card=card, actor=ORKET, body=f"Not finished: {refused.message}")
+        return refused.message
+    return ""
+
+
+def _seat_with_role(card: Card, *, finalizing: bool = False, named: str = "") -> str:
+    from agents import engine
+
+    team = engine.team_for(card.epic)
+    for seat in team.seats.prefetch_related("roles").order_by("order", "name"):
+        for role in seat.roles.all():
+            if (finalizing and role.can_finalize) or (named and named in role.name):
+                return seat.name
+    return ""
+
+
+def _on_rejected(link: GiteaLink, pull: PullRequestLink, event: payloads.ForgeEvent) -> str:
+    card = _card(pull)
+    required = link.reviewers()
+    reviewer = event.sender.lower()
+    text = event.text.strip() or "(no text)"
+    if required and reviewer not in required:
+        board_services.comment_add(
+            card=card,
+            actor=ORKET,
+            body=f"{event.sender} requested changes on #{pull.number} (not a required reviewer): {text}",
+        )
+        return f"Changes requested by {event.sender}, who is not a required reviewer: recorded as a comment."
+    if pull.state != PullRequestState.OPEN:
+        raise Skip(f"Pull request #{pull.number} is {pull.state}; the review changes nothing.")
+    pull.review_cycle += 1
+    pull.approvals = {}
+    pull.save(update_fields=["review_cycle", "approvals", "updated_at"])
+    cycle = pull.review_cycle
+    board_services.card_review_record(
+        card=card,
+        actor=ORKET,
+        review_cycle=cycle,
+        review_reason={"cycle": cycle, "reviewer": event.sender, "text": text, "at": timezone.now().isoformat()},
+    )
+    board_services.comment_add(
+        card=card, actor=ORKET, body=f"Changes requested by {event.sender} (review cycle {cycle}): {text}"
+    )
+    if cycle >= link.max_cycles:
+        return _close_for_requirements(link, pull, card)
+    if card.status == machine.CODE_REVIEW:
+        board_services.card_transition(
+            card=card,
+            to_status=machine.IN_PROGRESS,
+            actor=ORKET,
+            reason=f"Changes requested in Gitea by {event.sender}.",
+        )
+    elif card.status != machine.IN_PROGRESS:
+        return f"Review cycle {cycle} recorded; card #{card.pk} is {card.status}, so no turn was started."
+    reviewer_seat = _seat_with_role(card, finalizing=True) or "orket"
+    worker = card.seat or "all"
+    if cycle == link.escalation_cycle:
+        architect = _seat_with_role(card, named="architect")
+        if architect:
+            pull.escalated_from_seat = card.seat
+            pull.save(update_fields=["escalated_from_seat", "updated_at"])
+            board_services.card_update(card=card, actor=ORKET, seat=architect)
+            worker = architect
+            reasons = "\n".join(
+                f"- cycle {r['cycle']} ({r['reviewer']}): {r['text']}" for r in _card(pull).review_reasons
+            )
+            SeatNote.objects.create(
+                card=card,
+                from_seat=reviewer_seat,
+                to_seat=architect,
+                body=f"Escalated after {cycle} rejected reviews: rethink the approach. "
+                f"Every rejection so far:\n{reasons}",
+            )
+            _comment_later(
+                link,
+                pull.number,
+                f"Review cycle {cycle}: escalated to the architect (seat {architect}) to rethink the approach.",
+            )
+    SeatNote.objects.create(
+        card=card, from_seat=reviewer_seat, to_seat=worker, body=f"Changes requested in Gitea by {event.sender}: {text}"
+    )
+    started = _start_work(_card(pull), f"changes requested (cycle {cycle})")
+    return f"Review cycle {cycle}: card #{card.pk} back to in progress for seat {worker} ({started})."
+
+
+def _close_for_requirements(link: GiteaLink, pull: PullRequestLink, card: Card) -> str:
+    card = _card(pull)
+    reasons = card.review_reasons
+    listed = "\n".join(f"- cycle {r['cycle']}, {r['reviewer']}: {r['text']}" for r in reasons)
+    body = (
+        f"Card #{card.pk} ({card.title}) was rejected in review {len(reasons)} times and its pull request "
+        f"#{pull.number} was closed. Review the requirements before it is worked again.\n\n"
+        f"Acceptance criteria:\n{card.acceptance_criteria or '(none)'}\n\nEvery rejection:\n{listed}"
+    )
+    review_card = board_services.card_create(
+        epic=card.epic,
+        actor=ORKET,
+        title=f"Requirements review: card #{card.pk} {card.title}"[:TITLE_MAX],
+        description=body,
+        labels=[REQUIREMENTS_LABEL],
+        priority=3.0,
+    )
+    pull.state = PullRequestState.CLOSED
+    pull.closed_by_orket = True
+    pull.requirements_card = review_card
+    pull.save(update_fields=["state", "closed_by_orket", "requirements_card", "updated_at"])
+    if card.status == machine.CODE_REVIEW:
+        card = board_services.card_transition(
+            card=card, to_status=machine.IN_PROGRESS, actor=ORKET, reason="Review cycles exhausted."
+        )
+    if card.status == machine.IN_PROGRESS:
+        board_services.card_transition(
+            card=card,
+            to_status=machine.BLOCKED,
+            actor=ORKET,
+            wait_reason="input",
+            reason=f"Rejected {len(reasons)} times; requirements review in card #{review_card.pk}.",
+        )
+    _record_pull(_card(pull), pull)
+    number, pr_body, title = pull.number, body, f"Requirements review: card #{card.pk} {card.title}"[:200]
+
+    def close() -> None:
+        client = client_for(link)
+        try:
+            client.comment_create(
+                number,
+                f"{COMMENT_MARK}: closing after {len(reasons)} review cycles without approval; "
+                f"the requirements go back for review (card #{review_card.pk}).",
+            )
+            client.pull_close(number)
+            client.issue_create(title=title, body=pr_body)
+        except GiteaError as error:
+            logger.warning("closing pull request #%s failed: %s", number, error.message)
+        finally:
+            client.close()
+
+    transaction.on_commit(close)
+    return (
+        f"Review cycle {len(reasons)} reached the maximum: #{number} closed, "
+        f"requirements review card #{review_card.pk}."
+    )
+
+
+def _on_review_comment(link: GiteaLink, pull: PullRequestLink, event: payloads.ForgeEvent) -> str:
+    card = _card(pull)
+    board_services.comment_add(
+        card=card,
+        actor=ORKET,
+        body=f"Review comment by {event.sender} on #{pull.number}: {event.text.strip() or '(empty)'}",
+    )
+    return f"Review comment by {event.sender} added to card #{card.pk}."
+
+
+def _on_comment(link: GiteaLink, pull: PullRequestLink, event: payloads.ForgeEvent) -> str:
+    if event.text.startswith(COMMENT_MARK):
+        raise Skip("Orket's own comment.")
+    card = _card(pull)
+    board_services.comment_add(card=card, actor=ORKET, body=f"{event.sender} on #{pull.number}: {event.text.strip()}")
+    return f"Comment by {event.sender} added to card #{card.pk}."
+
+
+def _on_merged(link: GiteaLink, pull: PullRequestLink, event: payloads.ForgeEvent) -> str:
+    already = pull.state == PullRequestState.MERGED
+    pull.state = PullRequestState.MERGED
+    pull.save(update_fields=["state", "updated_at"])
+    card = _card(pull)
+    outcome = f"Pull request #{pull.number} merged by {event.sender}."
+    if card.status != machine.DONE:
+        if card.status == machine.IN_PROGRESS:
+            card = board_services.card_transition(
+                card=card, to_status=machine.CODE_REVIEW, actor=ORKET, reason="Its pull request was merged in Gitea."
+            )
+        if card.status == machine.CODE_REVIEW:
+            refused = _finalize(card, f"Pull request #{pull.number} was merged in Gitea by {event.sender}.")
+            outcome += f" Card #{card.pk} not finished: {refused}" if refused else f" Card #{card.pk} finished."
+        else:
+            outcome += f" Card #{card.pk} is {card.status}; the rules do not let it be finished from there."
+    _record_pull(_card(pull), pull)
+    if not already:
+        _merge_workspace_later(card.project_id, card.pk)
+        outcome += " " + _deploy(link, pull, card)
+    return outcome.strip()
+
+
+def _on_closed(link: GiteaLink, pull: PullRequestLink, event: payloads.ForgeEvent) -> str:
+    if pull.closed_by_orket or pull.state != PullRequestState.OPEN:
+        pull.state = PullRequestState.CLOSED if pull.state == PullRequestState.OPEN else pull.state
+        pull.save(update_fields=["state", "updated_at"])
+        return f"Pull request #{pull.number} closed (by Orket, or already); nothing more to do."
+    pull.state = PullRequestState.CLOSED
+    pull.save(update_fields=["state", "updated_at"])
+    card = _card(pull)
+    reason = f"Pull request #{pull.number} was closed without merging by {event.sender}."
+    if card.status in (machine.CODE_REVIEW, machine.READY_FOR_TESTING):
+        card = board_services.card_transition(card=card, to_status=machine.IN_PROGRESS, actor=ORKET, reason=reason)
+    if card.status == machine.IN_PROGRESS:
+        board_services.card_transition(
+            card=card, to_status=machine.WAITING_FOR_DEVELOPER, actor=ORKET, wait_reason="input", reason=reason
+        )
+    board_services.comment_add(card=card, actor=ORKET, body=reason + " A person decides what happens next.")
+    _record_pull(_card(pull), pull)
+    return reason
+
+
+def _on_reopened(link: GiteaLink, pull: PullRequestLink, event: payloads.ForgeEvent) -> str:
+    pull.state, pull.closed_by_orket = PullRequestState.OPEN, False
+    pull.save(update_fields=["state", "closed_by_orket", "updated_at"])
+    card = _card(pull)
+    reason = f"Pull request #{pull.number} was reopened by {event.sender}."
+    if card.status == machine.WAITING_FOR_DEVELOPER:
+        card = board_services.card_transition(card=card, to_status=machine.IN_PROGRESS, actor=ORKET, reason=reason)
+        card = board_services.card_transition(card=card, to_status=machine.CODE_REVIEW, actor=ORKET, reason=reason)
+    _record_pull(_card(pull), pull)
+    return f"{reason} Card #{card.pk} is {card.status}."
+
+
+_HANDLERS = {
+    payloads.OPENED: _on_opened,
+    payloads.EDITED: _on_edited,
+    payloads.SYNCHRONIZED: _on_synchronized,
+    payloads.APPROVED: _on_approved,
+    payloads.REJECTED: _on_rejected,
+    payloads.REVIEW_COMMENT: _on_review_comment,
+    payloads.COMMENT: _on_comment,
+    payloads.MERGED: _on_merged,
+    payloads.CLOSED: _on_closed,
+    payloads.REOPENED: _on_reopened,
+}
+
+
+# -- side effects after commit ------------------------------------------------------------------------
+
+
+def _start_work(card: Card, why: str) -> str:
+    """Start a run of the card (with the model profile of its last run), or advance the active run."""
+    from agents import engine
+
+    last = Run.objects.filter(epic_id=card.epic_id).order_by("-id").select_related("model_profile").first()
+    try:
+        run = engine.run_start(epic=card.epic, card=card, profile=last.model_profile if last else None)
+    except engine.EngineError as refused:
+        active = Run.objects.filter(epic_id=card.epic_id, status__in=["queued", "running"]).first()
+        if refused.code == "run_active" and active is not None:
+            engine._dispatch_advance(active.pk)
+            return f"run {active.pk} is active and takes it up"
+        return f"no turn started: {refused.message}"
+    return f"run {run.pk} started for {why}"
+
+
+def _comment_later(link: GiteaLink, number: int, text: str) -> None:
+    link_id = link.pk
+    transaction.on_commit(lambda: _comment_now(link_id, number, text))
+
+
+def _comment_now(link_id: int, number: int, text: str) -> None:
+    from agents.gitea.tasks import gitea_comment_post
+
+    gitea_comment_post.delay(link_id, number, text)
+
+
+def pull_request_comment(*, link_id: int, number: int, text: str) -> None:
+    link = GiteaLink.objects.get(pk=link_id)
+    client = client_for(link)
+    try:
+        client.comment_create(number, f"{COMMENT_MARK}: {text}")
+    finally:
+        client.close()
+
+
+def _workspace(project_id: int) -> ProjectWorkspace:
+    workspace = ProjectWorkspace(Path(settings.DATA_DIR) / "workspaces" / f"project-{project_id}")
+    workspace.ensure()
+    return workspace
+
+
+def _merge_workspace_later(project_id: int, card_id: int) -> None:
+    def merge() -> None:
+        try:
+            _workspace(project_id).merge_card(card_id)
+        except Exception as error:  # the forge holds the merge; the local copy is a convenience
+            logger.warning("merging card %s in the local workspace failed: %s", card_id, error)
+
+    transaction.on_commit(merge)
+
+
+def _after_commit_fetch(link: GiteaLink, pull_pk: int, sha: str) -> None:
+    """Bring a person's commits into the card's worktree, so the agents review what was pushed."""
+
+    def fetch() -> None:
+        pull = PullRequestLink.objects.get(pk=pull_pk)
+        workspace = _workspace(pull.project_id)
+        try:
+            worktree = workspace.card_worktree(pull.card_id)
+            url = git_remote.remote_url(link.base_url, link.owner, link.repo)
+            with workspace.lock():
+                fetched = git_remote.fetch(workspace.repo, url, link.token(), remote_branch=pull.head_branch)
+                if not git_remote.fast_forward(worktree, fetched):
+                    logger.warning("card %s: %s is not a fast-forward of the worktree", pull.card_id, sha[:10])
+        except (git_remote.PushFailed, OSError, ValueError) as error:
+            logger.warning("fetching the commits of pull request #%s failed: %s", pull.number, error)
+
+    transaction.on_commit(fetch)
+
+
+def _deploy(link: GiteaLink, pull: PullRequestLink, card: Card) -> str:
+    """With auto-deploy, start a sandbox of the merged card and comment its URL on the pull request."""
+    if not link.auto_deploy:
+        return ""
+    try:
+        from sandboxes import services as sandbox_services  # type: ignore[attr-defined]
+    except ImportError:
+        _comment_later(link, pull.number, "Auto-deploy is on, but this Orket has no sandbox service yet.")
+        return "Auto-deploy skipped: no sandbox service."
+    create = getattr(sandbox_services, "sandbox_create", None)
+    if create is None:
+        return "Auto-deploy skipped: no sandbox_create."
+    try:
+        sandbox = create(project=card.project, card=card, pull_request_number=pull.number, user=None)
+    except Exception as error:  # a failed deploy is reported, never fatal to the merge
+        _comment_later(link, pull.number, f"Starting a sandbox failed: {error}")
+        return f"Auto-deploy failed: {error}"
+    url = str(getattr(sandbox, "url", "") or "")
+    state = str(getattr(sandbox, "status", "") or "")
+    pull.sandbox_url = url
+    pull.save(update_fields=["sandbox_url", "updated_at"])
+    if url and state in ("", "running"):
+        _comment_later(link, pull.number, f"Sandbox running: {url}")
+        return f"Sandbox started at {url}."
+    _comment_later(link, pull.number, f"Sandbox {getattr(sandbox, 'pk', '')} is {state or 'starting'}.")
+    return f"Sandbox {getattr(sandbox, 'pk', '')} is {state or 'starting'}."
+
+
+# ---------------------------------------------------------------------------------------------
+# From card to pull request
+# ---------------------------------------------------------------------------------------------
+
+
+def _pull_body(card: Card) -> str:
+    turns = Turn.objects.filter(card=card).order_by("id")
+    lines = [
+        f"- run {turn.run_id}, turn {turn.number}: {turn.seat} as {turn.role} ({turn.status})"
+        f"{', commit ' + turn.commit_sha[:10] if turn.commit_sha else ''}: {turn.outcome[:200]}"
+        for turn in turns
+    ]
+    return (
+        f"Orket card #{card.pk}: {card.title}\n\n## Summary\n\n{card.description or '(no description)'}\n\n"
+        f"## Acceptance criteria\n\n{card.acceptance_criteria or '(none given)'}\n\n"
+        f"## Turns that produced it\n\n" + ("\n".join(lines) or "(none)") + "\n"
+    )
+
+
+def card_pull_request_try(*, card_id: int) -> PullRequestLink | None:
+    """card_pull_request_open, saying on the card why it failed (reconciliation tries again)."""
+    try:
+        return card_pull_request_open(card_id=card_id)
+    except (GiteaError, git_remote.PushFailed) as error:
+        card = Card.objects.get(pk=card_id)
+        message = getattr(error, "message", None) or str(error)
+        board_services.comment_add(card=card, actor=ORKET, body=f"The pull request could not be opened: {message}")
+        logger.warning("card %s: pull request not opened: %s", card_id, message)
+        return None
+
+
+def card_pull_request_open(*, card_id: int) -> PullRequestLink | None:
+    """Push card/<id> to the linked repository and open its pull request (or update the open one).
+    Runs in a task: network first, then one short transaction."""
+    card = Card.objects.select_related("epic", "project").get(pk=card_id)
+    link = GiteaLink.objects.filter(project_id=card.project_id, enabled=True).first()
+    if link is None or card.status != machine.CODE_REVIEW:
+        return None
+    workspace = _workspace(card.project_id)
+    branch = workspace.card_branch(card.pk)
+    url = git_remote.remote_url(link.base_url, link.owner, link.repo)
+    token = link.token()
+    with workspace.lock():
+        try:  # the base branch, when the repository has none yet
+            git_remote.push(workspace.repo, url, token, local_ref="refs/heads/main", remote_branch=link.base_branch)
+        except git_remote.PushFailed as error:
+            logger.info("base branch not pushed (it exists with other history, or is protected): %s", error)
+        sha = git_remote.push(workspace.repo, url, token, local_ref=f"refs/heads/{branch}", remote_branch=branch)
+    pull = PullRequestLink.objects.filter(card=card, state=PullRequestState.OPEN).first()
+    if pull is not None:
+        PullRequestLink.objects.filter(pk=pull.pk).update(last_pushed_sha=sha, head_sha=sha)
+        pull.refresh_from_db()
+        return pull
+    # Record what we push before Gitea's `synchronized`/`opened` webhooks can arrive.
+    client = client_for(link)
+    try:
+        existing = [p for p in client.pulls_open() if (p.get("head") or {}).get("ref") == branch]
+        data = (
+            existing[0]
+            if existing
+            else client.pull_create(
+                head=branch, base=link.base_branch, title=f"Card #{card.pk}: {card.title}"[:250], body=_pull_body(card)
+            )
+        )
+    finally:
+        client.close()
+    with transaction.atomic():
+        pull, _ = PullRequestLink.objects.update_or_create(
+            project_id=card.project_id,
+            number=int(data["number"]),
+            defaults={
+                "card": card,
+                "url": str(data.get("html_url") or ""),
+                "state": PullRequestState.OPEN,
+                "head_branch": branch,
+                "head_sha": sha,
+                "last_pushed_sha": sha,
+            },
+        )
+        _record_pull(card, pull)
+        board_services.comment_add(card=card, actor=ORKET, body=f"Pull request #{pull.number} opened: {pull.url}")
+    return pull
+
+
+# ---------------------------------------------------------------------------------------------
+# Reconciliation
+# ---------------------------------------------------------------------------------------------
+
+
+def gitea_reconcile(*, link: GiteaLink) -> list[str]:
+    """Read the open pull requests Orket knows of back from Gitea and apply what was missed (merges,
+    closes, reviews, new commits) through event_apply, the webhooks' own path. Cards waiting in
+    code_review without a pull request (a failed push) get theirs."""
+    done: list[str] = []
+    client = client_for(link)
+    try:
+        open_numbers = {int(p["number"]): p for p in client.pulls_open()}
+        for pull in PullRequestLink.objects.filter(project_id=link.project_id, state=PullRequestState.OPEN):
+            data = open_numbers.get(pull.number) or client.pull_get(pull.number)
+            events: list[payloads.ForgeEvent] = []
+            state = payloads.from_api_pull(link.full_name, data)
+            if state.kind in (payloads.MERGED, payloads.CLOSED):
+                events.append(state)
+            else:
+                if state.head_sha and state.head_sha not in (pull.head_sha, pull.last_pushed_sha):
+                    events.append(
+                        payloads.ForgeEvent(
+                            **{**state.__dict__, "kind": payloads.SYNCHRONIZED, "action": "synchronized"}
+                        )
+                    )
+                for review in client.reviews_list(pull.number):
+                    event = payloads.from_api_review(link.full_name, pull.number, review)
+                    if event.kind in (payloads.APPROVED, payloads.REJECTED) and not review.get("stale"):
+                        events.append(event)
+            for event in events:
+                try:
+                    done.append(event_apply(link=link, event=event, source="reconcile"))
+                except (Skip, _Duplicate):
+                    continue
+    finally:
+        client.close()
+    waiting = Card.objects.filter(project_id=link.project_id, status=machine.CODE_REVIEW).exclude(
+        pull_requests__state=PullRequestState.OPEN
+    )
+    for card_id in waiting.values_list("pk", flat=True):
+        if not PullRequestLink.objects.filter(card_id=card_id).exclude(state=PullRequestState.OPEN).exists():
+            try:
+                card_pull_request_open(card_id=card_id)
+                done.append(f"Opened the missing pull request of card #{card_id}.")
+            except (GiteaError, git_remote.PushFailed) as error:
+                done.append(f"Card #{card_id}: {getattr(error, 'message', error)}")
+    GiteaLink.objects.filter(pk=link.pk).update(last_reconciled_at=timezone.now())
+    return done
+
+
+def gitea_reconcile_all() -> dict[int, list[str]]:
+    results: dict[int, list[str]] = {}
+    for link in GiteaLink.objects.filter(enabled=True):
+        try:
+            results[link.project_id] = gitea_reconcile(link=link)
+        except (GiteaError, OrketError) as error:
+            results[link.project_id] = [f"failed: {getattr(error, 'message', error)}"]
+            logger.warning("reconciling project %s failed: %s", link.project_id, error)
+    return results
+
+
+def role_of(name: str) -> Role | None:
+    return Role.objects.filter(name=name).first()

@@ -1,0 +1,28 @@
+"""Celery tasks of the Gitea integration: thin wrappers named after the services they call."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from agents.gitea import services
+
+
+@shared_task(name="agents.gitea_delivery_process", acks_late=True)
+def gitea_delivery_process(delivery_id: int) -> str:
+    return services.delivery_process(delivery_id=delivery_id).status
+
+
+@shared_task(name="agents.gitea_pull_request_open", acks_late=True)
+def gitea_pull_request_open(card_id: int) -> int | None:
+    pull = services.card_pull_request_try(card_id=card_id)
+    return pull.number if pull else None
+
+
+@shared_task(name="agents.gitea_comment_post", acks_late=True)
+def gitea_comment_post(link_id: int, number: int, text: str) -> None:
+    services.pull_request_comment(link_id=link_id, number=number, text=text)
+
+
+@shared_task(name="agents.gitea_reconcile_all", acks_late=False, ignore_result=True)
+def gitea_reconcile_all() -> dict[int, list[str]]:
+    return services.gitea_reconcile_all()
