@@ -65,6 +65,7 @@ class ProjectBoardConsumer(AsyncJsonWebsocketConsumer):
 
 
 RESYNC_SECONDS = 2.0
+QUIET_SECONDS = 1.0  # no live frame for this long: the periodic check reads the database
 BACKFILL_PAGE = 500
 
 
@@ -75,11 +76,13 @@ class RunStreamConsumer(AsyncJsonWebsocketConsumer):
     The consumer joins the run's group before reading the database, so nothing published during the
     backfill is missed; live frames at or below what was sent are dropped, and a frame that skips
     ahead (the channel layer dropped some) is preceded by the missing ones read from the database.
-    A periodic check catches up when the last frames of a burst were dropped.
+    A periodic check catches up when the last frames of a burst were dropped; it reads the database
+    only when no live frame arrived for a while, because while frames flow the next one reveals a gap.
     """
 
     run_id: int = 0
     last_sent: int = 0
+    last_live_at: float = 0.0
     group_name: str | None = None
 
     async def connect(self) -> None:
@@ -115,14 +118,16 @@ class RunStreamConsumer(AsyncJsonWebsocketConsumer):
         return
 
     async def run_event(self, event: dict[str, Any]) -> None:
-        frame = event["frame"]
+        seq = event["seq"]
+        self.last_live_at = asyncio.get_running_loop().time()
         async with self._lock:
-            if frame["seq"] <= self.last_sent:
+            if seq <= self.last_sent:
                 return
-            if frame["seq"] > self.last_sent + 1:
-                await self._catch_up(until=frame["seq"] - 1)
-            if frame["seq"] == self.last_sent + 1:
-                await self._send_frame(frame)
+            if seq > self.last_sent + 1:
+                await self._catch_up(until=seq - 1)
+            if seq == self.last_sent + 1:
+                await self.send(text_data=event["text"])
+                self.last_sent = seq
 
     async def _send_frame(self, frame: dict[str, Any]) -> None:
         await self.send_json(frame)
@@ -137,8 +142,11 @@ class RunStreamConsumer(AsyncJsonWebsocketConsumer):
                 return
 
     async def _resync_forever(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(RESYNC_SECONDS)
+            if loop.time() - self.last_live_at < QUIET_SECONDS:
+                continue
             last_seq = await database_sync_to_async(_run_last_seq)(self.run_id)
             if last_seq > self.last_sent:
                 async with self._lock:

@@ -3,6 +3,7 @@ then sent to live subscribers through the channel layer (a fast path, never the 
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -50,9 +51,12 @@ def _publish(run_id: int, frames: list[dict[str, Any]]) -> None:
     if layer is None:
         return
 
+    # Encoded once here rather than once per subscriber; the layer copies a string cheaply.
+    messages = [{"type": "run.event", "seq": frame["seq"], "text": json.dumps(frame)} for frame in frames]
+
     async def send_all() -> None:
-        for frame in frames:
-            await layer.group_send(run_group(run_id), {"type": "run.event", "frame": frame})
+        for message in messages:
+            await layer.group_send(run_group(run_id), message)
 
     try:
         # One hop into the event loop for the whole batch: each hop costs milliseconds.
