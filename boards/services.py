@@ -360,6 +360,35 @@ def card_review_record(
 
 
 @transaction.atomic
+def card_record_verification(*, card: Card, result: str, actor: Actor, reason: str = "") -> Card:
+    """Record the outcome of the card's latest verification: `passed` or `failed` (anything that did not
+    pass, a timeout or an error included, is recorded as failed, which keeps the card out of done)."""
+    if result not in (machine.VERIFICATION_PASSED, machine.VERIFICATION_FAILED):
+        raise InvalidInput(
+            f"A verification result is {machine.VERIFICATION_PASSED} or {machine.VERIFICATION_FAILED}, not {result!r}.",
+            code="bad_verification_result",
+        )
+    locked = Card.objects.select_for_update().filter(pk=card.pk).first()
+    if locked is None:
+        raise NotFound("That card no longer exists.")
+    previous = locked.last_verification
+    locked.last_verification = result
+    locked.save(update_fields=["last_verification", "updated_at"])
+    card.last_verification = result
+    _history(
+        locked,
+        actor,
+        event=HistoryEvent.EDITED,
+        from_status=locked.status,
+        to_status=locked.status,
+        changes={"last_verification": [previous, result]},
+        reason=reason[:5_000],
+    )
+    _publish_after_commit(locked, "edited")
+    return locked
+
+
+@transaction.atomic
 def epic_update(*, epic: Epic, actor: Actor, **fields: Any) -> Epic:
     locked = Epic.objects.select_for_update().get(pk=epic.pk)
     return _edit(item=locked, actor=actor, fields=fields, editable=EPIC_EDITABLE)
