@@ -145,6 +145,10 @@ def _refuse(link: GiteaLink, status: int, code: str, detail: str) -> Received:
     return Received(status, code, detail)
 
 
+def delivery_refuse_too_large(*, link: GiteaLink) -> Received:
+    return _refuse(link, 413, "too_large", f"The body is larger than {MAX_BODY_BYTES} bytes.")
+
+
 def delivery_receive(*, link: GiteaLink, headers: dict[str, str], body: bytes) -> Received:
     """Check, store and queue one delivery. The body was read with its size capped by the caller."""
     if len(body) > MAX_BODY_BYTES:
