@@ -144,6 +144,11 @@ CELERY_BEAT_SCHEDULE = {
     # Turns whose worker stopped heartbeating go back to the queue: nothing shows as running
     # when no worker holds it.
     "reap-stale-turns": {"task": "agents.turns_reap_stale", "schedule": ORKET_REAP_SECONDS},
+    # Gitea never retries a failed delivery: read open pull requests back and apply what was missed.
+    "gitea-reconcile": {
+        "task": "agents.gitea_reconcile_all",
+        "schedule": float(env_int("ORKET_GITEA_RECONCILE_SECONDS", 300)),
+    },
 }
 
 AUTH_PASSWORD_VALIDATORS = [
