@@ -109,3 +109,6 @@ class SeatNoteAdmin(ReadOnlyAdmin):
 class ProjectAgentSettingsAdmin(admin.ModelAdmin):
     list_display = ["project", "default_model_profile"]
     list_select_related = ["project", "default_model_profile"]
+
+
+from agents.gitea import admin as gitea_admin  # noqa: E402, F401  (registers the Gitea admin)

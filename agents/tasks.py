@@ -20,3 +20,6 @@ def turn_execute(turn_id: int) -> None:
 @shared_task(name="agents.turns_reap_stale", acks_late=False, ignore_result=True)
 def turns_reap_stale() -> int:
     return engine.turns_reap_stale()
+
+
+from agents.gitea import tasks as gitea_tasks  # noqa: E402, F401  (registers the Gitea tasks)
