@@ -266,3 +266,94 @@ async def test_run_view_streams_the_demo_run_survives_a_dropped_socket_and_equal
     assert hostile["status"] == "failed" and "budget" in hostile["detail"]
     assert hostile["refusals"] == 1
     assert page_errors == [], page_errors
+
+
+CANCEL_STATE_JS = """
+() => ({
+  status: document.querySelector("[data-field=status]").textContent,
+  button: document.getElementById("run-cancel").textContent,
+  disabled: document.getElementById("run-cancel").disabled,
+  kinds: Array.from(document.querySelectorAll("#frame-log li")).map((li) => li.dataset.kind),
+})
+"""
+
+
+async def test_the_cancel_button_stops_a_streaming_run_and_the_page_says_so(tmp_path: Path) -> None:
+    """Cancel asks first, stops the turn that is streaming, and the page ends on a true status."""
+    chromium_or_skip()
+    from playwright.async_api import async_playwright
+
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    password = secrets.token_urlsafe(12)
+    env = app_env(
+        ORKET_DATA_DIR=str(tmp_path / "data"),
+        ORKET_PORT=str(port),
+        ORKET_ADMIN_PASSWORD=password,
+        ORKET_SCRIPTED_TOKENS_PER_SECOND="15",  # slow enough that the run is mid-turn when canceled
+    )
+    (tmp_path / "data").mkdir()
+    dialogs: list[str] = []
+    with started([PYTHON, "manage.py", "orket_run"], env, tmp_path / "server.log") as server:
+        wait_for_http(f"{base}/accounts/login/", timeout=60, process=server)
+        async with async_playwright() as playwright:
+            browser = await launch_chromium(playwright)
+            try:
+                context = await browser.new_context(viewport={"width": 1280, "height": 800})
+                context.set_default_timeout(30 * MS)
+                page = await context.new_page()
+                await page.goto(f"{base}/accounts/login/")
+                await page.fill("#id_username", "admin")
+                await page.fill("#id_password", password)
+                async with page.expect_navigation():
+                    await page.click("main form button[type=submit]")
+                started_run = await page.evaluate(START_RUN_JS, DEMO_EPIC)
+                assert started_run["status"] == 201, started_run
+                run_id = started_run["body"]["id"]
+                await page.goto(f"{base}/runs/{run_id}/")
+                await page.wait_for_selector("#transcript .chunk[data-kind=text]", timeout=30 * MS)
+
+                # Declining the confirmation changes nothing.
+                async def decline(dialog: Any) -> None:
+                    dialogs.append(dialog.message)
+                    await dialog.dismiss()
+
+                page.once("dialog", decline)
+                await page.click("#run-cancel")
+                await asyncio.sleep(0.5)
+                untouched = await page.evaluate(STORED_EVENTS_JS, run_id)
+                assert not untouched["run"]["cancel_requested"], untouched["run"]
+                assert untouched["run"]["status"] == "running"
+
+                async def accept(dialog: Any) -> None:
+                    dialogs.append(dialog.message)
+                    await dialog.accept()
+
+                page.once("dialog", accept)
+                await page.click("#run-cancel")
+                await page.wait_for_function(
+                    "document.querySelector('[data-field=status]').textContent === 'canceled'", timeout=30 * MS
+                )
+                shown = await page.evaluate(CANCEL_STATE_JS)
+                stored = await page.evaluate(STORED_EVENTS_JS, run_id)
+                turns = await page.evaluate(
+                    "async (run) => (await (await fetch(`/api/runs/${run}/turns/`)).json())", run_id
+                )
+                await page.screenshot(path=str(tmp_path / "run-view-canceled.png"))
+            finally:
+                await browser.close()
+
+    ARTIFACT.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(tmp_path / "run-view-canceled.png", ARTIFACT.with_name("run-view-canceled.png"))
+    assert dialogs == ["Cancel this run?", "Cancel this run?"]
+    run = stored["run"]
+    assert run["status"] == "canceled" and run["cancel_requested"], run
+    assert shown["status"] == "canceled" and shown["disabled"], shown
+    kinds = [event["kind"] for event in stored["events"]]
+    assert "run.cancel_requested" in kinds
+    assert kinds[-1] == "run.status" and stored["events"][-1]["status"] == "canceled"
+    assert shown["kinds"] == kinds, "the page's log differs from the stored events"
+    rows = turns["results"] if isinstance(turns, dict) else turns
+    assert rows, "the run had no turns"
+    assert all(turn["status"] not in ("queued", "running") for turn in rows), rows
+    assert any(turn["status"] == "canceled" for turn in rows), [turn["status"] for turn in rows]
