@@ -20,6 +20,8 @@ from boards.models import Epic, Project, ProjectRole
 
 BOARD_STATUSES = list(machine.statuses_for(machine.ISSUE))
 FILTER_NAMES = ("seat", "label", "priority", "status", "blocked", "q")
+# View choices kept in the address besides the filters: swimlanes by epic, and unfolding canceled cards.
+VIEW_NAMES = ("lanes", "canceled")
 
 
 def _role_or_404(request: HttpRequest, project_id: int) -> str:
@@ -43,7 +45,7 @@ def _board_config(
     return {
         "project": project.pk,
         "epic": epic.pk if epic else None,
-        "epics": [{"id": item.pk, "name": item.name} for item in epics],
+        "epics": [{"id": item.pk, "name": item.name, "team": item.team or "standard"} for item in epics],
         "canAct": role_allows(role, ProjectRole.MEMBER),
         "statuses": BOARD_STATUSES,
         "waitReasons": [{"name": name, "text": text} for name, text in machine.WAIT_REASONS.items()],
@@ -53,6 +55,8 @@ def _board_config(
         "api": {
             "cards": reverse("card-list"),
             "settings": reverse("project-settings", args=[project.pk]),
+            "projectBoard": reverse("project-board-api", args=[project.pk]),
+            "teams": reverse("team-list"),
             "runs": reverse("run-list"),
             "epic": "/api/epics/",
         },
@@ -73,6 +77,11 @@ def board(request: HttpRequest, project_id: int) -> HttpResponse:
         if epic is None:
             raise Http404("No such epic in this project.")
     filters = {name: request.GET.get(name, "").strip()[:200] for name in FILTER_NAMES}
+    view = {
+        "lanes": "epic" if request.GET.get("lanes", "") == "epic" else "",
+        "canceled": "1" if request.GET.get("canceled", "") in ("1", "true", "yes", "on") else "",
+    }
     config = _board_config(project, epic, epics, role, filters)
-    context = {"project": project, "epic": epic, "epics": epics, "config": config, "filters": filters}
+    config["view"] = view
+    context = {"project": project, "epic": epic, "epics": epics, "config": config, "filters": filters, "view": view}
     return render(request, "boards/board.html", context)

@@ -1,8 +1,15 @@
-/* Orket board: the kanban of one epic. Columns per status, governed moves (drag and drop, the move
- * menu on each card, or the keyboard) through the transition API, a card drawer, filters kept in the
- * URL, and live updates from the project's board WebSocket.
+/* Orket board: the kanban of one epic, or of every epic in swimlanes. Columns per status, governed
+ * moves (drag and drop, the menu on each card, or the keyboard) through the transition API, order
+ * within a column (rank) through the reorder API, a card drawer, filters kept in the URL, and live
+ * updates from the project's board WebSocket.
  *
- * All text from the server is inserted with textContent, never as HTML.
+ * All text from the server is inserted with textContent, never as HTML. The one piece of markup the
+ * server sends, the description rendered from Markdown (already sanitised there), is parsed inertly
+ * and copied node by node through an allowlist (safeMarkup), so even a faulty server cannot inject.
+ *
+ * Speed: card nodes are built once and reused while the card looks the same (a signature decides),
+ * events are delegated to the board (no listeners per card), a column list is only touched when its
+ * cards changed, and the first draw of a large board goes out in chunks between frames.
  */
 (function () {
   "use strict";
@@ -26,16 +33,30 @@
     done: "Done",
     canceled: "Canceled"
   };
+  var ORDER_CHOICES = [
+    { value: "order:up", text: "Up one" },
+    { value: "order:down", text: "Down one" },
+    { value: "order:top", text: "To the top" },
+    { value: "order:bottom", text: "To the bottom" }
+  ];
+  var FIRST_CHUNK = 400; // cards drawn at once on the first draw; the rest follow frame by frame
+  var CHUNK = 600;
 
   var state = {
     cards: new Map(),
     deps: new Map(), // card id -> [ids it depends on]
-    depStatus: new Map(), // card id outside the epic -> status
+    depStatus: new Map(), // card id outside the loaded cards -> status
+    epics: (config.epics || []).slice(),
+    lanes: !!(config.view && config.view.lanes),
     wip: {},
     active: new Map(), // card id -> {seat, role, run}
     runs: [],
     searchIds: null,
     errors: new Map(), // card id -> refusal text shown next to the card
+    nodes: new Map(), // card id -> {node, sig}
+    columns: new Map(), // "lane:status" -> {section, list, count, ids}
+    visible: new Map(), // "lane:status" -> [visible card ids in order]
+    layoutKey: null,
     focused: null,
     openCard: null,
     socket: null,
@@ -45,8 +66,12 @@
     pending: new Set(),
     pendingTimer: null,
     moves: 0,
+    reorders: 0,
     heard: new Set(), // cards named by live frames, for tests and debugging
-    fetching: 0
+    fetching: 0,
+    drawing: false,
+    dragId: null,
+    teams: null
   };
 
   /* ---------- helpers ---------- */
@@ -84,23 +109,34 @@
     });
   }
 
+  function sentence(text) {
+    text = String(text).trim();
+    if (text && !/[.!?]$/.test(text)) {
+      text += ".";
+    }
+    return text;
+  }
+
   function describeError(data, status) {
     if (data && data.detail) {
-      var text = String(data.detail);
-      if (data.errors && typeof data.errors === "object") {
-        var parts = [];
-        Object.keys(data.errors).forEach(function (key) {
+      var text = sentence(data.detail);
+      if (data.errors && typeof data.errors === "object" && !Array.isArray(data.errors)) {
+        var extra = [];
+        Object.keys(data.errors).slice(1).forEach(function (key) {
           var value = data.errors[key];
-          parts.push(key + ": " + (Array.isArray(value) ? value.join(" ") : String(value)));
+          extra.push(sentence(key + ": " + (Array.isArray(value) ? value.join(" ") : String(value))));
         });
-        if (parts.length) {
-          text += " " + parts.join("; ");
+        if (extra.length) {
+          text += " " + extra.join(" ");
         }
       }
       return text;
     }
     if (status === 403) {
       return "You may read this board but not change it.";
+    }
+    if (status === 404) {
+      return "That card or project is gone, or you may not see it.";
     }
     return "The server could not do that (status " + status + "). Try again in a moment.";
   }
@@ -131,6 +167,49 @@
     node.dataset.state = kind || "";
   }
 
+  function safeUrl(url) {
+    var text = String(url || "").trim();
+    return /^https?:\/\//i.test(text) ? text : null;
+  }
+
+  /* Copy server-sanitised HTML through an allowlist: tags are recreated, text goes in as text. */
+  var SAFE_TAGS = {
+    P: true, BR: true, H3: true, H4: true, H5: true, H6: true, UL: true, OL: true, LI: true,
+    BLOCKQUOTE: true, PRE: true, CODE: true, STRONG: true, EM: true, DEL: true, A: true, HR: true
+  };
+
+  function safeMarkup(html) {
+    var fragment = document.createDocumentFragment();
+    if (!html) {
+      return fragment;
+    }
+    var parsed = new DOMParser().parseFromString(String(html), "text/html");
+    function copy(source, target) {
+      source.childNodes.forEach(function (child) {
+        if (child.nodeType === 3) {
+          target.appendChild(document.createTextNode(child.nodeValue));
+        } else if (child.nodeType === 1 && SAFE_TAGS[child.tagName]) {
+          var node = document.createElement(child.tagName.toLowerCase());
+          if (child.tagName === "A") {
+            var href = child.getAttribute("href") || "";
+            if (/^(https?:|mailto:|\/(?!\/)|#|\?|\.)/i.test(href) || !/^[^/?#]*:/.test(href)) {
+              node.setAttribute("href", href);
+            }
+            node.setAttribute("rel", "nofollow noopener noreferrer");
+          } else if (child.tagName === "OL" && /^\d{1,9}$/.test(child.getAttribute("start") || "")) {
+            node.setAttribute("start", child.getAttribute("start"));
+          }
+          copy(child, node);
+          target.appendChild(node);
+        } else if (child.nodeType === 1) {
+          copy(child, target); // an unknown element: keep only its text
+        }
+      });
+    }
+    copy(parsed.body, fragment);
+    return fragment;
+  }
+
   /* ---------- filters and the URL ---------- */
 
   var filterInputs = {
@@ -141,6 +220,8 @@
     status: document.getElementById("filter-status"),
     blocked: document.getElementById("filter-blocked")
   };
+  var showCanceledInput = document.getElementById("show-canceled");
+  var lanesInput = document.getElementById("lanes-toggle");
 
   function filters() {
     return {
@@ -164,6 +245,12 @@
         params.set(name, current[name]);
       }
     });
+    if (state.lanes) {
+      params.set("lanes", "epic");
+    }
+    if (showCanceledInput.checked) {
+      params.set("canceled", "1");
+    }
     var query = params.toString();
     history.replaceState(null, "", location.pathname + (query ? "?" + query : ""));
   }
@@ -196,19 +283,24 @@
 
   function fillChoices(select, values) {
     var chosen = select.value;
+    var existing = Array.from(select.options).slice(1).map(function (option) {
+      return option.value;
+    });
+    var wanted = values.slice();
+    if (chosen && wanted.indexOf(chosen) < 0) {
+      wanted.push(chosen);
+    }
+    if (existing.join("\u0001") === wanted.join("\u0001")) {
+      return;
+    }
     while (select.options.length > 1) {
       select.remove(1);
     }
-    values.forEach(function (value) {
+    wanted.forEach(function (value) {
       var option = el("option", null, value);
       option.value = value;
       select.appendChild(option);
     });
-    if (chosen && values.indexOf(chosen) < 0) {
-      var kept = el("option", null, chosen);
-      kept.value = chosen;
-      select.appendChild(kept);
-    }
     select.value = chosen;
   }
 
@@ -245,7 +337,8 @@
       state.searchIds = null;
       return Promise.resolve();
     }
-    var url = config.api.cards + "?epic=" + config.epic + "&page_size=500&q=" + encodeURIComponent(text);
+    var scope = state.lanes ? "project=" + config.project : "epic=" + config.epic;
+    var url = config.api.cards + "?" + scope + "&page_size=500&q=" + encodeURIComponent(text);
     return api("GET", url)
       .then(function (data) {
         if (filterInputs.q.value.trim() === text) {
@@ -261,21 +354,37 @@
 
   /* ---------- loading ---------- */
 
+  function takeCards(cards, dependencies) {
+    state.cards = new Map();
+    cards.forEach(function (card) {
+      state.cards.set(card.id, card);
+    });
+    state.deps = new Map();
+    dependencies.forEach(function (pair) {
+      var list = state.deps.get(pair[0]) || [];
+      list.push(pair[1]);
+      state.deps.set(pair[0], list);
+    });
+  }
+
   function loadBoard() {
     if (!config.epic) {
       return Promise.resolve();
     }
+    if (state.lanes) {
+      return api("GET", config.api.projectBoard).then(function (data) {
+        takeCards(data.cards, data.dependencies);
+        state.epics = data.epics.map(function (epic) {
+          var known = (config.epics || []).filter(function (item) {
+            return item.id === epic.id;
+          })[0];
+          return { id: epic.id, name: epic.name, status: epic.status, team: known ? known.team : "standard" };
+        });
+        return loadOutsideDeps();
+      });
+    }
     return api("GET", config.api.epic + config.epic + "/board/").then(function (data) {
-      state.cards = new Map();
-      data.cards.forEach(function (card) {
-        state.cards.set(card.id, card);
-      });
-      state.deps = new Map();
-      data.dependencies.forEach(function (pair) {
-        var list = state.deps.get(pair[0]) || [];
-        list.push(pair[1]);
-        state.deps.set(pair[0], list);
-      });
+      takeCards(data.cards, data.dependencies);
       state.runGate = data.run_gate;
       return loadOutsideDeps();
     });
@@ -349,7 +458,7 @@
       return;
     }
     var live = run.status === "running" || run.status === "queued";
-    node.appendChild(document.createTextNode((live ? "Current run " : "Last run ")));
+    node.appendChild(document.createTextNode(live ? "Current run " : "Last run "));
     var link = el("a", null, "#" + run.id);
     link.href = config.runView + run.id + "/";
     node.appendChild(link);
@@ -363,7 +472,7 @@
     }
   }
 
-  /* ---------- rendering ---------- */
+  /* ---------- card nodes ---------- */
 
   function depInfo(card) {
     var list = state.deps.get(card.id) || [];
@@ -375,17 +484,45 @@
     return { total: list.length, open: open };
   }
 
+  function depText(deps) {
+    if (!deps.total) {
+      return "";
+    }
+    if (deps.open.length) {
+      return "waits on " + deps.open.map(function (id) { return "#" + id; }).join(", ");
+    }
+    return deps.total === 1 ? "dependency done" : deps.total + " dependencies done";
+  }
+
+  function pullRequest(card) {
+    var pr = card.pull_request;
+    if (!pr || typeof pr !== "object" || !pr.number) {
+      return null;
+    }
+    return { number: pr.number, url: safeUrl(pr.url), state: pr.state ? String(pr.state) : "" };
+  }
+
+  function signature(card) {
+    var agent = state.active.get(card.id);
+    var pr = pullRequest(card);
+    return [
+      card.title, card.status, card.priority, card.wait_reason, card.seat, (card.labels || []).join(","),
+      card.last_verification, depText(depInfo(card)), agent ? agent.seat + "/" + agent.role + "/" + agent.run : "",
+      pr ? pr.number + "/" + pr.url + "/" + pr.state : "", card.review_cycle || 0, state.errors.get(card.id) || "",
+      config.canAct
+    ].join("\u0001");
+  }
+
   function cardNode(card) {
     var node = el("article", "board-card");
     node.tabIndex = 0;
     node.dataset.card = String(card.id);
     node.dataset.status = card.status;
-    node.setAttribute("aria-label", card.title + ", " + LABELS[card.status]);
+    node.setAttribute("aria-label", "#" + card.id + " " + card.title + ", " + LABELS[card.status]);
     if (config.canAct && !FINAL[card.status]) {
       node.draggable = true;
     }
-    var title = el("h3", "card-title", card.title);
-    node.appendChild(title);
+    node.appendChild(el("h3", "card-title", card.title));
     var meta = el("div", "card-meta");
     meta.appendChild(el("span", "card-id", "#" + card.id));
     meta.appendChild(el("span", "badge priority priority-" + priorityText(card.priority), priorityText(card.priority)));
@@ -399,11 +536,7 @@
     var flags = el("div", "card-flags");
     var deps = depInfo(card);
     if (deps.total) {
-      var dep = el(
-        "span",
-        "badge dependency" + (deps.open.length ? " open" : ""),
-        deps.open.length ? "waits on " + deps.open.map(function (id) { return "#" + id; }).join(", ") : (deps.total === 1 ? "dependency done" : deps.total + " dependencies done")
-      );
+      var dep = el("span", "badge dependency" + (deps.open.length ? " open" : ""), depText(deps));
       dep.dataset.flag = "dependency";
       flags.appendChild(dep);
     }
@@ -413,7 +546,27 @@
       flags.appendChild(blocked);
     }
     if (card.last_verification) {
-      flags.appendChild(el("span", "badge verify-" + card.last_verification, "verification " + card.last_verification));
+      var verify = el("span", "badge verify-" + card.last_verification, "verification " + card.last_verification);
+      verify.dataset.flag = "verification";
+      flags.appendChild(verify);
+    }
+    var pr = pullRequest(card);
+    if (pr) {
+      var prNode = el(pr.url ? "a" : "span", "badge pr pr-" + (pr.state || "open"), "PR #" + pr.number + (pr.state ? " " + pr.state : ""));
+      if (pr.url) {
+        prNode.href = pr.url;
+        prNode.rel = "noopener noreferrer";
+        prNode.target = "_blank";
+        prNode.setAttribute("aria-label", "Pull request " + pr.number + (pr.state ? ", " + pr.state : "") + " (opens in a new tab)");
+      }
+      prNode.dataset.flag = "pull-request";
+      flags.appendChild(prNode);
+    }
+    if (Number(card.review_cycle) > 0) {
+      var cycle = el("span", "badge review-cycle", "review cycle " + Number(card.review_cycle));
+      cycle.dataset.flag = "review-cycle";
+      cycle.title = "Changes were requested " + Number(card.review_cycle) + " time" + (Number(card.review_cycle) === 1 ? "" : "s");
+      flags.appendChild(cycle);
     }
     var agent = state.active.get(card.id);
     if (agent) {
@@ -426,160 +579,228 @@
       node.appendChild(flags);
     }
     var targets = config.transitions[card.status] || [];
-    if (config.canAct && targets.length) {
-      var label = el("label", "move-label");
+    if (config.canAct) {
       var select = el("select", "move-menu");
-      select.setAttribute("aria-label", "Move card " + card.id + " to");
-      var first = el("option", null, "Move to...");
+      select.setAttribute("aria-label", "Move card " + card.id);
+      var first = el("option", null, targets.length ? "Move to..." : "Move...");
       first.value = "";
       select.appendChild(first);
-      targets.forEach(function (target) {
-        var option = el("option", null, LABELS[target]);
-        option.value = target;
-        select.appendChild(option);
+      if (targets.length) {
+        var statusGroup = el("optgroup");
+        statusGroup.label = "Status";
+        targets.forEach(function (target) {
+          var option = el("option", null, LABELS[target]);
+          option.value = target;
+          statusGroup.appendChild(option);
+        });
+        select.appendChild(statusGroup);
+      }
+      var orderGroup = el("optgroup");
+      orderGroup.label = "Order in the column";
+      ORDER_CHOICES.forEach(function (choice) {
+        var option = el("option", null, choice.text);
+        option.value = choice.value;
+        orderGroup.appendChild(option);
       });
-      select.addEventListener("change", function () {
-        var target = select.value;
-        select.value = "";
-        if (target) {
-          requestMove(card.id, target);
-        }
-      });
-      select.addEventListener("click", function (event) {
-        event.stopPropagation();
-      });
-      select.addEventListener("keydown", function (event) {
-        event.stopPropagation();
-      });
-      label.appendChild(select);
-      node.appendChild(label);
+      select.appendChild(orderGroup);
+      node.appendChild(select);
     }
     var error = state.errors.get(card.id);
     if (error) {
       node.appendChild(el("p", "card-error", error));
       node.classList.add("refused");
     }
-    node.addEventListener("click", function () {
-      openDrawer(card.id);
-    });
-    node.addEventListener("focus", function () {
-      state.focused = card.id;
-    });
-    node.addEventListener("dragstart", function (event) {
-      event.dataTransfer.setData("text/plain", String(card.id));
-      event.dataTransfer.effectAllowed = "move";
-      node.classList.add("dragging");
-      state.dragging = true;
-    });
-    node.addEventListener("dragend", function () {
-      node.classList.remove("dragging");
-      endDrag();
-    });
     return node;
   }
 
+  function nodeFor(card) {
+    var sig = signature(card);
+    var cached = state.nodes.get(card.id);
+    if (cached && cached.sig === sig) {
+      return cached.node;
+    }
+    var node = cardNode(card);
+    state.nodes.set(card.id, { node: node, sig: sig });
+    return node;
+  }
+
+  /* ---------- layout ---------- */
+
+  function laneList() {
+    if (!state.lanes) {
+      return [{ id: config.epic, name: null }];
+    }
+    return state.epics;
+  }
+
+  function layoutKey(showCanceled) {
+    return (state.lanes ? "lanes:" + state.epics.map(function (epic) { return epic.id + "=" + epic.name; }).join(",") : "epic:" + config.epic) + "|" + (showCanceled ? "all" : "folded") + "|" + config.statuses.join(",");
+  }
+
+  function columnHead(status, idPrefix) {
+    var head = el("header", "column-head");
+    var name = el("h2", null, LABELS[status]);
+    name.id = idPrefix + status;
+    head.appendChild(name);
+    var count = el("span", "wip", "0");
+    count.dataset.field = "wip";
+    head.appendChild(count);
+    var warning = el("span", "wip-warning", "over WIP limit");
+    warning.hidden = true;
+    head.appendChild(warning);
+    return { head: head, name: name, count: count, warning: warning };
+  }
+
+  function buildLayout(showCanceled) {
+    state.columns = new Map();
+    state.heads = new Map();
+    var fragment = document.createDocumentFragment();
+    boardNode.classList.toggle("lanes", state.lanes);
+    boardNode.classList.toggle("canceled-shown", showCanceled);
+    if (state.lanes) {
+      var headRow = el("div", "lane-heads");
+      config.statuses.forEach(function (status) {
+        var wrapper = el("div", "lane-head-cell column-like");
+        wrapper.dataset.status = status;
+        if (status === "canceled" && !showCanceled) {
+          wrapper.classList.add("folded");
+        }
+        var parts = columnHead(status, "column-");
+        wrapper.appendChild(parts.head);
+        headRow.appendChild(wrapper);
+        state.heads.set(status, { wrapper: wrapper, count: parts.count, warning: parts.warning });
+      });
+      fragment.appendChild(headRow);
+    }
+    laneList().forEach(function (lane) {
+      var holder = fragment;
+      if (state.lanes) {
+        var laneNode = el("section", "lane");
+        laneNode.dataset.epic = String(lane.id);
+        var title = el("h2", "lane-title");
+        title.id = "lane-" + lane.id;
+        var link = el("a", null, lane.name);
+        link.href = location.pathname + "?epic=" + lane.id;
+        title.appendChild(link);
+        var laneCount = el("span", "lane-count muted", "");
+        title.appendChild(laneCount);
+        if (lane.id === config.epic) {
+          laneNode.classList.add("current");
+          title.appendChild(el("span", "badge lane-current", "selected epic"));
+        }
+        laneNode.setAttribute("aria-labelledby", title.id);
+        laneNode.appendChild(title);
+        var row = el("div", "lane-columns");
+        laneNode.appendChild(row);
+        fragment.appendChild(laneNode);
+        holder = row;
+        lane.countNode = laneCount;
+      }
+      config.statuses.forEach(function (status) {
+        var column = el("section", "column");
+        column.dataset.status = status;
+        column.dataset.epic = String(lane.id);
+        if (status === "canceled" && !showCanceled) {
+          column.classList.add("folded");
+        }
+        var entry = { section: column, ids: null };
+        if (!state.lanes) {
+          var parts = columnHead(status, "column-");
+          column.appendChild(parts.head);
+          column.setAttribute("aria-labelledby", parts.name.id);
+          entry.count = parts.count;
+          entry.warning = parts.warning;
+        } else {
+          column.setAttribute("aria-label", lane.name + ": " + LABELS[status]);
+        }
+        var list = el("div", "column-cards");
+        list.dataset.status = status;
+        column.appendChild(list);
+        entry.list = list;
+        state.columns.set(lane.id + ":" + status, entry);
+        holder.appendChild(column);
+      });
+    });
+    boardNode.textContent = "";
+    boardNode.appendChild(fragment);
+  }
+
+  /* ---------- rendering ---------- */
+
   function render() {
-    if (!boardNode) {
+    if (!boardNode || !state.ready) {
       return;
     }
-    if (state.dragging) {
+    if (state.dragId !== null) {
       // Replacing the nodes under a drag would cancel it; draw once the drag ends.
       state.renderDeferred = true;
       return;
     }
     state.renderDeferred = false;
     var current = filters();
-    var showCanceled = document.getElementById("show-canceled").checked || current.status === "canceled";
-    var focusedId = document.activeElement && document.activeElement.dataset ? document.activeElement.dataset.card : null;
-    var scroll = {};
-    boardNode.querySelectorAll(".column-cards").forEach(function (list) {
-      scroll[list.dataset.status] = list.scrollTop;
-    });
-    var byStatus = {};
+    var showCanceled = showCanceledInput.checked || current.status === "canceled";
+    var key = layoutKey(showCanceled);
+    if (key !== state.layoutKey) {
+      buildLayout(showCanceled);
+      state.layoutKey = key;
+    }
+    var active = document.activeElement;
+    var focusedId = active && active.classList && active.classList.contains("board-card") ? active.dataset.card : null;
+    var groups = new Map();
+    var laneTotals = new Map();
     var totals = {};
     config.statuses.forEach(function (status) {
-      byStatus[status] = [];
       totals[status] = 0;
+    });
+    state.columns.forEach(function (entry, columnKey) {
+      groups.set(columnKey, { shown: [], total: 0 });
     });
     Array.from(state.cards.values())
       .sort(function (a, b) {
         return a.rank - b.rank || a.id - b.id;
       })
       .forEach(function (card) {
-        if (!byStatus[card.status]) {
+        var lane = state.lanes ? card.epic : config.epic;
+        var group = groups.get(lane + ":" + card.status);
+        if (!group) {
           return;
         }
+        group.total += 1;
         totals[card.status] += 1;
+        laneTotals.set(lane, (laneTotals.get(lane) || 0) + 1);
         if (matches(card, current)) {
-          byStatus[card.status].push(card);
+          group.shown.push(card);
         }
       });
-    var fragment = document.createDocumentFragment();
-    config.statuses.forEach(function (status) {
-      var column = el("section", "column");
-      column.dataset.status = status;
-      if (status === "canceled" && !showCanceled) {
-        column.classList.add("folded");
+    state.visible = new Map();
+    var work = [];
+    state.columns.forEach(function (entry, columnKey) {
+      var group = groups.get(columnKey);
+      var status = entry.section.dataset.status;
+      var folded = status === "canceled" && !showCanceled;
+      var ids = group.shown.map(function (card) {
+        return card.id;
+      });
+      state.visible.set(columnKey, folded ? [] : ids);
+      if (entry.count) {
+        updateWip(entry.section, entry.count, entry.warning, status, group.total);
       }
-      var head = el("header", "column-head");
-      var name = el("h2", null, LABELS[status]);
-      name.id = "column-" + status;
-      head.appendChild(name);
-      var limit = Number(state.wip[status] || 0);
-      var count = el("span", "wip", limit ? totals[status] + " / " + limit : String(totals[status]));
-      count.dataset.field = "wip";
-      if (limit && totals[status] > limit) {
-        column.classList.add("over-limit");
-        count.title = "Over the work-in-progress limit of " + limit;
-        head.appendChild(count);
-        head.appendChild(el("span", "wip-warning", "over WIP limit"));
-      } else {
-        head.appendChild(count);
-      }
-      column.appendChild(head);
-      column.setAttribute("aria-labelledby", name.id);
-      var list = el("div", "column-cards");
-      list.dataset.status = status;
-      if (status === "canceled" && !showCanceled) {
-        list.appendChild(el("p", "muted folded-note", totals[status] + " canceled (folded)"));
-      } else {
-        byStatus[status].forEach(function (card) {
-          list.appendChild(cardNode(card));
-        });
-        if (byStatus[status].length < totals[status]) {
-          list.appendChild(el("p", "muted folded-note", totals[status] - byStatus[status].length + " hidden by filters"));
-        }
-      }
-      column.addEventListener("dragover", function (event) {
-        if (config.canAct) {
-          event.preventDefault();
-          event.dataTransfer.dropEffect = "move";
-          column.classList.add("drop-target");
-        }
-      });
-      column.addEventListener("dragleave", function () {
-        column.classList.remove("drop-target");
-      });
-      column.addEventListener("drop", function (event) {
-        event.preventDefault();
-        endDrag();
-        column.classList.remove("drop-target");
-        var id = Number(event.dataTransfer.getData("text/plain"));
-        if (id && state.cards.has(id) && state.cards.get(id).status !== status) {
-          requestMove(id, status);
-        }
-      });
-      column.appendChild(list);
-      fragment.appendChild(column);
+      var note = folded ? group.total + " canceled (folded)" : group.shown.length < group.total ? group.total - group.shown.length + " hidden by filters" : "";
+      work.push({ entry: entry, cards: folded ? [] : group.shown, note: note });
     });
-    boardNode.textContent = "";
-    boardNode.appendChild(fragment);
-    boardNode.querySelectorAll(".column-cards").forEach(function (list) {
-      if (scroll[list.dataset.status]) {
-        list.scrollTop = scroll[list.dataset.status];
-      }
-    });
-    if (focusedId) {
+    if (state.lanes) {
+      state.heads.forEach(function (head, status) {
+        updateWip(head.wrapper, head.count, head.warning, status, totals[status]);
+      });
+      laneList().forEach(function (lane) {
+        if (lane.countNode) {
+          var count = laneTotals.get(lane.id) || 0;
+          lane.countNode.textContent = count + (count === 1 ? " card" : " cards");
+        }
+      });
+    }
+    fillColumns(work);
+    if (focusedId && (!document.activeElement || document.activeElement === document.body || document.activeElement.dataset.card !== focusedId)) {
       var again = boardNode.querySelector('.board-card[data-card="' + focusedId + '"]');
       if (again) {
         again.focus({ preventScroll: true });
@@ -587,18 +808,96 @@
     }
   }
 
-  function endDrag() {
-    if (state.dragging) {
-      state.dragging = false;
-      if (state.renderDeferred) {
-        render();
+  function updateWip(section, count, warning, status, total) {
+    var limit = Number(state.wip[status] || 0);
+    count.textContent = limit ? total + " / " + limit : String(total);
+    var over = !!limit && total > limit;
+    section.classList.toggle("over-limit", over);
+    warning.hidden = !over;
+    count.title = over ? "Over the work-in-progress limit of " + limit : limit ? "Work-in-progress limit " + limit : "";
+  }
+
+  /* Put each column's cards in place. Columns whose cards and nodes did not change are left alone.
+   * On the first draw of a big board, the cards go in by chunks so the page answers early. */
+  function fillColumns(work) {
+    var budget = state.firstDrawDone ? Infinity : FIRST_CHUNK;
+    var rest = [];
+    work.forEach(function (item) {
+      var nodes = item.cards.map(nodeFor);
+      var sig = nodes.length + ":" + item.note + ":" + item.cards.map(function (card) { return card.id; }).join(",");
+      var sameNodes = item.entry.nodes && item.entry.nodes.length === nodes.length && nodes.every(function (node, index) {
+        return item.entry.nodes[index] === node;
+      });
+      if (item.entry.ids === sig && sameNodes) {
+        return;
+      }
+      item.entry.ids = sig;
+      item.entry.nodes = nodes;
+      var list = item.entry.list;
+      if (nodes.length <= budget) {
+        budget -= nodes.length;
+        setChildren(list, nodes, item.note);
+      } else {
+        var now = Math.max(0, budget);
+        budget = 0;
+        setChildren(list, nodes.slice(0, now), "");
+        rest.push({ list: list, nodes: nodes, from: now, note: item.note, sig: sig, entry: item.entry });
+      }
+    });
+    if (!rest.length) {
+      state.firstDrawDone = true;
+      return;
+    }
+    state.drawing = true;
+    boardNode.setAttribute("aria-busy", "true");
+    function more() {
+      var left = CHUNK;
+      while (rest.length && left > 0) {
+        var item = rest[0];
+        if (item.entry.ids !== item.sig) {
+          rest.shift(); // a newer render took over this column
+          continue;
+        }
+        var slice = item.nodes.slice(item.from, item.from + left);
+        var fragment = document.createDocumentFragment();
+        slice.forEach(function (node) {
+          fragment.appendChild(node);
+        });
+        item.list.appendChild(fragment);
+        item.from += slice.length;
+        left -= slice.length;
+        if (item.from >= item.nodes.length) {
+          if (item.note) {
+            item.list.appendChild(el("p", "muted folded-note", item.note));
+          }
+          rest.shift();
+        }
+      }
+      if (rest.length) {
+        requestAnimationFrame(more);
+      } else {
+        state.drawing = false;
+        state.firstDrawDone = true;
+        boardNode.setAttribute("aria-busy", "false");
       }
     }
+    requestAnimationFrame(more);
+  }
+
+  function setChildren(list, nodes, note) {
+    var fragment = document.createDocumentFragment();
+    nodes.forEach(function (node) {
+      fragment.appendChild(node);
+    });
+    if (note) {
+      fragment.appendChild(el("p", "muted folded-note", note));
+    }
+    list.replaceChildren(fragment);
   }
 
   /* ---------- governed moves ---------- */
 
-  function requestMove(id, target) {
+  function requestMove(id, target, position) {
     var card = state.cards.get(id);
     if (!card) {
       return;
@@ -607,23 +906,37 @@
     if (WAITING[target]) {
       askWaitReason(card, target).then(function (answer) {
         if (answer) {
-          move(id, target, answer.wait_reason, answer.reason);
+          move(id, target, answer.wait_reason, answer.reason, position);
         } else {
           render();
         }
       });
       return;
     }
-    move(id, target, "", "");
+    move(id, target, "", "", position);
   }
 
-  function move(id, target, waitReason, reason) {
+  function refuse(id, text) {
+    state.errors.set(id, text);
+    message("Card #" + id + " was not moved: " + text, "bad");
+    render();
+    var node = boardNode.querySelector('.board-card[data-card="' + id + '"]');
+    if (node) {
+      node.classList.add("snapped");
+    }
+  }
+
+  function move(id, target, waitReason, reason, position) {
     var card = state.cards.get(id);
     var before = card.status;
     var beforeReason = card.wait_reason;
+    var beforeRank = card.rank;
     // Show the move at once; put the card back if the rules refuse it.
     card.status = target;
     card.wait_reason = waitReason || "";
+    if (position) {
+      card.rank = guessRank(card, position);
+    }
     render();
     var body = { status: target };
     if (waitReason) {
@@ -635,29 +948,121 @@
     api("POST", config.api.cards + id + "/transition/", body)
       .then(function (updated) {
         state.moves += 1;
+        var placed = card.rank;
         mergeCard(updated);
         message("Moved #" + id + " to " + LABELS[target] + ".", "ok");
+        if (position) {
+          state.cards.get(id).rank = placed; // keep the spot until the server has stored it
+          render();
+          return place(id, position, updated.rank);
+        }
         render();
+        return null;
       })
       .catch(function (error) {
         var current = state.cards.get(id);
         if (current && current.status === target) {
           current.status = before;
           current.wait_reason = beforeReason;
+          current.rank = beforeRank;
+        }
+        refuse(id, error.message);
+      });
+  }
+
+  /* A rank between the neighbours the card is dropped between, so the board shows the spot at once. */
+  function guessRank(card, position) {
+    var low = position.after ? state.cards.get(position.after) : null;
+    var high = position.before ? state.cards.get(position.before) : null;
+    if (low && high) {
+      return (low.rank + high.rank) / 2;
+    }
+    if (high) {
+      return high.rank - 0.5;
+    }
+    if (low) {
+      return low.rank + 0.5;
+    }
+    return card.rank;
+  }
+
+  /* Store a card's place in its column: right before position.before, or right after position.after. */
+  function place(id, position, restoreRank) {
+    var body = position.before ? { before: position.before } : { after: position.after };
+    return api("POST", config.api.cards + id + "/reorder/", body)
+      .then(function (updated) {
+        state.reorders += 1;
+        mergeCard(updated);
+        render();
+      })
+      .catch(function (error) {
+        var current = state.cards.get(id);
+        if (current) {
+          current.rank = restoreRank;
+        }
+        if (error.data && error.data.code === "rank_neighbour_moved") {
+          message(error.message, "bad");
+          return loadBoard().then(render);
         }
         state.errors.set(id, error.message);
-        message("Card #" + id + " was not moved: " + error.message, "bad");
+        message("Card #" + id + " kept its place: " + error.message, "bad");
         render();
-        var node = boardNode.querySelector('.board-card[data-card="' + id + '"]');
-        if (node) {
-          node.classList.add("snapped");
-        }
+        return null;
       });
+  }
+
+  function reorder(id, position) {
+    var card = state.cards.get(id);
+    if (!card || !config.canAct || (!position.before && !position.after)) {
+      return;
+    }
+    state.errors.delete(id);
+    var restore = card.rank;
+    card.rank = guessRank(card, position);
+    render();
+    place(id, position, restore);
+  }
+
+  function columnKeyOf(card) {
+    return (state.lanes ? card.epic : config.epic) + ":" + card.status;
+  }
+
+  /* up, down, top or bottom among the cards shown in the card's column. */
+  function reorderBy(id, where) {
+    var card = state.cards.get(id);
+    if (!card) {
+      return;
+    }
+    var ids = state.visible.get(columnKeyOf(card)) || [];
+    var index = ids.indexOf(id);
+    var others = ids.filter(function (other) {
+      return other !== id;
+    });
+    var position = null;
+    if (where === "up" && index > 0) {
+      position = { before: ids[index - 1] };
+    } else if (where === "down" && index >= 0 && index < ids.length - 1) {
+      position = { after: ids[index + 1] };
+    } else if (where === "top" && index > 0) {
+      position = { before: others[0] };
+    } else if (where === "bottom" && index >= 0 && index < ids.length - 1) {
+      position = { after: others[others.length - 1] };
+    }
+    if (!position) {
+      message("Card #" + id + " is already " + (where === "up" || where === "top" ? "at the top" : "at the bottom") + " of its column.", "");
+      return;
+    }
+    reorder(id, position);
+    var node = boardNode.querySelector('.board-card[data-card="' + id + '"]');
+    if (node) {
+      node.focus({ preventScroll: false });
+    }
   }
 
   function mergeCard(full) {
     var card = {
       id: full.id,
+      epic: full.epic,
       title: full.title,
       status: full.status,
       priority: full.priority,
@@ -667,11 +1072,17 @@
       last_verification: full.last_verification,
       last_worked_by_seat: full.last_worked_by_seat,
       rank: full.rank,
+      pull_request: full.pull_request,
+      review_cycle: full.review_cycle,
       created_at: full.created_at,
       updated_at: full.updated_at
     };
-    if (full.epic !== config.epic) {
+    var known = state.lanes ? state.epics.some(function (epic) { return epic.id === full.epic; }) : full.epic === config.epic;
+    if (!known) {
       state.cards.delete(full.id);
+      if (state.lanes) {
+        state.needsReload = true; // a card of an epic this board does not know yet
+      }
       return;
     }
     state.cards.set(full.id, card);
@@ -725,6 +1136,179 @@
     event.preventDefault();
     finishWait(null);
   });
+
+  /* ---------- events on the board (delegated) ---------- */
+
+  var marker = el("div", "drop-marker");
+  marker.setAttribute("aria-hidden", "true");
+
+  function cardOf(target) {
+    return target && target.closest ? target.closest(".board-card") : null;
+  }
+
+  function clearDropTargets() {
+    boardNode.querySelectorAll(".drop-target").forEach(function (node) {
+      node.classList.remove("drop-target");
+    });
+    if (marker.parentNode) {
+      marker.parentNode.removeChild(marker);
+    }
+  }
+
+  function endDrag() {
+    clearDropTargets();
+    if (state.dragId !== null) {
+      var node = boardNode.querySelector('.board-card[data-card="' + state.dragId + '"]');
+      if (node) {
+        node.classList.remove("dragging");
+      }
+      state.dragId = null;
+      if (state.renderDeferred) {
+        render();
+      }
+    }
+  }
+
+  /* The neighbours of the drop marker in its list, skipping the dragged card itself. */
+  function markerPosition(list, dragged) {
+    var after = null;
+    var before = null;
+    var seen = false;
+    Array.prototype.forEach.call(list.children, function (child) {
+      if (child === marker) {
+        seen = true;
+        return;
+      }
+      if (!child.classList.contains("board-card") || Number(child.dataset.card) === dragged) {
+        return;
+      }
+      if (!seen) {
+        after = Number(child.dataset.card);
+      } else if (before === null) {
+        before = Number(child.dataset.card);
+      }
+    });
+    if (before === null && after === null) {
+      return null;
+    }
+    return before !== null ? { before: before, after: after } : { after: after };
+  }
+
+  if (boardNode) {
+    boardNode.addEventListener("click", function (event) {
+      if (event.target.closest("a, select, button, input")) {
+        return;
+      }
+      var node = cardOf(event.target);
+      if (node) {
+        openDrawer(Number(node.dataset.card));
+      }
+    });
+    boardNode.addEventListener("focusin", function (event) {
+      var node = cardOf(event.target);
+      if (node) {
+        state.focused = Number(node.dataset.card);
+      }
+    });
+    boardNode.addEventListener("change", function (event) {
+      var select = event.target;
+      if (!select.classList || !select.classList.contains("move-menu")) {
+        return;
+      }
+      var node = cardOf(select);
+      var choice = select.value;
+      select.value = "";
+      if (!node || !choice) {
+        return;
+      }
+      var id = Number(node.dataset.card);
+      if (choice.indexOf("order:") === 0) {
+        reorderBy(id, choice.slice(6));
+      } else {
+        requestMove(id, choice);
+      }
+    });
+    boardNode.addEventListener("keydown", function (event) {
+      if (event.target.classList && event.target.classList.contains("move-menu")) {
+        event.stopPropagation();
+      }
+    });
+    boardNode.addEventListener("dragstart", function (event) {
+      var node = cardOf(event.target);
+      if (!node) {
+        return;
+      }
+      event.dataTransfer.setData("text/plain", node.dataset.card);
+      event.dataTransfer.effectAllowed = "move";
+      node.classList.add("dragging");
+      state.dragId = Number(node.dataset.card);
+    });
+    boardNode.addEventListener("dragend", endDrag);
+    boardNode.addEventListener("dragover", function (event) {
+      var column = event.target.closest ? event.target.closest(".column") : null;
+      if (!column || !config.canAct || state.dragId === null) {
+        return;
+      }
+      event.preventDefault();
+      event.dataTransfer.dropEffect = "move";
+      if (!column.classList.contains("drop-target")) {
+        clearDropTargets();
+        column.classList.add("drop-target");
+      }
+      var list = column.querySelector(".column-cards");
+      if (column.classList.contains("folded")) {
+        return;
+      }
+      var over = cardOf(event.target);
+      if (over && over.parentNode === list) {
+        var box = over.getBoundingClientRect();
+        var beforeIt = event.clientY < box.top + box.height / 2;
+        var anchor = beforeIt ? over : over.nextSibling;
+        if (marker.nextSibling !== anchor || marker.parentNode !== list) {
+          list.insertBefore(marker, anchor);
+        }
+      } else if (marker.parentNode !== list) {
+        var note = list.querySelector(".folded-note");
+        list.insertBefore(marker, note);
+      }
+    });
+    boardNode.addEventListener("dragleave", function (event) {
+      // relatedTarget is where the pointer went; null means "unknown", so keep the marker then.
+      if (event.relatedTarget && !boardNode.contains(event.relatedTarget)) {
+        clearDropTargets();
+      }
+    });
+    boardNode.addEventListener("drop", function (event) {
+      var column = event.target.closest ? event.target.closest(".column") : null;
+      if (!column) {
+        return;
+      }
+      event.preventDefault();
+      var id = Number(event.dataTransfer.getData("text/plain")) || state.dragId;
+      var list = column.querySelector(".column-cards");
+      var position = marker.parentNode === list ? markerPosition(list, id) : null;
+      endDrag();
+      var card = state.cards.get(id);
+      if (!card) {
+        return;
+      }
+      var status = column.dataset.status;
+      if (state.lanes && Number(column.dataset.epic) !== card.epic) {
+        message("Card #" + id + " belongs to another epic; drag it within its own lane.", "bad");
+        return;
+      }
+      if (card.status !== status) {
+        requestMove(id, status, position);
+      } else if (position) {
+        var ids = state.visible.get(columnKeyOf(card)) || [];
+        var index = ids.indexOf(id);
+        var unchanged = (position.before && ids[index + 1] === position.before) || (!position.before && position.after && ids[index - 1] === position.after);
+        if (!unchanged) {
+          reorder(id, position);
+        }
+      }
+    });
+  }
 
   /* ---------- new card ---------- */
 
@@ -813,6 +1397,11 @@
   var drawerForm = document.getElementById("drawer-form");
   var lastFocus = null;
 
+  function cardLabel(id) {
+    var card = state.cards.get(id);
+    return "#" + id + (card ? " " + card.title : "");
+  }
+
   function fillDrawer(card, overwrite) {
     document.getElementById("drawer-title").textContent = "#" + card.id + " " + card.title;
     var facts = document.getElementById("drawer-facts");
@@ -821,13 +1410,36 @@
     if (card.wait_reason) {
       facts.appendChild(el("span", "badge blocked", "wait reason: " + card.wait_reason));
     }
-    if (card.depends_on && card.depends_on.length) {
-      facts.appendChild(el("span", "badge dependency", "depends on " + card.depends_on.map(function (id) { return "#" + id; }).join(", ")));
-    }
     if (card.last_worked_by_seat) {
       facts.appendChild(el("span", "badge seat", "last worked by " + card.last_worked_by_seat));
     }
-    document.getElementById("d-description-view").textContent = card.description || "No description.";
+    if (card.last_verification) {
+      facts.appendChild(el("span", "badge verify-" + card.last_verification, "verification " + card.last_verification));
+    }
+    var pr = pullRequest(card);
+    if (pr) {
+      var prNode = el(pr.url ? "a" : "span", "badge pr", "pull request #" + pr.number + (pr.state ? " (" + pr.state + ")" : ""));
+      if (pr.url) {
+        prNode.href = pr.url;
+        prNode.rel = "noopener noreferrer";
+      }
+      facts.appendChild(prNode);
+    }
+    if (Number(card.review_cycle) > 0) {
+      facts.appendChild(el("span", "badge review-cycle", "review cycle " + Number(card.review_cycle)));
+    }
+    var agent = state.active.get(card.id);
+    if (agent) {
+      facts.appendChild(el("span", "badge agent", "agent working: " + agent.seat));
+    }
+    var view = document.getElementById("d-description-view");
+    view.textContent = "";
+    if (card.description_html) {
+      view.appendChild(safeMarkup(card.description_html));
+    } else {
+      view.appendChild(el("p", "muted", "No description."));
+    }
+    fillDeps(card);
     // Never throw away what the viewer is typing: a live update refreshes the form only when untouched.
     if (overwrite || !state.drawerDirty) {
       state.drawerDirty = false;
@@ -846,18 +1458,158 @@
     });
   }
 
+  /* Dependencies of the open card: the list with Remove buttons, and the choices for adding one. */
+  function fillDeps(card) {
+    var list = document.getElementById("drawer-deps");
+    list.textContent = "";
+    var ids = (card.depends_on || []).slice();
+    ids.forEach(function (depId) {
+      var other = state.cards.get(depId);
+      var status = other ? other.status : state.depStatus.get(depId);
+      var item = el("li", "dep-row");
+      item.dataset.dep = String(depId);
+      var open = el("button", "link-button", cardLabel(depId));
+      open.type = "button";
+      open.dataset.open = String(depId);
+      open.setAttribute("aria-label", "Open card " + cardLabel(depId));
+      item.appendChild(open);
+      if (status) {
+        item.appendChild(el("span", "badge status-" + status, LABELS[status] || status));
+      }
+      if (config.canAct) {
+        var remove = el("button", "secondary small-button", "Remove");
+        remove.type = "button";
+        remove.dataset.remove = String(depId);
+        remove.setAttribute("aria-label", "Remove the dependency on " + cardLabel(depId));
+        item.appendChild(remove);
+      }
+      list.appendChild(item);
+    });
+    if (!ids.length) {
+      list.appendChild(el("li", "muted", "No dependencies."));
+    }
+    var choices = document.getElementById("dep-choices");
+    if (choices) {
+      choices.textContent = "";
+      Array.from(state.cards.values())
+        .filter(function (other) {
+          return other.id !== card.id && ids.indexOf(other.id) < 0;
+        })
+        .slice(0, 1000)
+        .forEach(function (other) {
+          var option = el("option");
+          option.value = "#" + other.id + " " + other.title;
+          choices.appendChild(option);
+        });
+    }
+  }
+
+  function loadDependents(id) {
+    return api("GET", config.api.cards + id + "/dependencies/")
+      .then(function (data) {
+        if (state.openCard !== id) {
+          return;
+        }
+        var node = document.getElementById("drawer-dependents");
+        node.textContent = data.dependents && data.dependents.length ? "Cards waiting on this one: " + data.dependents.map(cardLabel).join(", ") + "." : "";
+      })
+      .catch(function () {
+        return null;
+      });
+  }
+
+  /* "#12", "12" or "#12 Some title" from the add box; or a title matching exactly one card. */
+  function pickCard(text) {
+    var match = /^\s*#?(\d+)\b/.exec(text);
+    if (match) {
+      return Number(match[1]);
+    }
+    var wanted = text.trim().toLowerCase();
+    var found = Array.from(state.cards.values()).filter(function (card) {
+      return card.title.toLowerCase() === wanted;
+    });
+    return found.length === 1 ? found[0].id : null;
+  }
+
+  var depForm = document.getElementById("dep-form");
+  if (depForm) {
+    depForm.addEventListener("submit", function (event) {
+      event.preventDefault();
+      var id = state.openCard;
+      var input = document.getElementById("dep-input");
+      var errorNode = document.getElementById("dep-error");
+      errorNode.textContent = "";
+      var target = pickCard(input.value);
+      if (!id) {
+        return;
+      }
+      if (!target) {
+        errorNode.textContent = "Choose a card from the list or type its number, such as #12.";
+        return;
+      }
+      api("POST", config.api.cards + id + "/dependencies/", { depends_on: target })
+        .then(function (card) {
+          input.value = "";
+          mergeCard(card);
+          fillDeps(card);
+          render();
+          message("Card #" + id + " now waits on #" + target + ".", "ok");
+          loadHistory(id);
+        })
+        .catch(function (failure) {
+          errorNode.textContent = failure.message;
+        });
+    });
+  }
+
+  document.getElementById("drawer-deps").addEventListener("click", function (event) {
+    var id = state.openCard;
+    var removeId = event.target.dataset ? Number(event.target.dataset.remove) : 0;
+    var openId = event.target.dataset ? Number(event.target.dataset.open) : 0;
+    if (openId) {
+      if (state.cards.has(openId)) {
+        openDrawer(openId);
+      }
+      return;
+    }
+    if (!removeId || !id) {
+      return;
+    }
+    var errorNode = document.getElementById("dep-error");
+    errorNode.textContent = "";
+    api("DELETE", config.api.cards + id + "/dependencies/" + removeId + "/")
+      .then(function () {
+        return api("GET", config.api.cards + id + "/");
+      })
+      .then(function (card) {
+        mergeCard(card);
+        fillDeps(card);
+        render();
+        message("Card #" + id + " no longer waits on #" + removeId + ".", "ok");
+        loadHistory(id);
+      })
+      .catch(function (failure) {
+        errorNode.textContent = failure.message;
+      });
+  });
+
   function openDrawer(id) {
     if (!drawer.hidden && state.openCard === id) {
       return;
     }
-    lastFocus = document.activeElement;
+    if (drawer.hidden) {
+      lastFocus = document.activeElement;
+    }
     state.openCard = id;
+    state.drawerDirty = false;
     drawer.hidden = false;
     drawer.dataset.card = String(id);
-    document.getElementById("drawer-error").textContent = "";
-    document.getElementById("drawer-run-link").textContent = "";
-    document.getElementById("drawer-comments").textContent = "";
-    document.getElementById("drawer-history").textContent = "";
+    ["drawer-error", "drawer-run-link", "drawer-comments", "drawer-history", "drawer-turns", "drawer-deps", "drawer-dependents", "dep-error", "prompt-view"].forEach(function (name) {
+      var node = document.getElementById(name);
+      if (node) {
+        node.textContent = "";
+      }
+    });
     var summary = state.cards.get(id);
     if (summary) {
       document.getElementById("drawer-title").textContent = "#" + id + " " + summary.title;
@@ -866,6 +1618,7 @@
       .then(function (card) {
         if (state.openCard === id) {
           fillDrawer(card, true);
+          drawer.dataset.loaded = String(id);
           document.getElementById("d-title").focus();
         }
       })
@@ -874,6 +1627,9 @@
       });
     loadComments(id);
     loadHistory(id);
+    loadTurns(id);
+    loadDependents(id);
+    loadRoles(summary ? summary.epic : config.epic);
   }
 
   function closeDrawer() {
@@ -881,6 +1637,7 @@
       return;
     }
     drawer.hidden = true;
+    delete drawer.dataset.loaded;
     state.openCard = null;
     if (lastFocus && document.body.contains(lastFocus)) {
       lastFocus.focus();
@@ -913,6 +1670,34 @@
     });
   }
 
+  function statusName(status) {
+    return LABELS[status] || status || "new";
+  }
+
+  function historyText(row) {
+    var changes = row.changes && typeof row.changes === "object" ? row.changes : {};
+    if (row.event === "created") {
+      return "created in " + statusName(row.to_status);
+    }
+    if (row.event === "transition") {
+      return statusName(row.from_status) + " \u2192 " + statusName(row.to_status);
+    }
+    if (row.event === "dependency_added") {
+      return "now waits on #" + changes.depends_on;
+    }
+    if (row.event === "dependency_removed") {
+      return "no longer waits on #" + changes.depends_on;
+    }
+    if (row.event === "edited") {
+      var names = Array.isArray(changes) ? changes : Object.keys(changes);
+      if (names.length === 1 && names[0] === "rank") {
+        return "moved within " + statusName(row.to_status);
+      }
+      return "edited " + (names.length ? names.join(", ").replace(/_/g, " ") : "the card");
+    }
+    return String(row.event || "changed");
+  }
+
   function loadHistory(id) {
     return api("GET", config.api.cards + id + "/history/?page_size=200").then(function (data) {
       if (state.openCard !== id) {
@@ -922,27 +1707,146 @@
       list.textContent = "";
       (data.results || []).forEach(function (row) {
         var item = el("li", "history-row");
-        var who = row.actor || (row.actor_seat ? row.actor_seat + (row.actor_roles && row.actor_roles.length ? " (" + row.actor_roles.join(", ") + ")" : "") : "system");
-        var what = row.event;
-        if (row.from_status || row.to_status) {
-          what = (row.from_status || "new") + " to " + row.to_status;
-        } else if (row.changes && typeof row.changes === "object") {
-          var names = Array.isArray(row.changes) ? row.changes : Object.keys(row.changes);
-          if (names.length) {
-            what = row.event + ": " + names.join(", ");
-          }
-        }
+        item.dataset.event = row.event;
+        var who = row.actor || (row.actor_seat ? row.actor_seat + (row.actor_roles && row.actor_roles.length ? " (" + row.actor_roles.join(", ") + ")" : "") : "Orket");
         item.appendChild(el("span", "history-when", when(row.created_at)));
         item.appendChild(el("span", "history-who", who));
-        item.appendChild(el("span", "history-what", what));
-        var why = [row.wait_reason, row.reason].filter(Boolean).join(": ");
+        item.appendChild(el("span", "history-what", historyText(row)));
+        var why = [row.wait_reason ? "wait reason " + row.wait_reason : "", row.reason].filter(Boolean).join(": ");
         if (why) {
-          item.appendChild(el("span", "history-why", why));
+          item.appendChild(el("span", "history-why", "why: " + why));
         }
         list.appendChild(item);
       });
+      if (!list.childNodes.length) {
+        list.appendChild(el("li", "muted", "No history yet."));
+      }
     });
   }
+
+  function loadTurns(id) {
+    return api("GET", config.api.cards + id + "/turns/")
+      .then(function (data) {
+        if (state.openCard !== id) {
+          return;
+        }
+        var list = document.getElementById("drawer-turns");
+        list.textContent = "";
+        (data.results || []).forEach(function (turn) {
+          var item = el("li", "turn-row");
+          var link = el("a", null, "Run #" + turn.run + ", turn " + turn.number);
+          link.href = config.runView + turn.run + "/";
+          item.appendChild(link);
+          item.appendChild(document.createTextNode(": " + turn.seat + (turn.role && turn.role !== turn.seat ? " as " + turn.role : "") + ", " + turn.status));
+          var facts = [];
+          if (turn.duration_ms) {
+            facts.push((turn.duration_ms / 1000).toFixed(1) + " s");
+          }
+          if (turn.tokens_in || turn.tokens_out) {
+            facts.push(turn.tokens_in + " tokens in, " + turn.tokens_out + " out");
+          }
+          if (turn.started_at) {
+            facts.push(when(turn.started_at));
+          }
+          if (facts.length) {
+            item.appendChild(el("span", "muted turn-facts", " (" + facts.join("; ") + ")"));
+          }
+          if (turn.outcome) {
+            item.appendChild(el("div", "turn-outcome", turn.outcome.length > 300 ? turn.outcome.slice(0, 300) + "..." : turn.outcome));
+          }
+          list.appendChild(item);
+        });
+        if (!list.childNodes.length) {
+          list.appendChild(el("li", "muted", "No agent has worked on this card yet."));
+        }
+      })
+      .catch(function (error) {
+        var list = document.getElementById("drawer-turns");
+        list.textContent = "";
+        list.appendChild(el("li", "error", "The turns could not be loaded: " + error.message));
+      });
+  }
+
+  /* The roles of the epic's team, for the prompt preview. */
+  function loadRoles(epicId) {
+    var select = document.getElementById("prompt-role");
+    var epic = (config.epics || []).filter(function (item) {
+      return item.id === epicId;
+    })[0];
+    var teamName = epic ? epic.team : "standard";
+    var teams = state.teams ? Promise.resolve(state.teams) : api("GET", config.api.teams + "?page_size=100").then(function (data) {
+      state.teams = data.results || data || [];
+      return state.teams;
+    });
+    return teams
+      .then(function (list) {
+        var team = list.filter(function (item) {
+          return item.name === teamName;
+        })[0];
+        var roles = [];
+        (team ? team.seats : []).forEach(function (seat) {
+          (seat.roles || []).forEach(function (role) {
+            if (roles.indexOf(role) < 0) {
+              roles.push(role);
+            }
+          });
+        });
+        var chosen = select.value;
+        while (select.options.length > 1) {
+          select.remove(1);
+        }
+        roles.forEach(function (role) {
+          var option = el("option", null, role.replace(/_/g, " "));
+          option.value = role;
+          select.appendChild(option);
+        });
+        if (roles.indexOf(chosen) >= 0) {
+          select.value = chosen;
+        }
+      })
+      .catch(function () {
+        return null;
+      });
+  }
+
+  document.getElementById("prompt-form").addEventListener("submit", function (event) {
+    event.preventDefault();
+    var id = state.openCard;
+    var view = document.getElementById("prompt-view");
+    if (!id) {
+      return;
+    }
+    var role = document.getElementById("prompt-role").value;
+    view.textContent = "";
+    view.appendChild(el("p", "muted", "Compiling the prompt..."));
+    api("GET", config.api.cards + id + "/prompt/" + (role ? "?role=" + encodeURIComponent(role) : ""))
+      .then(function (prompt) {
+        if (state.openCard !== id) {
+          return;
+        }
+        view.textContent = "";
+        view.appendChild(el("p", "prompt-who", "Seat " + prompt.seat + " as " + prompt.role + ", model profile " + prompt.model_profile + "."));
+        (prompt.messages || []).forEach(function (item, index) {
+          var details = el("details", "prompt-message");
+          if (index === prompt.messages.length - 1) {
+            details.open = true;
+          }
+          details.appendChild(el("summary", null, item.role + " message (" + String(item.content || "").length + " characters)"));
+          details.appendChild(el("pre", null, typeof item.content === "string" ? item.content : JSON.stringify(item.content, null, 2)));
+          view.appendChild(details);
+        });
+        if (prompt.tools && prompt.tools.length) {
+          var names = prompt.tools.map(function (tool) {
+            return (tool["function"] && tool["function"].name) || tool.name || "tool";
+          });
+          view.appendChild(el("p", "muted", "Tools offered: " + names.join(", ") + "."));
+        }
+      })
+      .catch(function (error) {
+        view.textContent = "";
+        view.appendChild(el("p", "error", "No prompt preview: " + error.message));
+      });
+  });
 
   function splitLabels(text) {
     return text
@@ -1001,6 +1905,7 @@
           var link = el("a", null, "#" + run.id);
           link.href = config.runView + run.id + "/";
           holder.appendChild(link);
+          holder.appendChild(document.createTextNode("."));
           return loadRuns();
         })
         .catch(function (failure) {
@@ -1123,6 +2028,11 @@
       if (next && config.canAct) {
         requestMove(card.id, next);
       }
+    } else if (onCard && event.shiftKey && (event.key === "ArrowUp" || event.key === "ArrowDown")) {
+      event.preventDefault();
+      if (config.canAct) {
+        reorderBy(Number(target.dataset.card), event.key === "ArrowUp" ? "up" : "down");
+      }
     }
   });
 
@@ -1148,6 +2058,7 @@
             if (state.openCard === id) {
               loadHistory(id);
               loadComments(id);
+              loadTurns(id);
             }
           })
           .catch(function (error) {
@@ -1158,12 +2069,35 @@
       })
     )
       .then(function () {
+        if (state.needsReload) {
+          state.needsReload = false;
+          return loadBoard();
+        }
+        return null;
+      })
+      .then(function () {
         // Agents move cards during a run: refresh who is working on what.
         var run = state.runs[0];
         if (run && (run.status === "running" || run.status === "queued")) {
           return loadRuns();
         }
         return null;
+      })
+      .catch(function () {
+        return null;
+      })
+      .then(function () {
+        state.fetching -= 1;
+        refreshChoices();
+        render();
+      });
+  }
+
+  function reloadAll() {
+    state.fetching += 1;
+    return loadBoard()
+      .catch(function (error) {
+        message("The board could not be refreshed: " + error.message, "bad");
       })
       .then(function () {
         state.fetching -= 1;
@@ -1179,11 +2113,8 @@
     if (frame.type === "card.changed" || frame.type === "card.created") {
       state.heard.add(Number(frame.card));
       queueCard(Number(frame.card));
-    } else if (frame.type === "epic.changed") {
-      loadBoard().then(function () {
-        refreshChoices();
-        render();
-      });
+    } else if (frame.type === "epic.changed" || frame.type === "epic.created") {
+      reloadAll();
     } else if (frame.type === "run.changed") {
       loadRuns().then(render);
     }
@@ -1250,7 +2181,21 @@
       render();
     });
   });
-  document.getElementById("show-canceled").addEventListener("change", render);
+  showCanceledInput.addEventListener("change", function () {
+    writeUrl();
+    render();
+  });
+  if (lanesInput) {
+    lanesInput.addEventListener("change", function () {
+      state.lanes = lanesInput.checked;
+      writeUrl();
+      message(state.lanes ? "Loading every epic of the project..." : "", "");
+      reloadAll().then(function () {
+        loadSearch().then(render);
+        message(state.lanes ? "Showing every epic in its own lane." : "Showing one epic.", "ok");
+      });
+    });
+  }
   document.getElementById("board-filters").addEventListener("submit", function (event) {
     event.preventDefault();
   });
@@ -1272,9 +2217,12 @@
         reconnects: state.reconnects,
         cards: state.cards.size,
         moves: state.moves,
+        reorders: state.reorders,
+        lanes: state.lanes,
         ready: !!state.ready,
+        drawn: !!state.ready && !state.drawing,
         heard: Array.from(state.heard),
-        idle: !state.pending.size && !state.pendingTimer && !state.fetching
+        idle: !state.pending.size && !state.pendingTimer && !state.fetching && !state.drawing
       };
     },
     dropConnection: function () {
@@ -1292,11 +2240,16 @@
   Promise.all([loadBoard(), loadSettings(), loadRuns(), loadSearch()])
     .then(function () {
       refreshChoices();
-      render();
       state.ready = true;
+      render();
       boardNode.dataset.ready = "1";
+      if (!state.drawing) {
+        boardNode.setAttribute("aria-busy", "false");
+      }
     })
     .catch(function (error) {
+      boardNode.setAttribute("aria-busy", "false");
+      boardNode.textContent = "";
       message("The board could not be loaded: " + error.message, "bad");
     });
   connect();
