@@ -59,6 +59,13 @@ def _git(repo: Path, token: str, *args: str) -> subprocess.CompletedProcess[str]
     return done
 
 
+def local_sha(repo: Path, ref: str) -> str:
+    done = _git(repo, "", "rev-parse", "--verify", ref)
+    if done.returncode != 0:
+        raise PushFailed(f"There is no {ref} in the workspace.")
+    return done.stdout.strip()
+
+
 def push(repo: Path, url: str, token: str, *, local_ref: str, remote_branch: str, force: bool = False) -> str:
     """Push `local_ref` to `remote_branch`; the sha pushed. Raises PushFailed with git's reason."""
     sha_done = _git(repo, token, "rev-parse", "--verify", local_ref)

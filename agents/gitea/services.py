@@ -786,13 +786,16 @@ def card_pull_request_open(*, card_id: int) -> PullRequestLink | None:
             git_remote.push(workspace.repo, url, token, local_ref="refs/heads/main", remote_branch=link.base_branch)
         except git_remote.PushFailed as error:
             logger.info("base branch not pushed (it exists with other history, or is protected): %s", error)
-        sha = git_remote.push(workspace.repo, url, token, local_ref=f"refs/heads/{branch}", remote_branch=branch)
-    pull = PullRequestLink.objects.filter(card=card, state=PullRequestState.OPEN).first()
+        sha = git_remote.local_sha(workspace.repo, f"refs/heads/{branch}")
+        # Recorded before pushing: Gitea's `synchronized` webhook for this push may arrive before push returns.
+        pull = PullRequestLink.objects.filter(card=card, state=PullRequestState.OPEN).first()
+        if pull is not None:
+            PullRequestLink.objects.filter(pk=pull.pk).update(last_pushed_sha=sha)
+        git_remote.push(workspace.repo, url, token, local_ref=sha, remote_branch=branch)
     if pull is not None:
-        PullRequestLink.objects.filter(pk=pull.pk).update(last_pushed_sha=sha, head_sha=sha)
+        PullRequestLink.objects.filter(pk=pull.pk).update(head_sha=sha)
         pull.refresh_from_db()
         return pull
-    # Record what we push before Gitea's `synchronized`/`opened` webhooks can arrive.
     client = client_for(link)
     try:
         existing = [p for p in client.pulls_open() if (p.get("head") or {}).get("ref") == branch]
