@@ -535,13 +535,10 @@ def _workspace_for(card: Card) -> ProjectWorkspace:
 
 
 def _verification(card: Card) -> dict[str, Any]:
-    if not card.verification_fixture:
-        return {"status": "not_configured", "message": "This card has no verification fixture; nothing was run."}
-    return {
-        "status": "unavailable",
-        "message": "No isolated verification backend is configured on this server; the fixture was not run.",
-        "fixture": card.verification_fixture,
-    }
+    """The run_verification tool: the card's fixture, run now in isolation (bounded by its timeout)."""
+    from sandboxes.verification import verification_for_agent
+
+    return verification_for_agent(card=card, requested_by="agent")
 
 
 def prompt_context(
