@@ -16,6 +16,7 @@ api_patterns = [
     path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("", include("boards.api.urls")),
     path("", include("agents.api.urls")),
+    path("", include("sandboxes.api.verification_urls")),
 ]
 
 urlpatterns = [
