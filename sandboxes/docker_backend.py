@@ -1,0 +1,380 @@
+"""The Docker backend: throwaway verification containers (`DockerRunner`) and compose stacks.
+
+Only Celery workers call this module: web requests never talk to Docker. The engine is found the
+docker SDK's usual way (DOCKER_HOST, else the default socket). Compose is `docker compose` (the v2
+plugin) or `docker-compose` (v1), whichever answers first, found once per process.
+
+`DockerRunner` implements `sandboxes.isolation.IsolatedRunner`: each command runs in a new container
+with no network (`network_mode: none`), a read-only root, every capability dropped,
+no-new-privileges, uid/gid 65534, memory (no swap on top), process and CPU limits, a private tmpfs
+/tmp, and read-only bind mounts of exactly the paths it is given. It never gets the Docker socket
+or any other host path. After the timeout it is killed; it is always removed; output is capped.
+No Django imports.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import docker
+import requests
+from docker.errors import DockerException, NotFound
+
+from sandboxes.isolation import IsolatedCommand, IsolatedResult, Limits
+
+log = logging.getLogger(__name__)
+
+SANDBOX_LABEL = "orket.sandbox"
+VERIFICATION_LABEL = "orket.verification"
+DEFAULT_RUNNER_IMAGE = "python:3.12-slim-bookworm"
+NOBODY = "65534:65534"
+TMP_SIZE = "64m"
+FORBIDDEN_SOURCES = ("/var/run/docker.sock", "/run/docker.sock")
+
+
+class DockerUnavailable(RuntimeError):
+    """No engine answers, or compose is missing."""
+
+
+def client(timeout: int = 60) -> docker.DockerClient:
+    try:
+        found = docker.from_env(timeout=timeout)
+        found.ping()
+    except DockerException as error:
+        raise DockerUnavailable(f"no Docker engine answers: {error}") from error
+    return found
+
+
+def engine_answers() -> bool:
+    try:
+        client(timeout=5).close()
+    except DockerUnavailable:
+        return False
+    return True
+
+
+@functools.cache
+def compose_command() -> tuple[str, ...] | None:
+    """`docker compose` (v2) when the plugin answers, else `docker-compose` (v1), else None."""
+    candidates: list[tuple[str, ...]] = []
+    if shutil.which("docker"):
+        candidates.append(("docker", "compose"))
+    if shutil.which("docker-compose"):
+        candidates.append(("docker-compose",))
+    for candidate in candidates:
+        try:
+            done = subprocess.run([*candidate, "version"], capture_output=True, text=True, timeout=30, check=False)
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        if done.returncode == 0:
+            return candidate
+    return None
+
+
+def runner_image() -> str:
+    return os.environ.get("ORKET_SANDBOX_RUNNER_IMAGE", "").strip() or DEFAULT_RUNNER_IMAGE
+
+
+def image_present(engine: docker.DockerClient, image: str, *, pull: bool = False) -> bool:
+    try:
+        engine.images.get(image)
+        return True
+    except NotFound:
+        pass
+    except DockerException:
+        return False
+    if not pull:
+        return False
+    try:
+        engine.images.pull(image)
+    except DockerException as error:
+        log.warning("could not pull %s: %s", image, error)
+        return False
+    return True
+
+
+# -- throwaway containers for verification -------------------------------------------------------------------
+
+
+class DockerRunner:
+    """Runs one `IsolatedCommand` in a throwaway container; see the module docstring."""
+
+    name = "docker"
+
+    def __init__(self, *, image: str | None = None, engine: docker.DockerClient | None = None) -> None:
+        self.image = image or runner_image()
+        self._engine = engine
+
+    @property
+    def engine(self) -> docker.DockerClient:
+        if self._engine is None:
+            self._engine = client()
+        return self._engine
+
+    def available(self) -> bool:
+        try:
+            return image_present(self.engine, self.image, pull=os.environ.get("ORKET_SANDBOX_PULL", "1") == "1")
+        except DockerUnavailable:
+            return False
+
+    def describe(self, limits: Limits | None = None) -> str:
+        limits = limits or Limits()
+        return (
+            f"docker container ({self.image}): no network, read-only root and inputs, uid 65534, "
+            f"all capabilities dropped, no-new-privileges, {limits.memory_mb} MB memory, "
+            f"{limits.max_processes} processes, {limits.cpus:g} CPUs, private /tmp, "
+            f"killed after {limits.timeout_seconds:g} s"
+        )
+
+    def run(self, command: IsolatedCommand) -> IsolatedResult:
+        started = time.monotonic()
+        staging = Path(tempfile.mkdtemp(prefix="orket-docker-ro-"))
+        try:
+            volumes = _read_only_volumes(command.read_only, staging)
+            return self._run(command, volumes, started)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+    def _run(self, command: IsolatedCommand, volumes: dict[str, dict[str, str]], started: float) -> IsolatedResult:
+        limits = command.limits
+        container = self.engine.containers.create(
+            self.image,
+            command=list(command.argv),
+            working_dir=command.workdir,
+            environment=dict(command.env),
+            user=NOBODY,
+            network_mode="none",
+            read_only=True,
+            cap_drop=["ALL"],
+            security_opt=["no-new-privileges:true"],
+            mem_limit=f"{limits.memory_mb}m",
+            memswap_limit=f"{limits.memory_mb}m",
+            pids_limit=limits.max_processes,
+            nano_cpus=int(limits.cpus * 1_000_000_000),
+            ulimits=[
+                docker.types.Ulimit(name="nofile", soft=256, hard=256),
+                docker.types.Ulimit(name="core", soft=0, hard=0),
+            ],
+            tmpfs={"/tmp": f"rw,nosuid,nodev,noexec,size={TMP_SIZE},mode=1777"} if command.writable_tmp else {},  # noqa: S108
+            volumes=volumes,
+            labels={VERIFICATION_LABEL: "1"},
+            log_config=docker.types.LogConfig(
+                type="json-file", config={"max-size": str(max(limits.max_output_bytes * 2, 65536)), "max-file": "1"}
+            ),
+            detach=True,
+        )
+        timed_out = False
+        exit_code: int | None = None
+        try:
+            container.start()
+            try:
+                status = container.wait(timeout=max(limits.timeout_seconds, 0.1))
+                exit_code = int(status.get("StatusCode", -1))
+            except requests.exceptions.RequestException:
+                timed_out = True
+                _quietly(container.kill)
+                _quietly(lambda: container.wait(timeout=30))
+            stdout, cut_out = _capped(container.logs(stdout=True, stderr=False), limits.max_output_bytes)
+            stderr, cut_err = _capped(container.logs(stdout=False, stderr=True), limits.max_output_bytes)
+            if not timed_out and exit_code == 137 and _oom_killed(container):
+                stderr += "\norket: the container ran out of memory and was killed\n"
+        finally:
+            _quietly(lambda: container.remove(force=True, v=True))
+        return IsolatedResult(
+            exit_code=None if timed_out else exit_code,
+            stdout=stdout,
+            stderr=stderr,
+            duration_ms=int((time.monotonic() - started) * 1000),
+            timed_out=timed_out,
+            isolation=self.describe(limits),
+            output_truncated=cut_out or cut_err,
+        )
+
+
+def _readable_by_others(path: Path) -> bool:
+    """True when uid 65534 can read the whole tree (directories also searchable); symlinks are not followed."""
+
+    def ok(item: Path, folder: bool) -> bool:
+        mode = item.lstat().st_mode
+        return bool(mode & 0o004) and (not folder or bool(mode & 0o001))
+
+    if path.is_file():
+        return ok(path, False)
+    if not ok(path, True):
+        return False
+    for folder, dirs, files in os.walk(path):
+        base = Path(folder)
+        if not all(ok(base / d, True) for d in dirs) or not all(ok(base / f, False) for f in files):
+            return False
+    return True
+
+
+def _read_only_volumes(read_only: dict[Path, str], staging: Path) -> dict[str, dict[str, str]]:
+    """Bind mounts of exactly the given paths, read-only. A path that uid 65534 could not read is
+    copied first into a private staging folder with readable modes (symlinks copied as links)."""
+    volumes: dict[str, dict[str, str]] = {}
+    staging.chmod(0o755)
+    for index, (source, target) in enumerate(read_only.items()):
+        resolved = Path(source).resolve()
+        if str(resolved) in FORBIDDEN_SOURCES or not target.startswith("/") or not resolved.exists():
+            raise ValueError(f"refusing to mount {source} at {target}")
+        if not _readable_by_others(resolved):
+            copy = staging / str(index)
+            if resolved.is_dir():
+                shutil.copytree(resolved, copy, symlinks=True)
+            else:
+                shutil.copy2(resolved, copy)
+            for folder, _dirs, files in os.walk(copy):
+                Path(folder).chmod(0o755)
+                for name in files:
+                    item = Path(folder) / name
+                    if not item.is_symlink():
+                        item.chmod(0o755 if item.stat().st_mode & 0o100 else 0o644)
+            copy.chmod(0o755 if copy.is_dir() or copy.stat().st_mode & 0o100 else 0o644)
+            resolved = copy
+        volumes[str(resolved)] = {"bind": target, "mode": "ro"}
+    return volumes
+
+
+def _capped(raw: bytes, limit: int) -> tuple[str, bool]:
+    if len(raw) > limit:
+        return raw[:limit].decode("utf-8", errors="replace"), True
+    return raw.decode("utf-8", errors="replace"), False
+
+
+def _oom_killed(container: Any) -> bool:
+    try:
+        container.reload()
+        return bool(container.attrs.get("State", {}).get("OOMKilled"))
+    except DockerException:
+        return False
+
+
+def _quietly(action: Any) -> None:
+    try:
+        action()
+    except (DockerException, requests.exceptions.RequestException) as error:
+        log.debug("ignored while cleaning up a container: %s", error)
+
+
+# -- compose stacks ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ComposeResult:
+    ok: bool
+    output: str
+
+
+def compose(project: str, compose_file: Path, *args: str, timeout: float = 600) -> ComposeResult:
+    """Run `<compose> -p project -f file args...`; never raises for a failing command."""
+    command = compose_command()
+    if command is None:
+        raise DockerUnavailable("neither `docker compose` nor `docker-compose` is installed")
+    argv = [*command, "-p", project, "-f", str(compose_file), *args]
+    try:
+        done = subprocess.run(
+            argv,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+            cwd=compose_file.parent,
+            env={**os.environ, "COMPOSE_PROJECT_NAME": project},
+        )
+    except subprocess.TimeoutExpired as error:
+        return ComposeResult(ok=False, output=f"{' '.join(argv[:2])} {' '.join(args)} timed out: {error}")
+    return ComposeResult(ok=done.returncode == 0, output=(done.stdout + done.stderr)[-20_000:])
+
+
+def containers_of(engine: docker.DockerClient, sandbox_id: int) -> list[Any]:
+    return engine.containers.list(all=True, filters={"label": f"{SANDBOX_LABEL}={sandbox_id}"})
+
+
+def health_of(engine: docker.DockerClient, sandbox_id: int) -> dict[str, str]:
+    """Service name to `healthy`, `unhealthy`, `starting`, or the container state when it has no check."""
+    found: dict[str, str] = {}
+    for container in containers_of(engine, sandbox_id):
+        state = container.attrs.get("State", {})
+        service = container.labels.get("com.docker.compose.service", container.name)
+        health = (state.get("Health") or {}).get("Status")
+        found[service] = health or state.get("Status", "unknown")
+        if state.get("Status") in ("exited", "dead"):
+            found[service] = f"exited ({state.get('ExitCode')})"
+    return found
+
+
+def logs_of(engine: docker.DockerClient, sandbox_id: int, tail: int = 200) -> str:
+    parts = []
+    for container in sorted(containers_of(engine, sandbox_id), key=lambda c: c.name):
+        service = container.labels.get("com.docker.compose.service", container.name)
+        try:
+            text = container.logs(tail=tail, stdout=True, stderr=True).decode("utf-8", errors="replace")
+        except DockerException as error:
+            text = f"(logs unavailable: {error})\n"
+        parts.extend(f"{service} | {line}" for line in text.splitlines())
+    return "\n".join(parts[-tail * 4 :]) + ("\n" if parts else "")
+
+
+def remove_labelled(engine: docker.DockerClient, sandbox_ids: Iterable[str]) -> int:
+    """Remove every container, volume and network labelled with one of these sandbox ids; the count."""
+    wanted = set(sandbox_ids)
+    removed = 0
+    for container in engine.containers.list(all=True, filters={"label": SANDBOX_LABEL}):
+        if container.labels.get(SANDBOX_LABEL) in wanted:
+            _quietly(lambda c=container: c.remove(force=True, v=True))
+            removed += 1
+    for volume in engine.volumes.list(filters={"label": SANDBOX_LABEL}):
+        if (volume.attrs.get("Labels") or {}).get(SANDBOX_LABEL) in wanted:
+            _quietly(lambda v=volume: v.remove(force=True))
+    for network in engine.networks.list(filters={"label": SANDBOX_LABEL}):
+        if (network.attrs.get("Labels") or {}).get(SANDBOX_LABEL) in wanted:
+            _quietly(network.remove)
+    return removed
+
+
+def labelled_sandbox_ids(engine: docker.DockerClient) -> set[str]:
+    """Every value of the orket.sandbox label on a container, volume or network."""
+    found = {
+        c.labels.get(SANDBOX_LABEL, "") for c in engine.containers.list(all=True, filters={"label": SANDBOX_LABEL})
+    }
+    found |= {
+        (v.attrs.get("Labels") or {}).get(SANDBOX_LABEL, "")
+        for v in engine.volumes.list(filters={"label": SANDBOX_LABEL})
+    }
+    found |= {
+        (n.attrs.get("Labels") or {}).get(SANDBOX_LABEL, "")
+        for n in engine.networks.list(filters={"label": SANDBOX_LABEL})
+    }
+    return found
+
+
+def _created_timestamp(created: str) -> float:
+    """Docker's `Created` ("2026-12-02T02:50:11.123456789Z") as a POSIX timestamp."""
+    return datetime.strptime(created[:19], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC).timestamp()
+
+
+def remove_stale_verification_containers(engine: docker.DockerClient, older_than_seconds: float) -> int:
+    """Verification containers whose runner died before removing them."""
+    removed = 0
+    now = time.time()
+    for container in engine.containers.list(all=True, filters={"label": VERIFICATION_LABEL}):
+        try:
+            started = _created_timestamp(container.attrs.get("Created", ""))
+        except ValueError:
+            continue
+        if now - started > older_than_seconds:
+            _quietly(lambda c=container: c.remove(force=True, v=True))
+            removed += 1
+    return removed
