@@ -1,0 +1,233 @@
+"""The review loop end to end: the scripted team works a card, Orket pushes its branch to the Gitea
+stand-in (real git over HTTP) and opens a pull request, people review in the stand-in, which sends
+signed webhooks to Orket's live server, and a real Celery worker thread processes them."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.conf import settings
+
+from agents import engine
+from agents.gitea import services
+from agents.gitea.models import DeliveryStatus, PullRequestLink, WebhookDelivery
+from agents.models import Run, SeatNote
+from boards.models import Card, CardHistory, Comment
+from tests.agents.engine_support import worker_thread
+from tests.gitea.fake_gitea import FakeGitea
+from tests.gitea.support import link, new_card, seeded_project
+
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+SANDBOXES = importlib.util.find_spec("sandboxes.services") is not None
+
+
+def wait_until(what: str, check: Callable[[], Any], timeout: float = 60.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+class Loop:
+    """The project, its card, the stand-in and helpers to wait for the loop to settle."""
+
+    def __init__(self, fake: FakeGitea, live_url: str, **policy: Any) -> None:
+        self.fake = fake
+        self.project = seeded_project()
+        self.link, secret = link(self.project, base_url=fake.url, full_name=f"{fake.owner}/{fake.repo}", **policy)
+        fake.hook_url, fake.hook_secret = f"{live_url}/hooks/gitea/{self.project.pk}/", secret
+        self.card = new_card(self.project)
+
+    @property
+    def pull(self) -> PullRequestLink:
+        return PullRequestLink.objects.filter(card=self.card).order_by("-id").first()
+
+    def refresh(self) -> Card:
+        self.card.refresh_from_db()
+        return self.card
+
+    def local_sha(self) -> str:
+        repo = Path(settings.DATA_DIR) / "workspaces" / f"project-{self.project.pk}" / "repo"
+        done = subprocess.run(
+            ["git", "rev-parse", f"refs/heads/card/{self.card.pk}"],
+            cwd=repo,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        return done.stdout.strip()
+
+    def settle(self, timeout: float = 90.0) -> None:
+        """Until webhooks are sent and processed, runs are finished and no PR push is pending."""
+
+        def settled() -> bool:
+            self.fake.wait_sent()
+            if WebhookDelivery.objects.filter(status=DeliveryStatus.QUEUED).exists():
+                return False
+            if Run.objects.filter(status__in=["queued", "running"]).exists():
+                return False
+            card = self.refresh()
+            if card.status == "code_review" and self.pull and self.pull.state == "open":
+                remote = self.fake.branch_sha(f"card/{card.pk}")
+                return bool(remote) and remote == self.local_sha() and remote == self.pull.head_sha
+            return True
+
+        wait_until("the loop to settle", settled, timeout)
+        time.sleep(0.3)
+        wait_until("the loop to settle again", settled, timeout)
+
+    def first_pull_request(self) -> PullRequestLink:
+        run = engine.run_start(epic=self.card.epic, card=self.card)
+        wait_until("the pull request", lambda: self.pull)
+        self.settle()
+        run.refresh_from_db()
+        assert run.status == "succeeded" and "await review in Gitea" in run.status_reason, run.status_reason
+        return self.pull
+
+
+@pytest.fixture
+def loop_env(settings: Any, tmp_path: Any, live_server: Any) -> Iterator[Callable[..., Loop]]:
+    settings.DATA_DIR = tmp_path
+    with FakeGitea() as fake, worker_thread():
+        yield lambda **policy: Loop(fake, live_server.url, **policy)
+
+
+def test_a_card_goes_through_two_rejections_an_approval_and_a_merge(loop_env: Callable[..., Loop]) -> None:
+    loop = loop_env(required_reviewers=["alice"], auto_merge=True, auto_deploy=True)
+    fake = loop.fake
+    pull = loop.first_pull_request()
+    number = pull.number
+    # The pull request carries the card: title with its id, summary, acceptance criteria, the turns.
+    opened = fake.pull(number)
+    assert opened["title"].startswith(f"Card #{loop.card.pk}:")
+    assert "GET /greet?name=Ada" in opened["body"] and "senior_developer as coder" in opened["body"]
+    assert opened["head"]["ref"] == f"card/{loop.card.pk}" and opened["head"]["sha"] == pull.last_pushed_sha
+    card = loop.refresh()
+    assert card.status == "code_review"
+    assert card.pull_request == {"number": number, "url": opened["html_url"], "state": "open"}
+    # No agent review turn while people review in Gitea: only the coder worked.
+    assert set(card.history.filter(event="transition").values_list("actor_seat", flat=True)) <= {"senior_developer", ""}
+
+    # Cycle 1: changes requested by the required reviewer.
+    first_sha = pull.last_pushed_sha
+    fake.review(number, "alice", "REQUEST_CHANGES", "Empty names must be refused with a ValueError.")
+    loop.settle()
+    card = loop.refresh()
+    assert card.review_cycle == 1 and card.status == "code_review"
+    assert loop.pull.last_pushed_sha != first_sha  # the coder's fix was pushed to the same pull request
+    assert SeatNote.objects.filter(card=card, body__contains="Empty names must be refused").exists()
+    own_push = [s for s in fake.sent if s.action == "synchronized"]
+    assert own_push and all(s.status == 202 for s in own_push)
+
+    # A person pushes a commit: the agents review it and say so on the pull request.
+    fake.push_commit(number, by="alice")
+    loop.settle()
+    assert any("agents' review of the new commits" in body for body in fake.comment_bodies(number))
+    assert loop.refresh().status == "code_review"
+
+    # Cycle 2; an approval by someone who is not a required reviewer changes nothing.
+    fake.review(number, "alice", "REQUEST_CHANGES", "Also cover overlong names.")
+    loop.settle()
+    assert loop.refresh().review_cycle == 2
+    fake.review(number, "bob", "APPROVED", "LGTM")
+    loop.settle()
+    assert loop.refresh().status == "code_review"
+
+    # Approved by the required reviewer: the integrity guard finishes the card and Orket merges.
+    fake.review(number, "alice", "APPROVED", "Good now.")
+    loop.settle()
+    card = loop.refresh()
+    assert card.status == "done"
+    done = CardHistory.objects.get(card=card, event="transition", to_status="done")
+    assert done.actor_seat == "quality_assurance" and "finalizer" in done.actor_roles
+    assert fake.pull(number)["merged"] is True and len(fake.calls_to("POST", f"/pulls/{number}/merge")) == 1
+    assert card.pull_request["state"] == "merged" and len(card.review_reasons) == 2
+    assert [reason["reviewer"] for reason in card.review_reasons] == ["alice", "alice"]
+    # The merged webhook that followed Orket's own merge changed nothing more.
+    assert WebhookDelivery.objects.filter(action="closed", status=DeliveryStatus.PROCESSED).exists()
+    comments = fake.comment_bodies(number)
+    if SANDBOXES:
+        wait_until(
+            "the sandbox URL on the pull request", lambda: any("Sandbox" in c for c in fake.comment_bodies(number))
+        )
+    else:
+        wait_until(
+            "the auto-deploy note", lambda: any("no sandbox service" in c for c in fake.comment_bodies(number)), 20
+        )
+    assert not any("could not" in c for c in comments)
+    assert Comment.objects.filter(card=card, body__contains="Changes requested by alice").count() == 2
+
+
+def test_escalation_at_cycle_3_and_a_requirements_review_at_cycle_4(loop_env: Callable[..., Loop]) -> None:
+    loop = loop_env()
+    fake = loop.fake
+    number = loop.first_pull_request().number
+    for cycle, text in enumerate(["Wrong error type.", "Still no test.", "The approach is wrong."], start=1):
+        fake.review(number, "carol", "REQUEST_CHANGES", text)
+        loop.settle()
+        assert loop.refresh().review_cycle == cycle
+    # Cycle 3: the architect seat got the turn and the pull request says so.
+    comments = fake.comment_bodies(number)
+    assert any("escalated to the architect (seat lead_architect)" in c for c in comments)
+    architect_turns = CardHistory.objects.filter(card=loop.card, actor_seat="lead_architect", to_status="code_review")
+    assert architect_turns.exists()
+    assert loop.refresh().seat == "senior_developer"  # handed back after the architect's turn
+    assert SeatNote.objects.filter(card=loop.card, to_seat="lead_architect", body__contains="rethink").exists()
+
+    fake.review(number, "carol", "REQUEST_CHANGES", "Requirements are unclear.")
+    loop.settle()
+    card = loop.refresh()
+    assert card.review_cycle == 4 and card.status == "blocked" and card.wait_reason == "input"
+    assert fake.pull(number)["state"] == "closed" and not fake.pull(number)["merged"]
+    assert any("closing after 4 review cycles" in c for c in fake.comment_bodies(number))
+    review_card = loop.pull.requirements_card
+    assert review_card is not None and review_card.epic_id == card.epic_id
+    for text in ["Wrong error type.", "Still no test.", "The approach is wrong.", "Requirements are unclear."]:
+        assert text in review_card.description
+    [issue] = fake.issues.values()
+    assert issue["title"].startswith("Requirements review") and "Requirements are unclear." in issue["body"]
+    # The closed webhook that followed Orket's own close did not send the card anywhere.
+    assert loop.pull.state == "closed" and loop.refresh().status == "blocked"
+
+
+def test_reconciliation_applies_a_merge_whose_webhook_was_never_delivered(loop_env: Callable[..., Loop]) -> None:
+    loop = loop_env()
+    fake = loop.fake
+    number = loop.first_pull_request().number
+    fake.drop_webhooks = True
+    fake.merge(number, by="dave")
+    fake.wait_sent()
+    assert loop.refresh().status == "code_review"
+    results = services.gitea_reconcile(link=loop.link)
+    assert any("merged" in line for line in results), results
+    card = loop.refresh()
+    assert card.status == "done" and card.pull_request["state"] == "merged"
+    # Once: a second pass, and the late webhook, change nothing.
+    assert services.gitea_reconcile(link=loop.link) == []
+    fake.drop_webhooks = False
+    fake.webhook("pull_request", "pull_request", fake.pull_payload("closed", number, "dave"))
+    loop.settle()
+    late = WebhookDelivery.objects.get(action="closed")
+    assert late.status == DeliveryStatus.DUPLICATE
+    assert CardHistory.objects.filter(card=card, event="transition", to_status="done").count() == 1
+
+
+def test_reconciliation_applies_a_missed_review(loop_env: Callable[..., Loop]) -> None:
+    loop = loop_env()
+    fake = loop.fake
+    number = loop.first_pull_request().number
+    fake.review(number, "erin", "REQUEST_CHANGES", "Missed by the webhook.", send=False)
+    services.gitea_reconcile(link=loop.link)
+    loop.settle()
+    card = loop.refresh()
+    assert card.review_cycle == 1 and card.review_reasons[0]["text"] == "Missed by the webhook."
