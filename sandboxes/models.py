@@ -153,3 +153,19 @@ class VerificationRun(models.Model):
 
     def __str__(self) -> str:
         return f"verification {self.id} of card {self.card_id}: {self.status}"
+
+
+class SandboxSettings(models.Model):
+    """Per-project sandbox settings, kept in this app so the boards app needs no migration."""
+
+    project = models.OneToOneField(Project, on_delete=models.CASCADE, related_name="sandbox_settings")
+    time_to_live_hours = models.PositiveIntegerField(
+        default=24, help_text="A sandbox is deleted this long after it was created (0 keeps it until deleted)."
+    )
+    max_sandboxes = models.PositiveIntegerField(default=5, help_text="Live sandboxes the project may hold at once.")
+
+    class Meta:
+        verbose_name_plural = "sandbox settings"
+
+    def __str__(self) -> str:
+        return f"sandbox settings of {self.project}"
