@@ -39,8 +39,8 @@
     { value: "order:top", text: "To the top" },
     { value: "order:bottom", text: "To the bottom" }
   ];
-  var FIRST_CHUNK = 400; // cards drawn at once on the first draw; the rest follow frame by frame
-  var CHUNK = 600;
+  var FIRST_PER_COLUMN = 30; // cards per column drawn at once on the first draw; the rest follow
+  var SLICE_MS = 10; // then this much drawing per frame
 
   var state = {
     cards: new Map(),
@@ -578,32 +578,15 @@
     if (flags.childNodes.length) {
       node.appendChild(flags);
     }
-    var targets = config.transitions[card.status] || [];
     if (config.canAct) {
-      var select = el("select", "move-menu");
-      select.setAttribute("aria-label", "Move card " + card.id);
-      var first = el("option", null, targets.length ? "Move to..." : "Move...");
-      first.value = "";
-      select.appendChild(first);
-      if (targets.length) {
-        var statusGroup = el("optgroup");
-        statusGroup.label = "Status";
-        targets.forEach(function (target) {
-          var option = el("option", null, LABELS[target]);
-          option.value = target;
-          statusGroup.appendChild(option);
-        });
-        select.appendChild(statusGroup);
-      }
-      var orderGroup = el("optgroup");
-      orderGroup.label = "Order in the column";
-      ORDER_CHOICES.forEach(function (choice) {
-        var option = el("option", null, choice.text);
-        option.value = choice.value;
-        orderGroup.appendChild(option);
-      });
-      select.appendChild(orderGroup);
-      node.appendChild(select);
+      // One light button per card; the menu itself is shared (see openMoveMenu), which keeps a
+      // board of thousands of cards cheap to draw.
+      var button = el("button", "move-button", "Move\u2026");
+      button.type = "button";
+      button.setAttribute("aria-haspopup", "menu");
+      button.setAttribute("aria-expanded", "false");
+      button.setAttribute("aria-label", "Move card #" + card.id);
+      node.appendChild(button);
     }
     var error = state.errors.get(card.id);
     if (error) {
@@ -613,8 +596,8 @@
     return node;
   }
 
-  function nodeFor(card) {
-    var sig = signature(card);
+  function nodeFor(card, known) {
+    var sig = known === undefined ? signature(card) : known;
     var cached = state.nodes.get(card.id);
     if (cached && cached.sig === sig) {
       return cached.node;
@@ -817,67 +800,63 @@
     count.title = over ? "Over the work-in-progress limit of " + limit : limit ? "Work-in-progress limit " + limit : "";
   }
 
-  /* Put each column's cards in place. Columns whose cards and nodes did not change are left alone.
-   * On the first draw of a big board, the cards go in by chunks so the page answers early. */
+  /* Put each column's cards in place. A column whose cards (and how they look) did not change is
+   * left alone. The first draw shows the top of every column at once and adds the rest in slices of
+   * about 10 ms between frames, so a board of thousands of cards answers clicks and keys early. */
   function fillColumns(work) {
-    var budget = state.firstDrawDone ? Infinity : FIRST_CHUNK;
+    var firstDraw = !state.firstDrawDone;
     var rest = [];
     work.forEach(function (item) {
-      var nodes = item.cards.map(nodeFor);
-      var sig = nodes.length + ":" + item.note + ":" + item.cards.map(function (card) { return card.id; }).join(",");
-      var sameNodes = item.entry.nodes && item.entry.nodes.length === nodes.length && nodes.every(function (node, index) {
-        return item.entry.nodes[index] === node;
-      });
-      if (item.entry.ids === sig && sameNodes) {
+      var sigs = item.cards.map(signature);
+      var key = item.note + "\u0002" + item.cards.map(function (card, index) {
+        return card.id + "=" + sigs[index];
+      }).join("\u0002");
+      if (item.entry.key === key) {
         return;
       }
-      item.entry.ids = sig;
-      item.entry.nodes = nodes;
-      var list = item.entry.list;
-      if (nodes.length <= budget) {
-        budget -= nodes.length;
-        setChildren(list, nodes, item.note);
-      } else {
-        var now = Math.max(0, budget);
-        budget = 0;
-        setChildren(list, nodes.slice(0, now), "");
-        rest.push({ list: list, nodes: nodes, from: now, note: item.note, sig: sig, entry: item.entry });
+      item.entry.key = key;
+      var count = firstDraw ? Math.min(FIRST_PER_COLUMN, item.cards.length) : item.cards.length;
+      var nodes = item.cards.slice(0, count).map(function (card, index) {
+        return nodeFor(card, sigs[index]);
+      });
+      setChildren(item.entry.list, nodes, count === item.cards.length ? item.note : "");
+      if (count < item.cards.length) {
+        rest.push({ entry: item.entry, key: key, cards: item.cards, sigs: sigs, from: count, note: item.note });
       }
     });
     if (!rest.length) {
       state.firstDrawDone = true;
       return;
     }
+    state.firstDrawDone = true;
     state.drawing = true;
     boardNode.setAttribute("aria-busy", "true");
     function more() {
-      var left = CHUNK;
-      while (rest.length && left > 0) {
+      var stop = performance.now() + SLICE_MS;
+      while (rest.length && performance.now() < stop) {
         var item = rest[0];
-        if (item.entry.ids !== item.sig) {
-          rest.shift(); // a newer render took over this column
+        if (item.entry.key !== item.key) {
+          rest.shift(); // a newer draw took this column over
           continue;
         }
-        var slice = item.nodes.slice(item.from, item.from + left);
         var fragment = document.createDocumentFragment();
-        slice.forEach(function (node) {
-          fragment.appendChild(node);
-        });
-        item.list.appendChild(fragment);
-        item.from += slice.length;
-        left -= slice.length;
-        if (item.from >= item.nodes.length) {
+        var end = Math.min(item.cards.length, item.from + 50);
+        for (var index = item.from; index < end; index++) {
+          fragment.appendChild(nodeFor(item.cards[index], item.sigs[index]));
+        }
+        item.from = end;
+        if (item.from >= item.cards.length) {
           if (item.note) {
-            item.list.appendChild(el("p", "muted folded-note", item.note));
+            fragment.appendChild(el("p", "muted folded-note", item.note));
           }
           rest.shift();
         }
+        item.entry.list.appendChild(fragment);
       }
       if (rest.length) {
         requestAnimationFrame(more);
       } else {
         state.drawing = false;
-        state.firstDrawDone = true;
         boardNode.setAttribute("aria-busy", "false");
       }
     }
@@ -1137,6 +1116,123 @@
     finishWait(null);
   });
 
+  /* ---------- the move menu: one menu shared by every card ---------- */
+
+  var menu = document.getElementById("move-popup");
+  var menuFor = null; // {id, button}
+
+  function menuItems() {
+    return Array.from(menu.querySelectorAll("[role=menuitem]"));
+  }
+
+  function openMoveMenu(id, button) {
+    var card = state.cards.get(id);
+    if (!card || !config.canAct) {
+      return;
+    }
+    closeMoveMenu(false);
+    menu.textContent = "";
+    var targets = config.transitions[card.status] || [];
+    function group(title, items) {
+      if (!items.length) {
+        return;
+      }
+      menu.appendChild(el("p", "move-group", title));
+      items.forEach(function (item) {
+        var entry = el("button", "move-item", item.text);
+        entry.type = "button";
+        entry.setAttribute("role", "menuitem");
+        entry.tabIndex = -1;
+        entry.dataset.value = item.value;
+        menu.appendChild(entry);
+      });
+    }
+    group("Move to", targets.map(function (target) {
+      return { value: target, text: LABELS[target] };
+    }));
+    group("Order in the column", ORDER_CHOICES);
+    menu.setAttribute("aria-label", "Move card #" + id);
+    menu.hidden = false;
+    var box = button.getBoundingClientRect();
+    var width = menu.offsetWidth;
+    var left = Math.max(4, Math.min(box.left, document.documentElement.clientWidth - width - 4));
+    var top = box.bottom + 2;
+    if (top + menu.offsetHeight > document.documentElement.clientHeight - 4) {
+      top = Math.max(4, box.top - menu.offsetHeight - 2);
+    }
+    menu.style.left = left + window.scrollX + "px";
+    menu.style.top = top + window.scrollY + "px";
+    button.setAttribute("aria-expanded", "true");
+    menuFor = { id: id, button: button };
+    var first = menuItems()[0];
+    if (first) {
+      first.focus();
+    }
+  }
+
+  function closeMoveMenu(refocus) {
+    if (!menuFor) {
+      return;
+    }
+    var was = menuFor;
+    menuFor = null;
+    menu.hidden = true;
+    was.button.setAttribute("aria-expanded", "false");
+    if (refocus && document.body.contains(was.button)) {
+      was.button.focus();
+    }
+  }
+
+  function chooseFromMenu(value) {
+    var id = menuFor ? menuFor.id : null;
+    closeMoveMenu(false);
+    if (!id || !value) {
+      return;
+    }
+    var node = boardNode.querySelector('.board-card[data-card="' + id + '"]');
+    if (node) {
+      node.focus({ preventScroll: true });
+    }
+    if (value.indexOf("order:") === 0) {
+      reorderBy(id, value.slice(6));
+    } else {
+      requestMove(id, value);
+    }
+  }
+
+  if (menu) {
+    menu.addEventListener("click", function (event) {
+      var item = event.target.closest("[role=menuitem]");
+      if (item) {
+        chooseFromMenu(item.dataset.value);
+      }
+    });
+    menu.addEventListener("keydown", function (event) {
+      var items = menuItems();
+      var index = items.indexOf(document.activeElement);
+      if (event.key === "ArrowDown" || event.key === "ArrowUp") {
+        event.preventDefault();
+        var step = event.key === "ArrowDown" ? 1 : -1;
+        items[(index + step + items.length) % items.length].focus();
+      } else if (event.key === "Home" || event.key === "End") {
+        event.preventDefault();
+        items[event.key === "Home" ? 0 : items.length - 1].focus();
+      } else if (event.key === "Escape") {
+        event.preventDefault();
+        event.stopPropagation();
+        closeMoveMenu(true);
+      } else if (event.key === "Tab") {
+        closeMoveMenu(true);
+      }
+      event.stopPropagation();
+    });
+    document.addEventListener("mousedown", function (event) {
+      if (menuFor && !menu.contains(event.target) && event.target !== menuFor.button) {
+        closeMoveMenu(false);
+      }
+    });
+  }
+
   /* ---------- events on the board (delegated) ---------- */
 
   var marker = el("div", "drop-marker");
@@ -1196,6 +1292,11 @@
 
   if (boardNode) {
     boardNode.addEventListener("click", function (event) {
+      var moveButton = event.target.closest(".move-button");
+      if (moveButton) {
+        openMoveMenu(Number(cardOf(moveButton).dataset.card), moveButton);
+        return;
+      }
       if (event.target.closest("a, select, button, input")) {
         return;
       }
@@ -1208,29 +1309,6 @@
       var node = cardOf(event.target);
       if (node) {
         state.focused = Number(node.dataset.card);
-      }
-    });
-    boardNode.addEventListener("change", function (event) {
-      var select = event.target;
-      if (!select.classList || !select.classList.contains("move-menu")) {
-        return;
-      }
-      var node = cardOf(select);
-      var choice = select.value;
-      select.value = "";
-      if (!node || !choice) {
-        return;
-      }
-      var id = Number(node.dataset.card);
-      if (choice.indexOf("order:") === 0) {
-        reorderBy(id, choice.slice(6));
-      } else {
-        requestMove(id, choice);
-      }
-    });
-    boardNode.addEventListener("keydown", function (event) {
-      if (event.target.classList && event.target.classList.contains("move-menu")) {
-        event.stopPropagation();
       }
     });
     boardNode.addEventListener("dragstart", function (event) {
@@ -1987,6 +2065,11 @@
       if (waitDialog.open || newDialog.open) {
         return;
       }
+      if (menuFor) {
+        event.preventDefault();
+        closeMoveMenu(true);
+        return;
+      }
       if (!drawer.hidden) {
         event.preventDefault();
         closeDrawer();
@@ -2016,10 +2099,10 @@
       event.preventDefault();
       openDrawer(Number(target.dataset.card));
     } else if (event.key === "m" && onCard) {
-      var menu = target.querySelector(".move-menu");
-      if (menu) {
+      var moveButton = target.querySelector(".move-button");
+      if (moveButton) {
         event.preventDefault();
-        menu.focus();
+        openMoveMenu(Number(target.dataset.card), moveButton);
       }
     } else if (onCard && event.shiftKey && (event.key === "ArrowRight" || event.key === "ArrowLeft")) {
       event.preventDefault();

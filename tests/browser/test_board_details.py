@@ -104,6 +104,12 @@ def _card(card_id: int) -> str:
     return f'.board-card[data-card="{card_id}"]'
 
 
+async def _menu(page: Any, card_id: int, choice: str) -> None:
+    """Choose an entry of a card's move menu (a status, or order:up/down/top/bottom)."""
+    await page.click(f"{_card(card_id)} .move-button")
+    await page.click(f'#move-popup [role=menuitem][data-value="{choice}"]')
+
+
 def _column(status: str) -> str:
     return f'#board .column[data-status="{status}"]'
 
@@ -167,18 +173,24 @@ async def test_order_within_a_column_persists_and_shows_live(server: Server) -> 
             await page.wait_for_function("window.orketBoard.state().reorders >= 2")
             await _wait_order(page, "ready", [d, b, c, a])
 
-            # The keyboard: Shift+Up on Charlie; the menu: Delta to the bottom.
+            # The keyboard: Shift+Up on Charlie; then the move menu by keyboard (m, End, Enter): Delta to the bottom.
             await page.focus(_card(c))
             await page.keyboard.press("Shift+ArrowUp")
             await page.wait_for_function("window.orketBoard.state().reorders >= 3")
             await _wait_order(page, "ready", [d, c, b, a])
-            await page.select_option(f"{_card(d)} .move-menu", "order:bottom")
+            await page.focus(_card(d))
+            await page.keyboard.press("m")
+            await page.wait_for_selector("#move-popup:not([hidden])")
+            await page.keyboard.press("End")
+            assert await page.evaluate("document.activeElement.dataset.value") == "order:bottom"
+            await page.keyboard.press("Enter")
+            await page.wait_for_selector("#move-popup", state="hidden")
             await page.wait_for_function("window.orketBoard.state().reorders >= 4")
             await _wait_order(page, "ready", [c, b, a, d])
             await _wait_order(other, "ready", [c, b, a, d], timeout=3.0)
 
             # A drop into another column at a position: the move, then the place.
-            await page.select_option(f"{_card(b)} .move-menu", "in_progress")
+            await _menu(page, b, "in_progress")
             await page.wait_for_selector(f"{_column('in_progress')} {_card(b)}")
             await page.wait_for_function("window.orketBoard.state().moves >= 1 && window.orketBoard.state().idle")
             await page.drag_and_drop(_card(a), _card(b), target_position={"x": 30, "y": 6})
