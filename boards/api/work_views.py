@@ -29,6 +29,8 @@ from boards.errors import InvalidInput
 from boards.models import Card, CardHistory, Epic, Project, ProjectRole, Rock
 
 TRUE_WORDS = {"1", "true", "yes", "on"}
+# The board lists are compact: these card fields serve the scheduling on the server, not the page.
+BOARD_OMIT = frozenset({"created_at", "updated_at"})
 FALSE_WORDS = {"0", "false", "no", "off"}
 
 
@@ -206,7 +208,7 @@ class EpicViewSet(WorkItemViewSet):
         return Response(
             {
                 "epic": self.get_serializer(epic).data,
-                "cards": board.cards,
+                "cards": _compact(board.cards),
                 "dependencies": [list(pair) for pair in board.dependencies],
                 "order": board.order,
                 "run_gate": {"allowed": gate.allowed, "code": gate.code, "reason": gate.reason},
@@ -346,6 +348,10 @@ class CardViewSet(WorkItemViewSet):
         return self.get_paginated_response(ws.CommentSerializer(page, many=True).data)
 
 
+def _compact(cards: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{key: value for key, value in card.items() if key not in BOARD_OMIT} for card in cards]
+
+
 def _with_label(queryset: QuerySet[Card], label: str) -> QuerySet[Card]:
     """Cards whose labels list holds `label` exactly, on PostgreSQL and SQLite alike."""
     if connection.vendor == "postgresql":
@@ -394,7 +400,7 @@ class ProjectBoardView(APIView):
             {
                 "project": project.pk,
                 "epics": board.epics,
-                "cards": board.cards,
+                "cards": _compact(board.cards),
                 "dependencies": [list(pair) for pair in board.dependencies],
             }
         )
