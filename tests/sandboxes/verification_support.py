@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -56,15 +55,3 @@ def _zombie(pid: int) -> bool:
 
 def files_under(folder: Path) -> set[str]:
     return {str(path.relative_to(folder)) for path in folder.rglob("*")} if folder.exists() else set()
-
-
-def docker_runner_or_skip() -> Iterator[object]:
-    """The docker engineer's engine fixture and DockerRunner, or a skip (a failure with ORKET_REQUIRE_SERVICES=1)."""
-    try:
-        from sandboxes.docker_backend import DockerRunner
-    except ImportError:
-        missing_service("sandboxes.docker_backend is not there yet")
-    runner = DockerRunner()
-    if not runner.available():
-        missing_service("no Docker engine answers")
-    yield runner
