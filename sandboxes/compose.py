@@ -8,7 +8,9 @@ JSON, which is YAML) with, on every service:
 - a health check, CPU, memory and process limits, a capped json-file log;
 - `cap_drop: [ALL]`, `security_opt: [no-new-privileges:true]`, a non-root `user`, `read_only: true`
   with a private tmpfs for /tmp (and whatever else the image must write);
-- the label `orket.sandbox=<id>` (also on every volume and network), so clean-up finds it;
+- the label `orket.sandbox=<id>` (also on every volume and network), so clean-up finds it, and
+  `orket.instance=<instance>` when given, so two Orket installations sharing an engine (or two test
+  runs) never take each other's sandboxes for orphans;
 - the workspace mounted read-only; never the Docker socket, never another host path.
 
 Secrets (the database passwords, the app's SECRET_KEY) are generated per sandbox with
@@ -34,6 +36,7 @@ NETWORK_MODES = ("internal", "host")
 APP = "app"
 INNER_APP_PORT = 8000
 LABEL = "orket.sandbox"
+INSTANCE_LABEL = "orket.instance"
 NOBODY = "65534:65534"
 LOOPBACK = "127.0.0.1"
 
@@ -90,6 +93,7 @@ def generate_secrets(stack: dict[str, Any]) -> dict[str, str]:
 def compose_plan(
     *,
     sandbox_id: int,
+    instance: str = "",
     stack: dict[str, Any],
     workspace: str,
     ports: dict[str, int],
@@ -111,7 +115,7 @@ def compose_plan(
         port = ports.get(service)
         if not isinstance(port, int) or not 1024 <= port <= 65535:
             raise ValueError(f"no leased port for the service {service!r}")
-    labels = {LABEL: str(sandbox_id)}
+    labels = {LABEL: str(sandbox_id), **({INSTANCE_LABEL: instance} if instance else {})}
     host = network == "host"
     databases = [d for d in stack.get("databases") or [] if d in ("postgresql", "mongodb")]
 

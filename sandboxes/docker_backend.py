@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 
 SANDBOX_LABEL = "orket.sandbox"
 VERIFICATION_LABEL = "orket.verification"
+INSTANCE_LABEL = "orket.instance"
 DEFAULT_RUNNER_IMAGE = "python:3.12-slim-bookworm"
 NOBODY = "65534:65534"
 TMP_SIZE = "64m"
@@ -298,14 +299,18 @@ def compose(project: str, compose_file: Path, *args: str, timeout: float = 600) 
     return ComposeResult(ok=done.returncode == 0, output=(done.stdout + done.stderr)[-20_000:])
 
 
-def containers_of(engine: docker.DockerClient, sandbox_id: int) -> list[Any]:
-    return engine.containers.list(all=True, filters={"label": f"{SANDBOX_LABEL}={sandbox_id}"})
+def _label_filter(label: str, instance: str) -> dict[str, list[str]]:
+    return {"label": [label, *([f"{INSTANCE_LABEL}={instance}"] if instance else [])]}
 
 
-def health_of(engine: docker.DockerClient, sandbox_id: int) -> dict[str, str]:
+def containers_of(engine: docker.DockerClient, sandbox_id: int, instance: str = "") -> list[Any]:
+    return engine.containers.list(all=True, filters=_label_filter(f"{SANDBOX_LABEL}={sandbox_id}", instance))
+
+
+def health_of(engine: docker.DockerClient, sandbox_id: int, instance: str = "") -> dict[str, str]:
     """Service name to `healthy`, `unhealthy`, `starting`, or the container state when it has no check."""
     found: dict[str, str] = {}
-    for container in containers_of(engine, sandbox_id):
+    for container in containers_of(engine, sandbox_id, instance):
         state = container.attrs.get("State", {})
         service = container.labels.get("com.docker.compose.service", container.name)
         health = (state.get("Health") or {}).get("Status")
@@ -315,9 +320,9 @@ def health_of(engine: docker.DockerClient, sandbox_id: int) -> dict[str, str]:
     return found
 
 
-def logs_of(engine: docker.DockerClient, sandbox_id: int, tail: int = 200) -> str:
+def logs_of(engine: docker.DockerClient, sandbox_id: int, tail: int = 200, instance: str = "") -> str:
     parts = []
-    for container in sorted(containers_of(engine, sandbox_id), key=lambda c: c.name):
+    for container in sorted(containers_of(engine, sandbox_id, instance), key=lambda c: c.name):
         service = container.labels.get("com.docker.compose.service", container.name)
         try:
             text = container.logs(tail=tail, stdout=True, stderr=True).decode("utf-8", errors="replace")
@@ -327,37 +332,40 @@ def logs_of(engine: docker.DockerClient, sandbox_id: int, tail: int = 200) -> st
     return "\n".join(parts[-tail * 4 :]) + ("\n" if parts else "")
 
 
-def remove_labelled(engine: docker.DockerClient, sandbox_ids: Iterable[str]) -> int:
-    """Remove every container, volume and network labelled with one of these sandbox ids; the count."""
+def _labelled(engine: docker.DockerClient, instance: str) -> list[tuple[str, Any, str]]:
+    """(kind, object, sandbox id) of every container, volume and network labelled orket.sandbox."""
+    filters = _label_filter(SANDBOX_LABEL, instance)
+    found: list[tuple[str, Any, str]] = []
+    for container in engine.containers.list(all=True, filters=filters):
+        found.append(("container", container, container.labels.get(SANDBOX_LABEL, "")))
+    for volume in engine.volumes.list(filters=filters):
+        found.append(("volume", volume, (volume.attrs.get("Labels") or {}).get(SANDBOX_LABEL, "")))
+    for network in engine.networks.list(filters=filters):
+        found.append(("network", network, (network.attrs.get("Labels") or {}).get(SANDBOX_LABEL, "")))
+    return found
+
+
+def remove_labelled(engine: docker.DockerClient, sandbox_ids: Iterable[str], instance: str = "") -> int:
+    """Remove every container, then volume and network, labelled with one of these sandbox ids (and this
+    instance, when given); the number of containers removed."""
     wanted = set(sandbox_ids)
     removed = 0
-    for container in engine.containers.list(all=True, filters={"label": SANDBOX_LABEL}):
-        if container.labels.get(SANDBOX_LABEL) in wanted:
-            _quietly(lambda c=container: c.remove(force=True, v=True))
+    for kind, item, sandbox_id in _labelled(engine, instance):  # containers come first, so volumes are free
+        if sandbox_id not in wanted:
+            continue
+        if kind == "container":
+            _quietly(lambda c=item: c.remove(force=True, v=True))
             removed += 1
-    for volume in engine.volumes.list(filters={"label": SANDBOX_LABEL}):
-        if (volume.attrs.get("Labels") or {}).get(SANDBOX_LABEL) in wanted:
-            _quietly(lambda v=volume: v.remove(force=True))
-    for network in engine.networks.list(filters={"label": SANDBOX_LABEL}):
-        if (network.attrs.get("Labels") or {}).get(SANDBOX_LABEL) in wanted:
-            _quietly(network.remove)
+        elif kind == "volume":
+            _quietly(lambda v=item: v.remove(force=True))
+        else:
+            _quietly(item.remove)
     return removed
 
 
-def labelled_sandbox_ids(engine: docker.DockerClient) -> set[str]:
-    """Every value of the orket.sandbox label on a container, volume or network."""
-    found = {
-        c.labels.get(SANDBOX_LABEL, "") for c in engine.containers.list(all=True, filters={"label": SANDBOX_LABEL})
-    }
-    found |= {
-        (v.attrs.get("Labels") or {}).get(SANDBOX_LABEL, "")
-        for v in engine.volumes.list(filters={"label": SANDBOX_LABEL})
-    }
-    found |= {
-        (n.attrs.get("Labels") or {}).get(SANDBOX_LABEL, "")
-        for n in engine.networks.list(filters={"label": SANDBOX_LABEL})
-    }
-    return found
+def labelled_sandbox_ids(engine: docker.DockerClient, instance: str = "") -> set[str]:
+    """Every value of the orket.sandbox label on a container, volume or network (of this instance)."""
+    return {sandbox_id for _kind, _item, sandbox_id in _labelled(engine, instance)}
 
 
 def _created_timestamp(created: str) -> float:

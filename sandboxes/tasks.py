@@ -10,3 +10,48 @@ from sandboxes import verification
 @shared_task(name="sandboxes.verification_run", acks_late=True)
 def verification_run(run_id: int) -> None:
     verification.verification_run(run_id=run_id)
+
+
+# -- sandbox lifecycle (sandboxes.services); only workers talk to Docker --------------------------------------
+
+
+@shared_task(name="sandboxes.sandbox_provision", acks_late=True)
+def sandbox_provision(sandbox_id: int) -> None:
+    from sandboxes import services
+
+    services.sandbox_provision(sandbox_id=sandbox_id)
+
+
+@shared_task(name="sandboxes.sandbox_halt", acks_late=True)
+def sandbox_halt(sandbox_id: int) -> None:
+    from sandboxes import services
+
+    services.sandbox_halt(sandbox_id=sandbox_id)
+
+
+@shared_task(name="sandboxes.sandbox_teardown", acks_late=True)
+def sandbox_teardown(sandbox_id: int) -> None:
+    from sandboxes import services
+
+    services.sandbox_teardown(sandbox_id=sandbox_id)
+
+
+@shared_task(name="sandboxes.sandbox_logs_capture", acks_late=False, ignore_result=True)
+def sandbox_logs_capture(sandbox_id: int) -> None:
+    from sandboxes import services
+
+    services.sandbox_logs_capture(sandbox_id=sandbox_id)
+
+
+@shared_task(name="sandboxes.sandboxes_check_health", acks_late=False, ignore_result=True)
+def sandboxes_check_health() -> int:
+    from sandboxes import services
+
+    return services.sandboxes_check_health()
+
+
+@shared_task(name="sandboxes.sandboxes_cleanup", acks_late=False, ignore_result=True)
+def sandboxes_cleanup() -> dict[str, int]:
+    from sandboxes import services
+
+    return services.sandboxes_cleanup()
