@@ -149,6 +149,15 @@ CELERY_BEAT_SCHEDULE = {
         "task": "agents.gitea_reconcile_all",
         "schedule": float(env_int("ORKET_GITEA_RECONCILE_SECONDS", 300)),
     },
+    # Sandboxes: health checks and logs of running ones; expiry and removal of containers no row accounts for.
+    "sandboxes-check-health": {
+        "task": "sandboxes.sandboxes_check_health",
+        "schedule": float(env_int("ORKET_SANDBOX_HEALTH_SECONDS", 30)),
+    },
+    "sandboxes-cleanup": {
+        "task": "sandboxes.sandboxes_cleanup",
+        "schedule": float(env_int("ORKET_SANDBOX_CLEANUP_SECONDS", 300)),
+    },
 }
 
 AUTH_PASSWORD_VALIDATORS = [
