@@ -334,6 +334,10 @@ def verification_run(*, run_id: int) -> VerificationRun:
     except (VerificationUnavailable, OSError, InvalidInput) as error:
         outcome.status = VerificationStatus.ERROR
         outcome.notes.append(getattr(error, "message", str(error)))
+    except Exception as error:  # a backend failing in any other way must still finish the run
+        log.exception("verification run %s failed", run_id)
+        outcome.status = VerificationStatus.ERROR
+        outcome.notes.append(f"The verification could not be run: {type(error).__name__}: {error}")
     run.status = outcome.final_status()
     run.results = outcome.results
     run.passed = sum(1 for r in outcome.results if r.get("status") == "passed")
@@ -382,7 +386,7 @@ def _execute(run: VerificationRun, outcome: _Outcome) -> None:
     if run.kind == VerificationKind.PYTEST:
         if workspace is None:
             raise VerificationUnavailable("The card has no workspace yet; there is no code to test.")
-        _run_pytest(run, workspace, outcome)
+        _run_pytest(workspace, outcome)
         return
     fixture = fixture_read(run.fixture) if run.fixture is not None else card_fixture(card)[1]
     if fixture is None:
@@ -543,7 +547,7 @@ def _http_one(client: httpx.Client, scenario: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-def _run_pytest(run: VerificationRun, workspace: Path, outcome: _Outcome) -> None:
+def _run_pytest(workspace: Path, outcome: _Outcome) -> None:
     timeout = verification_timeout()
     argv = ("python3", "-I", "/orket/verify_runner.py", "--workspace", "/workspace", "--pytest", "--timeout",
             str(max(timeout - 5, 1)))  # fmt: skip
