@@ -8,6 +8,7 @@ from celery.exceptions import TimeoutError as CeleryTimeout
 from django.contrib.auth import authenticate
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.views.decorators.http import require_safe
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.authtoken.models import Token
@@ -23,6 +24,7 @@ from orket_site.tasks import worker_ping
 WORKER_PING_TIMEOUT_SECONDS = 5.0
 
 
+@require_safe
 def home(request: HttpRequest) -> HttpResponse:
     projects = visible_projects(request.user).order_by("name")
     return render(request, "home.html", {"projects": projects})
