@@ -24,7 +24,7 @@ urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
     path("metrics", metrics.metrics_view, name="metrics"),
-    path("accounts/login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
+    path("accounts/login/", views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("accounts/password/", auth_views.PasswordChangeView.as_view(), name="password_change"),
     path("accounts/password/done/", auth_views.PasswordChangeDoneView.as_view(), name="password_change_done"),
@@ -33,5 +33,6 @@ urlpatterns = [
     path("", include("agents.pages_urls")),
     path("", include("boards.pages_urls")),
     path("", include("boards.settings_urls")),
+    path("", include("sandboxes.urls")),  # /api/sandboxes/ and /projects/<id>/sandboxes/
     path(settings.ORKET_ADMIN_URL, admin.site.urls),
 ]

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from celery.exceptions import TimeoutError as CeleryTimeout
 from django.contrib.auth import authenticate
+from django.contrib.auth import views as auth_views
+from django.contrib.auth.forms import AuthenticationForm
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_safe
@@ -19,6 +22,7 @@ from rest_framework.throttling import AnonRateThrottle
 from rest_framework.views import APIView
 
 from boards.access import visible_projects
+from orket_site.login_limits import login_failed, login_limit, login_succeeded
 from orket_site.tasks import worker_ping
 
 WORKER_PING_TIMEOUT_SECONDS = 5.0
@@ -53,12 +57,22 @@ class ObtainTokenView(APIView):
     def post(self, request: Request) -> Response:
         credentials = CredentialsSerializer(data=request.data)
         credentials.is_valid(raise_exception=True)
+        username = credentials.validated_data["username"]
+        limit = login_limit(request._request, username)
+        if limit.locked:
+            return Response(
+                {"detail": limit.message, "code": "too_many_attempts"},
+                status=status.HTTP_429_TOO_MANY_REQUESTS,
+                headers={"Retry-After": str(limit.retry_after_seconds)},
+            )
         user = authenticate(request._request, **credentials.validated_data)
         if user is None or not user.is_active:
+            login_failed(request._request, username)
             return Response(
                 {"detail": "Those credentials are not valid.", "code": "invalid_credentials"},
                 status=status.HTTP_400_BAD_REQUEST,
             )
+        login_succeeded(request._request, username)
         token, _ = Token.objects.get_or_create(user=user)
         return Response({"token": token.key})
 
@@ -98,3 +112,27 @@ class WorkerPingView(APIView):
             )
         answer["round_trip_ms"] = round((time.perf_counter() - started) * 1000, 1)
         return Response(answer)
+
+
+class LoginView(auth_views.LoginView):
+    """Django's login page, refusing further attempts once an account or address failed too often."""
+
+    redirect_authenticated_user = True
+
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        username = str(request.POST.get("username", ""))[:150]
+        limit = login_limit(request, username)
+        if limit.locked:
+            context = self.get_context_data(form=self.form_class(request), login_locked=limit.message)
+            response = self.render_to_response(context, status=429)
+            response["Retry-After"] = str(limit.retry_after_seconds)
+            return response
+        return super().post(request, *args, **kwargs)
+
+    def form_invalid(self, form: AuthenticationForm) -> HttpResponse:
+        login_failed(self.request, str(self.request.POST.get("username", ""))[:150])
+        return super().form_invalid(form)
+
+    def form_valid(self, form: AuthenticationForm) -> HttpResponse:
+        login_succeeded(self.request, form.get_user().get_username())
+        return super().form_valid(form)
