@@ -1,0 +1,119 @@
+/* The sandboxes page: start, stop and delete through the API (CSRF header), live logs, and a reload
+   of the table while something is changing. Text always goes in with textContent. */
+(function () {
+  "use strict";
+  var table = document.getElementById("sandboxes");
+  if (!table) {
+    return;
+  }
+  var projectId = table.getAttribute("data-project");
+  var cookie = window.orketDom.cookie;
+  var message = document.getElementById("sandbox-message");
+  var logsBox = document.getElementById("sandbox-logs");
+  var logsText = document.getElementById("sandbox-logs-text");
+  var logsName = document.getElementById("sandbox-logs-name");
+  var logsWhen = document.getElementById("sandbox-logs-when");
+  var logsTimer = null;
+
+  function api(method, path, body) {
+    var options = {
+      method: method,
+      credentials: "same-origin",
+      headers: { Accept: "application/json", "X-CSRFToken": cookie("csrftoken") }
+    };
+    if (body !== undefined) {
+      options.headers["Content-Type"] = "application/json";
+      options.body = JSON.stringify(body);
+    }
+    return fetch(path, options).then(function (response) {
+      return response.json().catch(function () { return {}; }).then(function (data) {
+        if (!response.ok) {
+          throw new Error(data.detail || response.statusText);
+        }
+        return data;
+      });
+    });
+  }
+
+  function say(text) {
+    if (message) {
+      message.textContent = text;
+    }
+  }
+
+  function showLogs(row) {
+    var id = row.getAttribute("data-sandbox");
+    logsName.textContent = row.querySelector("code").textContent;
+    logsBox.hidden = false;
+    function load() {
+      api("GET", "/api/sandboxes/" + id + "/logs/?tail=300").then(function (data) {
+        logsText.textContent = data.text || "(no output yet)";
+        logsWhen.textContent = data.captured_at ? "as of " + data.captured_at : "";
+        logsText.scrollTop = logsText.scrollHeight;
+      }).catch(function (error) {
+        logsText.textContent = "Could not read the logs: " + error.message;
+      });
+    }
+    if (logsTimer) {
+      clearInterval(logsTimer);
+    }
+    load();
+    logsTimer = setInterval(load, 3000);
+  }
+
+  document.getElementById("sandbox-logs-close").addEventListener("click", function () {
+    logsBox.hidden = true;
+    if (logsTimer) {
+      clearInterval(logsTimer);
+      logsTimer = null;
+    }
+  });
+
+  table.addEventListener("click", function (event) {
+    var button = event.target.closest("button[data-action]");
+    if (!button) {
+      return;
+    }
+    var row = button.closest("tr[data-sandbox]");
+    var id = row.getAttribute("data-sandbox");
+    var action = button.getAttribute("data-action");
+    if (action === "logs") {
+      showLogs(row);
+      return;
+    }
+    if (action === "delete" && !window.confirm("Delete this sandbox, its containers and its data?")) {
+      return;
+    }
+    button.disabled = true;
+    api("POST", "/api/sandboxes/" + id + "/" + action + "/").then(function () {
+      window.location.reload();
+    }).catch(function (error) {
+      button.disabled = false;
+      window.alert(error.message);
+    });
+  });
+
+  var form = document.getElementById("sandbox-create");
+  if (form) {
+    form.addEventListener("submit", function (event) {
+      event.preventDefault();
+      var card = form.elements.card.value;
+      var body = card ? { card: Number(card) } : { project: Number(projectId) };
+      say("Starting...");
+      api("POST", "/api/sandboxes/", body).then(function () {
+        window.location.reload();
+      }).catch(function (error) {
+        say(error.message);
+      });
+    });
+  }
+
+  // While a sandbox is starting or stopping, reload the table now and then.
+  if (table.querySelector('[data-status="creating"], [data-status="stopping"]')) {
+    setTimeout(function () {
+      if (logsBox.hidden) {
+        window.location.reload();
+      }
+    }, 4000);
+  }
+})();
