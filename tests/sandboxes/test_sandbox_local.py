@@ -1,0 +1,99 @@
+"""Sandboxes on the local-process backend (no Docker): bubblewrap when installed, else a plain
+subprocess; the row says which. The app answers on 127.0.0.1; stop and delete end every process."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import httpx
+import pytest
+
+from sandboxes import local_sandbox, services
+from sandboxes.models import PortLease, Sandbox, SandboxStatus
+from tests.sandboxes.test_sandbox_docker import write_app
+
+pytestmark = [pytest.mark.slow, pytest.mark.django_db]
+
+
+@pytest.fixture(params=["bwrap", "plain"])
+def local_backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, settings, tmp_path: Path) -> str:
+    if request.param == "bwrap" and shutil.which("bwrap") is None:
+        pytest.skip("bubblewrap is not installed")
+    monkeypatch.setenv("ORKET_SANDBOX_BACKEND", "local")
+    monkeypatch.setenv("ORKET_SANDBOX_HEALTH_TIMEOUT", "30")
+    monkeypatch.setenv("ORKET_BWRAP", "1" if request.param == "bwrap" else "0")
+    settings.DATA_DIR = tmp_path / "data"
+    return str(request.param)
+
+
+def _pids_in_group(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if os.getpgid(int(entry.name)) == pid:
+                    found.append(int(entry.name))
+            except ProcessLookupError:
+                continue
+    return found
+
+
+def test_local_sandbox_lifecycle(local_backend: str, project, tmp_path: Path) -> None:
+    sandbox = services.sandbox_create(project=project, workspace=write_app(tmp_path / "ws"))
+    assert sandbox.backend == "local"
+    try:
+        sandbox = services.sandbox_provision(sandbox_id=sandbox.pk)
+        assert sandbox.status == SandboxStatus.RUNNING, sandbox.last_error
+        if local_backend == "bwrap":
+            assert sandbox.isolation.startswith("local process under bubblewrap: read-only workspace")
+        else:
+            assert "plain subprocess: no filesystem or network isolation" in sandbox.isolation
+        answer = httpx.get(sandbox.urls["app"], timeout=5)
+        assert answer.text == "hello from the sandbox"
+        folder = services.state_dir(sandbox)
+        pid = local_sandbox.pid_of(folder)
+        assert pid is not None and _pids_in_group(pid)
+        assert "sandbox app listening on 127.0.0.1" in local_sandbox.log_tail(folder, 50)
+        assert services.sandbox_health_check(sandbox_id=sandbox.pk).status == SandboxStatus.RUNNING
+
+        services.sandbox_stop(sandbox=sandbox)
+        assert services.sandbox_halt(sandbox_id=sandbox.pk).status == SandboxStatus.STOPPED
+        assert _pids_in_group(pid) == []
+        with pytest.raises(httpx.HTTPError):
+            httpx.get(sandbox.urls["app"], timeout=2)
+    finally:
+        services.sandbox_delete(sandbox=Sandbox.objects.get(pk=sandbox.pk))
+        sandbox = services.sandbox_teardown(sandbox_id=sandbox.pk)
+    assert sandbox.status == SandboxStatus.DELETED
+    assert PortLease.objects.filter(sandbox=sandbox).count() == 0
+
+
+def test_local_sandbox_cannot_write_its_workspace(local_backend: str, project, tmp_path: Path) -> None:
+    if local_backend != "bwrap":
+        pytest.skip("only bubblewrap makes the workspace read-only")
+    folder = write_app(tmp_path / "ws")
+    app = (folder / "app.py").read_text()
+    (folder / "app.py").write_text("open('/workspace/planted.txt', 'w').write('x')\n" + app)
+    sandbox = services.sandbox_create(project=project, workspace=folder)
+    try:
+        sandbox = services.sandbox_provision(sandbox_id=sandbox.pk)
+        assert sandbox.status == SandboxStatus.UNHEALTHY
+        assert "Read-only file system" in sandbox.last_error
+        assert not (folder / "planted.txt").exists()
+    finally:
+        services.sandbox_teardown(sandbox_id=sandbox.pk)
+
+
+def test_cleanup_stops_processes_no_row_accounts_for(local_backend: str, project, tmp_path: Path) -> None:
+    sandbox = services.sandbox_create(project=project, workspace=write_app(tmp_path / "ws"))
+    sandbox = services.sandbox_provision(sandbox_id=sandbox.pk)
+    assert sandbox.status == SandboxStatus.RUNNING, sandbox.last_error
+    pid = local_sandbox.pid_of(services.state_dir(sandbox))
+    Sandbox.objects.filter(pk=sandbox.pk).update(status=SandboxStatus.DELETED)  # as if the row was lost
+    try:
+        assert services.sandboxes_cleanup()["orphan_processes"] == 1
+        assert pid is not None and _pids_in_group(pid) == []
+    finally:
+        local_sandbox.stop(services.state_dir(sandbox))
