@@ -228,7 +228,12 @@ def _read_only_volumes(read_only: dict[Path, str], staging: Path) -> dict[str, d
     staging.chmod(0o755)
     for index, (source, target) in enumerate(read_only.items()):
         resolved = Path(source).resolve()
-        if str(resolved) in FORBIDDEN_SOURCES or not target.startswith("/") or not resolved.exists():
+        if (
+            any(Path(socket_path).resolve().is_relative_to(resolved) for socket_path in FORBIDDEN_SOURCES)
+            or resolved.is_socket()
+            or not target.startswith("/")
+            or not resolved.exists()
+        ):
             raise ValueError(f"refusing to mount {source} at {target}")
         if not _readable_by_others(resolved):
             copy = staging / str(index)
