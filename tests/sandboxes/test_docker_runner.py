@@ -108,6 +108,7 @@ def test_output_is_capped_and_limits_hold(runner: DockerRunner) -> None:
     assert _leftovers(runner) == []
 
 
-def test_the_docker_socket_is_never_mounted(runner: DockerRunner) -> None:
+@pytest.mark.parametrize("source", ["/var/run/docker.sock", "/run", "/var/run", "/", "/no/such/path"])
+def test_the_docker_socket_is_never_mounted(runner: DockerRunner, source: str) -> None:
     with pytest.raises(ValueError, match="refusing to mount"):
-        runner.run(IsolatedCommand(argv=("true",), read_only={Path("/var/run/docker.sock"): "/sock"}, workdir="/tmp"))
+        runner.run(IsolatedCommand(argv=("true",), read_only={Path(source): "/inputs"}, workdir="/tmp"))
