@@ -318,6 +318,12 @@ async def test_swimlanes_survive_a_reload_and_badges_show_review_state(server: S
     )
     result = run_manage(server.env, "shell", "-c", code)
     assert result.returncode == 0, result.stderr[-2000:]
+    limits = server.api.patch(
+        f"/api/projects/{server.project}/settings/",
+        json={"wip_limits": {"ready": 1}},
+        headers={"X-CSRFToken": server.api.cookies["csrftoken"]},
+    )
+    assert limits.status_code == 200, limits.text
     errors: list[str] = []
     async with async_playwright() as playwright:
         browser = await launch_chromium(playwright)
@@ -336,6 +342,11 @@ async def test_swimlanes_survive_a_reload_and_badges_show_review_state(server: S
             assert await page.locator(f"{_card(plain)} [data-flag=pull-request]").count() == 0
             assert await page.locator(f"{_card(plain)} [data-flag=review-cycle]").count() == 0
 
+            # The WIP limit of ready (1) is exceeded by this epic's two ready cards.
+            ready_column = page.locator(f"{_column('ready')}.over-limit")
+            assert (await ready_column.locator("[data-field=wip]").text_content() or "").strip() == "2 / 1"
+            assert await ready_column.locator(".wip-warning").is_visible()
+
             # Canceled is folded by default; the choice is kept in the URL like the lanes.
             assert await page.locator(f"{_column('canceled')}.folded").count() == 1
             await page.check("#lanes-toggle")
@@ -351,6 +362,8 @@ async def test_swimlanes_survive_a_reload_and_badges_show_review_state(server: S
             assert await page.is_checked("#lanes-toggle") and await page.is_checked("#show-canceled")
             await page.wait_for_selector(f"#board.lanes .lane[data-epic='{epic}'] {_card(plain)}")
             assert await page.locator("#board .lane-heads .folded").count() == 0
+            # With lanes the header row counts the whole project against the limit.
+            assert await page.locator(".lane-heads [data-status=ready].over-limit .wip-warning").is_visible()
             ARTIFACTS.mkdir(parents=True, exist_ok=True)
             await page.screenshot(path=str(ARTIFACTS / "board-lanes.png"))
 
