@@ -502,14 +502,15 @@ def sandbox_halt(*, sandbox_id: int) -> Sandbox:
 
 
 def _remove_everything(sandbox: Sandbox) -> str:
-    """compose down -v, then anything still labelled with this sandbox; the errors, if any."""
+    """compose down -v (no grace: everything is being thrown away), then anything still labelled with
+    this sandbox; the errors, if any."""
     errors = []
     if sandbox.backend == Backend.DOCKER:
         from sandboxes import docker_backend
 
         path = _compose_path(sandbox)
         if path.exists():
-            result = docker_backend.compose(sandbox.name, path, "down", "-v", "--remove-orphans", "-t", "5")
+            result = docker_backend.compose(sandbox.name, path, "down", "-v", "--remove-orphans", "-t", "0")
             if not result.ok:
                 errors.append(f"compose down failed: {result.output}")
         try:
