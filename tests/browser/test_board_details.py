@@ -181,6 +181,8 @@ async def test_order_within_a_column_persists_and_shows_live(server: Server) -> 
             await page.focus(_card(d))
             await page.keyboard.press("m")
             await page.wait_for_selector("#move-popup:not([hidden])")
+            ARTIFACTS.mkdir(parents=True, exist_ok=True)
+            await page.screenshot(path=str(ARTIFACTS / "board-move-menu.png"))
             await page.keyboard.press("End")
             assert await page.evaluate("document.activeElement.dataset.value") == "order:bottom"
             await page.keyboard.press("Enter")
