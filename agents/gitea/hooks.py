@@ -42,8 +42,9 @@ def agents_may_finalize(card: Card) -> bool:
 
 
 def turn_finished(*, card_id: int, seat: str, can_finalize: bool, outcome: str = "", **_: Any) -> None:
-    """After a turn: open or update the pull request when the coding work reached code_review; end an
-    agent review that a person's commits asked for; give an escalated card back to its seat."""
+    """After a turn: open or update the pull request when the work reached code_review (a finalizing
+    seat's turn only opens a missing one); end an agent review that a person's commits asked for; give
+    an escalated card back to its seat."""
     card = Card.objects.get(pk=card_id)
     if not _linked(card.project_id):
         return
@@ -56,7 +57,8 @@ def turn_finished(*, card_id: int, seat: str, can_finalize: bool, outcome: str =
             from agents.gitea.tasks import gitea_comment_post
 
             transaction.on_commit(lambda: gitea_comment_post.delay(link_id, number, text))
-        return
+        if pull is not None:
+            return
     if card.status != machine.CODE_REVIEW:
         return
     if pull is not None and pull.escalated_from_seat and card.seat != pull.escalated_from_seat:

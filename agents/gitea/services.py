@@ -712,31 +712,53 @@ def _after_commit_fetch(link: GiteaLink, pull_pk: int, sha: str) -> None:
 
 
 def _deploy(link: GiteaLink, pull: PullRequestLink, card: Card) -> str:
-    """With auto-deploy, start a sandbox of the merged card and comment its URL on the pull request."""
+    """With auto-deploy, start a sandbox of the merged card; its URL is commented on the pull request
+    once it runs (the task gitea_sandbox_announce watches it)."""
     if not link.auto_deploy:
         return ""
     try:
-        from sandboxes import services as sandbox_services  # type: ignore[attr-defined]
+        from sandboxes import services as sandbox_services
     except ImportError:
-        _comment_later(link, pull.number, "Auto-deploy is on, but this Orket has no sandbox service yet.")
+        _comment_later(link, pull.number, "Auto-deploy is on, but this Orket has no sandbox service.")
         return "Auto-deploy skipped: no sandbox service."
-    create = getattr(sandbox_services, "sandbox_create", None)
-    if create is None:
-        return "Auto-deploy skipped: no sandbox_create."
     try:
-        sandbox = create(project=card.project, card=card, pull_request_number=pull.number, user=None)
-    except Exception as error:  # a failed deploy is reported, never fatal to the merge
-        _comment_later(link, pull.number, f"Starting a sandbox failed: {error}")
-        return f"Auto-deploy failed: {error}"
-    url = str(getattr(sandbox, "url", "") or "")
-    state = str(getattr(sandbox, "status", "") or "")
-    pull.sandbox_url = url
-    pull.save(update_fields=["sandbox_url", "updated_at"])
-    if url and state in ("", "running"):
-        _comment_later(link, pull.number, f"Sandbox running: {url}")
-        return f"Sandbox started at {url}."
-    _comment_later(link, pull.number, f"Sandbox {getattr(sandbox, 'pk', '')} is {state or 'starting'}.")
-    return f"Sandbox {getattr(sandbox, 'pk', '')} is {state or 'starting'}."
+        sandbox = sandbox_services.sandbox_create(
+            project=card.project, card=card, pull_request_number=pull.number, user=None
+        )
+    except OrketError as error:
+        _comment_later(link, pull.number, f"Auto-deploy: no sandbox was started: {error.message}")
+        return f"Auto-deploy refused: {error.message}"
+    link_id, number, sandbox_id = link.pk, pull.number, sandbox.pk
+
+    def announce() -> None:
+        from agents.gitea.tasks import gitea_sandbox_announce
+
+        gitea_sandbox_announce.delay(link_id, number, sandbox_id)
+
+    transaction.on_commit(announce)
+    return f"Sandbox {sandbox.pk} is starting."
+
+
+def sandbox_announce(*, link_id: int, number: int, sandbox_id: int) -> bool:
+    """Comment the sandbox's URL on the pull request once it runs (or why it does not); False while it
+    is still starting."""
+    from sandboxes.models import Sandbox, SandboxStatus
+
+    sandbox = Sandbox.objects.filter(pk=sandbox_id).first()
+    if sandbox is None:
+        return True
+    if sandbox.status == SandboxStatus.CREATING:
+        return False
+    if sandbox.status == SandboxStatus.RUNNING:
+        urls = sandbox.urls or {}
+        url = str(urls.get("app") or next(iter(urls.values()), ""))
+        PullRequestLink.objects.filter(project_id=sandbox.project_id, number=number).update(sandbox_url=url[:500])
+        listed = ", ".join(f"{name}: {address}" for name, address in sorted(urls.items()))
+        text = f"Sandbox running: {url}" + (f" ({listed})" if len(urls) > 1 else "")
+    else:
+        text = f"The sandbox is {sandbox.status}: {sandbox.last_error[-500:] or 'no detail'}"
+    pull_request_comment(link_id=link_id, number=number, text=text)
+    return True
 
 
 # ---------------------------------------------------------------------------------------------

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from celery import shared_task
 
 from agents.gitea import services
@@ -26,3 +28,9 @@ def gitea_comment_post(link_id: int, number: int, text: str) -> None:
 @shared_task(name="agents.gitea_reconcile_all", acks_late=False, ignore_result=True)
 def gitea_reconcile_all() -> dict[int, list[str]]:
     return services.gitea_reconcile_all()
+
+
+@shared_task(name="agents.gitea_sandbox_announce", bind=True, acks_late=True, max_retries=150)
+def gitea_sandbox_announce(self: Any, link_id: int, number: int, sandbox_id: int) -> None:
+    if not services.sandbox_announce(link_id=link_id, number=number, sandbox_id=sandbox_id):
+        raise self.retry(countdown=2)

@@ -284,14 +284,16 @@ class FakeGitea:
         if send:
             self.webhook("pull_request", "pull_request", self.pull_payload("closed", number, by))
 
-    def push_commit(self, number: int, *, by: str, path: str = "PERSON.md", text: str = "a person's change\n") -> str:
+    def push_commit(self, number: int, *, by: str, files: dict[str, str] | None = None) -> str:
         """A person pushes a commit to the pull request's branch (Gitea then sends `synchronized`)."""
         branch = self.pulls[number]["head"]["ref"]
+        files = files or {"PERSON.md": "a person's change\n"}
         with tempfile.TemporaryDirectory() as work:
             self._git(Path(work), "clone", "--quiet", "--branch", branch, str(self.bare), "c")
             clone = Path(work) / "c"
-            (clone / path).write_text(text)
-            self._git(clone, "add", path)
+            for path, text in files.items():
+                (clone / path).write_text(text)
+                self._git(clone, "add", path)
             self._git(clone, "-c", f"user.name={by}", "-c", "user.email=p@example.com", "commit", "-q", "-m", "person")
             self._git(clone, "push", "--quiet", "origin", branch)
         return self._after_push(sender=by)

@@ -4,13 +4,13 @@ signed webhooks to Orket's live server, and a real Celery worker thread processe
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from django.conf import settings
 
@@ -19,13 +19,14 @@ from agents.gitea import services
 from agents.gitea.models import DeliveryStatus, PullRequestLink, WebhookDelivery
 from agents.models import Run, SeatNote
 from boards.models import Card, CardHistory, Comment
+from sandboxes import services as sandbox_services
+from sandboxes.models import Sandbox
 from tests.agents.engine_support import worker_thread
 from tests.gitea.fake_gitea import FakeGitea
 from tests.gitea.support import link, new_card, seeded_project
+from tests.sandboxes.test_sandbox_docker import APP as SANDBOX_APP
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
-
-SANDBOXES = importlib.util.find_spec("sandboxes.services") is not None
 
 
 def wait_until(what: str, check: Callable[[], Any], timeout: float = 60.0) -> Any:
@@ -96,10 +97,19 @@ class Loop:
 
 
 @pytest.fixture
-def loop_env(settings: Any, tmp_path: Any, live_server: Any) -> Iterator[Callable[..., Loop]]:
+def loop_env(
+    settings: Any, tmp_path: Any, live_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Callable[..., Loop]]:
     settings.DATA_DIR = tmp_path
+    monkeypatch.setenv("ORKET_SANDBOX_BACKEND", "local")
+    monkeypatch.setenv("ORKET_SANDBOX_HEALTH_TIMEOUT", "30")
     with FakeGitea() as fake, worker_thread():
-        yield lambda **policy: Loop(fake, live_server.url, **policy)
+        try:
+            yield lambda **policy: Loop(fake, live_server.url, **policy)
+        finally:
+            for sandbox in Sandbox.objects.exclude(status="deleted"):
+                sandbox_services.sandbox_delete(sandbox=sandbox)
+                sandbox_services.sandbox_teardown(sandbox_id=sandbox.pk)
 
 
 def test_a_card_goes_through_two_rejections_an_approval_and_a_merge(loop_env: Callable[..., Loop]) -> None:
@@ -129,8 +139,8 @@ def test_a_card_goes_through_two_rejections_an_approval_and_a_merge(loop_env: Ca
     own_push = [s for s in fake.sent if s.action == "synchronized"]
     assert own_push and all(s.status == 202 for s in own_push)
 
-    # A person pushes a commit: the agents review it and say so on the pull request.
-    fake.push_commit(number, by="alice")
+    # A person pushes a commit (a runnable app, for the sandbox later): the agents review it and say so.
+    fake.push_commit(number, by="alice", files={"requirements.txt": "", "app.py": SANDBOX_APP})
     loop.settle()
     assert any("agents' review of the new commits" in body for body in fake.comment_bodies(number))
     assert loop.refresh().status == "code_review"
@@ -155,16 +165,16 @@ def test_a_card_goes_through_two_rejections_an_approval_and_a_merge(loop_env: Ca
     assert [reason["reviewer"] for reason in card.review_reasons] == ["alice", "alice"]
     # The merged webhook that followed Orket's own merge changed nothing more.
     assert WebhookDelivery.objects.filter(action="closed", status=DeliveryStatus.PROCESSED).exists()
-    comments = fake.comment_bodies(number)
-    if SANDBOXES:
-        wait_until(
-            "the sandbox URL on the pull request", lambda: any("Sandbox" in c for c in fake.comment_bodies(number))
-        )
-    else:
-        wait_until(
-            "the auto-deploy note", lambda: any("no sandbox service" in c for c in fake.comment_bodies(number)), 20
-        )
-    assert not any("could not" in c for c in comments)
+    # Auto-deploy: a sandbox of the merged card runs, and its URL is on the pull request.
+    running = wait_until(
+        "the sandbox URL on the pull request",
+        lambda: [c for c in fake.comment_bodies(number) if "Sandbox running: http://127.0.0.1:" in c],
+        90,
+    )
+    url = running[0].split("Sandbox running: ", 1)[1].split()[0]
+    assert httpx.get(url, timeout=5).text == "hello from the sandbox"
+    assert loop.pull.sandbox_url == url
+    assert not any("could not" in c for c in fake.comment_bodies(number))
     assert Comment.objects.filter(card=card, body__contains="Changes requested by alice").count() == 2
 
 
