@@ -59,7 +59,7 @@ from agents.run_events import TextCoalescer, event_append, scrub
 from agents.scripted_team import scripted_reply
 from agents.toolcalls import parse_tool_calls
 from agents.tools import ToolContext, ToolFailed, execute_tool
-from agents.workspaces import ProjectWorkspace
+from agents.workspaces import ProjectWorkspace, project_workspace_root
 from boards import machine
 from boards import services as board_services
 from boards.actors import Actor
@@ -528,8 +528,7 @@ class ModelAnswer:
 
 
 def _workspace_for(card: Card) -> ProjectWorkspace:
-    root = Path(settings.DATA_DIR) / "workspaces" / f"project-{card.project_id}"
-    workspace = ProjectWorkspace(root)
+    workspace = ProjectWorkspace(project_workspace_root(settings.DATA_DIR, card.project_id))
     workspace.ensure()
     return workspace
 

@@ -1,6 +1,6 @@
 """Git-backed project workspaces: one repository per project, one worktree per card.
 
-    ws = ProjectWorkspace(data_dir / "projects" / str(project.id))
+    ws = ProjectWorkspace(project_workspace_root(data_dir, project.id))
     ws.ensure()                                   # root/repo: a git repository on main with an initial commit
     path = ws.card_worktree(card.id)              # root/cards/<id>: a worktree on branch card/<id>
     ...                                           # tools write files under `path`
@@ -53,6 +53,11 @@ class LogEntry(NamedTuple):
     sha: str
     author: str  # the author's name (a seat name, or "Orket")
     subject: str
+
+
+def project_workspace_root(data_dir: Path, project_id: int) -> Path:
+    """Where a project's repository and card worktrees live, under the installation's data folder."""
+    return Path(data_dir) / "workspaces" / f"project-{project_id}"
 
 
 def git_env() -> dict[str, str]:
