@@ -30,6 +30,7 @@ import json
 import math
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -37,7 +38,7 @@ import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from sandboxes.isolation import IsolatedCommand, IsolatedResult, Limits
 
@@ -368,17 +369,15 @@ class LocalProcessRunner:
         assert process.stdout is not None and process.stderr is not None
         stdout = _Capped(process.stdout, limits.max_output_bytes)
         stderr = _Capped(process.stderr, limits.max_output_bytes)
+        status = _Capped(os.fdopen(read_status, "rb"), 65536)
         killed = False
         try:
             process.wait(timeout=limits.timeout_seconds + KILL_GRACE_SECONDS)
         except subprocess.TimeoutExpired:
             killed = True
-            _kill_group(process)
-        with os.fdopen(read_status, "r") as handle:
-            try:
-                outcome = json.loads(handle.read() or "{}")
-            except json.JSONDecodeError:
-                outcome = {}
+            _kill_group(process, _status_lines(status.data).get("child"))
+        status.text()  # waits for the supervisor's last line
+        outcome = _status_lines(status.data)
         duration_ms = int((time.monotonic() - started) * 1000)
         out, err = stdout.text(), stderr.text()
         signal_number = outcome.get("signal")
@@ -397,14 +396,31 @@ class LocalProcessRunner:
         )
 
 
-def _kill_group(process: subprocess.Popen[bytes]) -> None:
+def _status_lines(data: bytes | bytearray) -> dict[str, Any]:
+    """The supervisor's status lines merged: {"child": pid} first, then the outcome."""
+    merged: dict[str, Any] = {}
+    for line in bytes(data).decode("utf-8", errors="replace").splitlines():
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(value, dict):
+            merged.update(value)
+    return merged
+
+
+def _kill_group(process: subprocess.Popen[bytes], child_group: Any) -> None:
+    """Last resort when the supervisor itself does not finish: ask it to stop, then kill its group and the
+    command's group."""
     try:
-        os.killpg(process.pid, 15)
-        process.wait(timeout=3)
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=KILL_GRACE_SECONDS)
     except (ProcessLookupError, subprocess.TimeoutExpired):
         pass
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, 9)
+    for group in (process.pid, child_group):
+        if isinstance(group, int) and group > 1:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(group, signal.SIGKILL)
     process.wait()
 
 

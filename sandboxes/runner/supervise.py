@@ -10,7 +10,8 @@ It becomes a child subreaper (so every process the command starts, even one that
 double-forks, is re-parented to it), forks, and the child applies the limits, drops to `uid`/`gid`
 when given, and execs the command. When the command exits, or the timeout passes, every remaining
 descendant is killed with SIGKILL and reaped. The outcome goes to `status_fd` as one JSON object:
-{"exit_code": int | null, "signal": int | null, "timed_out": bool, "error": str}. The command's
+{"exit_code": int | null, "signal": int | null, "timed_out": bool, "error": str}, after a first line
+{"child": pid} (the command's process group, for the worker's last-resort kill). The command's
 own stdout and stderr are this process's.
 
 This process is single-threaded, so applying limits between fork and exec is safe (unlike a
@@ -38,45 +39,57 @@ def _prctl(option: int, value: int) -> None:
 
 
 def _children(pid: int) -> list[int]:
-    """Direct children of `pid`, from /proc."""
+    """Direct children of `pid` (of all its threads), from /proc."""
     found: list[int] = []
     try:
-        with open(f"/proc/{pid}/task/{pid}/children") as handle:
-            found = [int(part) for part in handle.read().split()]
-        return found
+        tasks = os.listdir(f"/proc/{pid}/task")
     except OSError:
-        pass
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
+        return found
+    for task in tasks:
         try:
-            with open(f"/proc/{name}/stat") as handle:
-                fields = handle.read().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
+            with open(f"/proc/{pid}/task/{task}/children") as handle:
+                found.extend(int(part) for part in handle.read().split())
+        except (OSError, ValueError):
             continue
-        if int(fields[1]) == pid:
-            found.append(int(name))
     return found
 
 
-def _kill_descendants() -> None:
-    """SIGKILL every descendant (they are all re-parented to us as they orphan) and reap them."""
+def _descendants(pid: int) -> list[int]:
+    found: list[int] = []
+    queue = [pid]
+    while queue and len(found) < 100_000:
+        for child in _children(queue.pop()):
+            found.append(child)
+            queue.append(child)
+    return found
+
+
+def _reap() -> bool:
+    """Reap every exited child; False when there are no children left at all."""
+    try:
+        while True:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+            if pid == 0:
+                return True
+    except ChildProcessError:
+        return False
+
+
+def _kill_descendants(group: int) -> None:
+    """SIGKILL the command's process group and every descendant (those that left the group are re-parented
+    to us as they orphan), breadth first in each pass so a fork bomb cannot outrun it, and reap them."""
     me = os.getpid()
-    for _ in range(10_000):
-        children = _children(me)
-        for child in children:
+    for _ in range(100_000):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(group, signal.SIGKILL)
+        found = _descendants(me)
+        for pid in found:
             with contextlib.suppress(ProcessLookupError):
-                os.kill(child, signal.SIGKILL)
-        try:
-            while True:
-                pid, _ = os.waitpid(-1, os.WNOHANG)
-                if pid == 0:
-                    break
-        except ChildProcessError:
-            if not _children(me):
-                return
-        if not children:
-            time.sleep(0.005)
+                os.kill(pid, signal.SIGKILL)
+        if not _reap() and not found:
+            return
+        if not found:
+            time.sleep(0.002)
 
 
 def _resolve(program: str, env: dict[str, str]) -> str:
@@ -91,6 +104,7 @@ def _resolve(program: str, env: dict[str, str]) -> str:
 
 def _child(config: dict) -> None:
     try:
+        os.setpgid(0, 0)  # a group of its own, so it can be killed at once without killing us
         os.chdir(config["cwd"])
         for name, value in config.get("rlimits", {}).items():
             limit = int(value)
@@ -113,18 +127,18 @@ def main() -> int:
     config = json.loads(sys.argv[1])
     status_fd = int(config["status_fd"])
     _prctl(PR_SET_CHILD_SUBREAPER, 1)
-    _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # the worker died: so do we, and our descendants with the group kill
+    _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # the worker died: so do we (the worker's side kills the group)
     deadline = time.monotonic() + float(config["timeout"])
+    stop_requested = []
+    signal.signal(signal.SIGTERM, lambda signum, frame: stop_requested.append(signum))
     pid = os.fork()
     if pid == 0:
         os.close(status_fd)
         _child(config)
+    with contextlib.suppress(OSError):
+        os.setpgid(pid, pid)  # also here, so the group exists before either side acts on it
+    os.write(status_fd, (json.dumps({"child": pid}) + "\n").encode())
     outcome: dict = {"exit_code": None, "signal": None, "timed_out": False, "error": ""}
-
-    def stop(signum: int, frame: object) -> None:
-        raise TimeoutError
-
-    signal.signal(signal.SIGTERM, stop)
     try:
         while True:
             done, status = os.waitpid(pid, os.WNOHANG)
@@ -134,18 +148,17 @@ def main() -> int:
                 elif os.WIFSIGNALED(status):
                     outcome["signal"] = os.WTERMSIG(status)
                 break
-            if time.monotonic() >= deadline:
+            if stop_requested or time.monotonic() >= deadline:
                 outcome["timed_out"] = True
-                os.kill(pid, signal.SIGKILL)
+                outcome["error"] = "stopped from outside" if stop_requested else ""
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
                 break
             time.sleep(0.01)
-    except TimeoutError:
-        outcome["timed_out"] = True
-        outcome["error"] = "stopped from outside"
     finally:
-        _kill_descendants()
-    with os.fdopen(status_fd, "w") as handle:
-        handle.write(json.dumps(outcome))
+        _kill_descendants(pid)
+    os.write(status_fd, (json.dumps(outcome) + "\n").encode())
+    os.close(status_fd)
     return 0
 
 
