@@ -391,4 +391,3 @@ async def test_swimlanes_survive_a_reload_and_badges_show_review_state(server: S
         finally:
             await browser.close()
     assert errors == [], errors
-
