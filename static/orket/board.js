@@ -1322,6 +1322,12 @@
       state.dragId = Number(node.dataset.card);
     });
     boardNode.addEventListener("dragend", endDrag);
+    boardNode.addEventListener("animationend", function (event) {
+      // Card nodes are reused; without this the snap would replay whenever its column is redrawn.
+      if (event.target.classList) {
+        event.target.classList.remove("snapped");
+      }
+    });
     boardNode.addEventListener("dragover", function (event) {
       var column = event.target.closest ? event.target.closest(".column") : null;
       if (!column || !config.canAct || state.dragId === null) {
