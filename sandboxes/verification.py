@@ -488,6 +488,8 @@ def _sandbox_url(card: Card, service: str) -> tuple[Sandbox | None, str]:
 def _run_http_scenarios(card: Card, fixture: Fixture, outcome: _Outcome) -> None:
     sandbox, base = _sandbox_url(card, fixture.service)
     if not base:
+        outcome.status = VerificationStatus.ERROR
+        outcome.notes.append("HTTP scenarios need a running sandbox of this card or project; there is none.")
         for scenario in fixture.http_scenarios:
             outcome.results.append(
                 {
