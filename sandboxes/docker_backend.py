@@ -125,7 +125,7 @@ class DockerRunner:
 
     def available(self) -> bool:
         try:
-            return image_present(self.engine, self.image, pull=os.environ.get("ORKET_SANDBOX_PULL", "1") == "1")
+            return image_present(self.engine, self.image, pull=os.environ.get("ORKET_SANDBOX_PULL", "0") == "1")
         except DockerUnavailable:
             return False
 
