@@ -83,3 +83,22 @@ def test_anonymous_visitors_are_sent_to_the_login_page(project: Project, epics: 
     response = Client().get(f"/projects/{project.pk}/board/")
     assert response.status_code == 302
     assert response["Location"].startswith("/accounts/login/?next=")
+
+
+def test_lanes_and_canceled_come_from_the_url_and_the_page_knows_its_apis(
+    project: Project, epics: list[Epic], member_of: Callable[..., AbstractUser]
+) -> None:
+    client = client_for(member_of(project, ProjectRole.VIEWER))
+    plain = client.get(f"/projects/{project.pk}/board/")
+    config = embedded_config(plain.content)
+    assert config["view"] == {"lanes": "", "canceled": ""}
+    assert config["api"]["projectBoard"] == f"/api/projects/{project.pk}/board/"
+    assert config["api"]["teams"] == "/api/teams/"
+    assert [epic["team"] for epic in config["epics"]] == ["standard", "standard"]
+    assert b'id="lanes-toggle" value="epic">' in plain.content
+    chosen = client.get(f"/projects/{project.pk}/board/", {"lanes": "epic", "canceled": "1"})
+    assert embedded_config(chosen.content)["view"] == {"lanes": "epic", "canceled": "1"}
+    assert b'id="lanes-toggle" value="epic" checked>' in chosen.content
+    assert b'id="show-canceled" value="1" checked>' in chosen.content
+    odd = client.get(f"/projects/{project.pk}/board/", {"lanes": "<script>", "canceled": "maybe"})
+    assert embedded_config(odd.content)["view"] == {"lanes": "", "canceled": ""}
