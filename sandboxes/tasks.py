@@ -12,6 +12,11 @@ def verification_run(run_id: int) -> None:
     verification.verification_run(run_id=run_id)
 
 
+@shared_task(name="sandboxes.verification_runs_recover", acks_late=False, ignore_result=True)
+def verification_runs_recover() -> int:
+    return verification.verification_runs_recover()
+
+
 # -- sandbox lifecycle (sandboxes.services); only workers talk to Docker --------------------------------------
 
 

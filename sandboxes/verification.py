@@ -21,6 +21,7 @@ import logging
 import os
 import tempfile
 import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,8 @@ RUNNER_SCRIPT = Path(verify_runner.__file__).resolve()
 FINISHED = frozenset({VerificationStatus.PASSED, VerificationStatus.FAILED, VerificationStatus.ERROR,
                       VerificationStatus.TIMED_OUT})  # fmt: skip
 MAX_STORED_OUTPUT = 100_000
+STALE_GRACE_SECONDS = 300
+REQUEUE_AFTER_SECONDS = 60
 HTTP_TIMEOUT_SECONDS = 15.0
 
 
@@ -235,12 +238,39 @@ def verification_start(
 ) -> VerificationRun:
     """A queued run of the card's fixture (or of the agents' pytest suite, kind=pytest), executed by the
     `sandboxes.verification_run` task after commit."""
+    verification_runs_recover(card=card)
     run = _create(card=card, requested_by=requested_by, kind=kind, user=user)
+    _dispatch(run.pk)
+    return run
+
+
+def _dispatch(run_id: int) -> None:
     from sandboxes.tasks import verification_run as task
 
-    run_id = run.pk
     transaction.on_commit(lambda: task.delay(run_id))
-    return run
+
+
+def verification_runs_recover(*, card: Card | None = None) -> int:
+    """The database is the record: a run `running` for longer than the timeout plus a grace period lost its
+    worker and ends as an error; a run `queued` for over a minute (a lost message, an embedded worker that
+    restarted) is sent again (claiming is idempotent). Returns how many runs were touched."""
+    now = timezone.now()
+    runs = VerificationRun.objects.all() if card is None else VerificationRun.objects.filter(card=card)
+    stale = runs.filter(
+        status=VerificationStatus.RUNNING,
+        started_at__lt=now - timedelta(seconds=verification_timeout() + STALE_GRACE_SECONDS),
+    )
+    touched = stale.update(
+        status=VerificationStatus.ERROR,
+        finished_at=now,
+        output="The worker running this verification stopped before it finished; start a new one.",
+    )
+    for run_id in runs.filter(
+        status=VerificationStatus.QUEUED, created_at__lt=now - timedelta(seconds=REQUEUE_AFTER_SECONDS)
+    ).values_list("pk", flat=True):
+        _dispatch(run_id)
+        touched += 1
+    return touched
 
 
 def _create(*, card: Card, requested_by: str, kind: str, user: AbstractBaseUser | None) -> VerificationRun:

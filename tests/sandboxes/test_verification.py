@@ -355,3 +355,24 @@ def test_http_scenarios_run_against_the_running_sandbox(card: Card, maintainer: 
     assert statuses == {"health": "passed", "create": "passed", "wrong": "failed"}
     assert "404" in run.results[2]["error"]
     assert run.status == "failed"
+
+
+def test_runs_that_lost_their_worker_are_recovered(
+    card: Card, maintainer: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    verification.fixture_upload(card=card, raw=json.dumps(FIXTURE).encode(), name="f", user=maintainer)
+    lost = verification.verification_start(card=card, requested_by="t")
+    waiting = verification.verification_start(card=card, requested_by="t")
+    long_ago = timezone.now() - timedelta(hours=1)
+    VerificationRun.objects.filter(pk=lost.pk).update(status="running", started_at=long_ago)
+    VerificationRun.objects.filter(pk=waiting.pk).update(created_at=long_ago)
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        assert verification.verification_runs_recover() == 2
+    assert len(callbacks) == 1  # the queued one is sent again
+    lost.refresh_from_db()
+    assert lost.status == "error" and "stopped before it finished" in lost.output
+    assert VerificationRun.objects.get(pk=waiting.pk).status == "queued"
