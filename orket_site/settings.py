@@ -158,6 +158,8 @@ CELERY_BEAT_SCHEDULE = {
         "task": "sandboxes.sandboxes_cleanup",
         "schedule": float(env_int("ORKET_SANDBOX_CLEANUP_SECONDS", 300)),
     },
+    # Verification runs whose worker stopped end as errors; lost queued ones are sent again.
+    "verification-runs-recover": {"task": "sandboxes.verification_runs_recover", "schedule": 120.0},
 }
 
 AUTH_PASSWORD_VALIDATORS = [
