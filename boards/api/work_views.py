@@ -12,6 +12,8 @@ from django.db import connection
 from django.db.models import Q, QuerySet
 from django.db.models.expressions import RawSQL
 from django.shortcuts import get_object_or_404
+from django.utils.decorators import method_decorator
+from django.views.decorators.gzip import gzip_page
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status, viewsets
@@ -200,6 +202,7 @@ class EpicViewSet(WorkItemViewSet):
 
     @extend_schema(responses=OpenApiTypes.OBJECT)
     @action(detail=True, methods=["get"])
+    @method_decorator(gzip_page)  # large, and free of secrets: safe to compress
     def board(self, request: Request, pk: str | None = None) -> Response:
         """All cards of the epic (lightweight), dependency pairs, the serving order and the run gate."""
         epic = self.get_object()
@@ -393,6 +396,7 @@ class ProjectBoardView(APIView):
         return self.kwargs["pk"]
 
     @extend_schema(responses=OpenApiTypes.OBJECT)
+    @method_decorator(gzip_page)  # large, and free of secrets: safe to compress
     def get(self, request: Request, pk: int) -> Response:
         project = get_object_or_404(Project, pk=pk)
         board = selectors.project_board(project.pk)

@@ -3,6 +3,8 @@ Both answer in a fixed number of queries whatever the number of cards."""
 
 from __future__ import annotations
 
+import gzip
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -62,3 +64,18 @@ def test_the_project_board_is_for_members_of_the_project(
     assert viewer.get(f"/api/projects/{project.pk}/board/").status_code == 200
     assert client_for(make_user("stranger")).get(f"/api/projects/{project.pk}/board/").status_code == 404
     assert APIClient().get(f"/api/projects/{project.pk}/board/").status_code in (401, 403)
+
+
+def test_board_answers_are_compressed_when_the_client_accepts_gzip(
+    project: Project, epic: Epic, maintainer: Any, make_card: Callable[..., Card]
+) -> None:
+    for n in range(30):
+        make_card(f"A card with a longer title, number {n}")
+    client = client_for(maintainer)
+    for url in (f"/api/epics/{epic.pk}/board/", f"/api/projects/{project.pk}/board/"):
+        plain = client.get(url)
+        packed = client.get(url, HTTP_ACCEPT_ENCODING="gzip")
+        assert plain.status_code == packed.status_code == 200
+        assert "Content-Encoding" not in plain and packed["Content-Encoding"] == "gzip"
+        assert len(packed.content) < len(plain.content) / 3
+        assert json.loads(gzip.decompress(packed.content)) == plain.json()
