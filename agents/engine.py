@@ -73,6 +73,8 @@ LEASE_SECONDS = float(os.environ.get("ORKET_TURN_LEASE_SECONDS", "60"))
 HEARTBEAT_SECONDS = max(1.0, LEASE_SECONDS / 4)
 CANCEL_CHECK_SECONDS = 0.5
 MAX_TURN_ATTEMPTS = 3
+# The outcome of a turn whose model server did not answer after every retry; its card waits and resumes.
+MODEL_UNAVAILABLE = "The model server is unavailable"
 LOOP_REPEATS = 3
 ETHOS = (
     "Work in small, verifiable steps. Say plainly what you did and did not do. Never claim work is "
@@ -127,6 +129,23 @@ def ollama_answers(base_url: str, timeout: float = 0.5) -> bool:
         return httpx.get(base_url.rstrip("/") + "/api/tags", timeout=timeout).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+def model_server_answers(profile: ModelProfile, timeout: float = 2.0) -> bool:
+    """Whether the profile's model server answers at all (any answer below 500 from its model list)."""
+    if profile.provider == ModelProfile.Provider.SCRIPTED:
+        return True
+    if profile.provider == ModelProfile.Provider.OLLAMA:
+        return ollama_answers(profile.base_url, timeout)
+    from agents.providers.openai import chat_url
+
+    url = chat_url(profile.base_url).removesuffix("/chat/completions") + "/models"
+    key = profile.api_key()
+    try:
+        response = httpx.get(url, timeout=timeout, headers={"Authorization": f"Bearer {key}"} if key else {})
+    except httpx.HTTPError:
+        return False
+    return response.status_code < 500
 
 
 def default_profile(project_id: int) -> ModelProfile:
@@ -286,9 +305,18 @@ def run_advance(*, run_id: int) -> Run | None:
         if active == 0:
             _finish_run(run, RunStatus.FAILED, f"The run's token budget of {run.token_budget} is spent.")
         return run
+    waiting_for_model = _cards_waiting_for_model(run, cards)
+    if waiting_for_model and model_server_answers(run.model_profile):
+        for card in waiting_for_model:
+            _resume_card(run, card)
+        waiting_for_model = []
     waiting = gitea_hooks.cards_waiting_for_review(cards)  # linked projects: people review in Gitea
     started = _start_turns(run, [card for card in cards if card.pk not in waiting], slots=run.max_parallel - active)
     if active == 0 and started == 0:
+        if waiting_for_model:
+            # The model server is down: the run waits, and beat's reaper advances idle runs again
+            # every ORKET_REAP_SECONDS, which resumes the cards once the server answers.
+            return run
         if waiting and all(card.status in machine.FINAL_STATUSES or card.pk in waiting for card in cards):
             _finish_run(
                 run, RunStatus.SUCCEEDED, f"The agents' work is done; {len(waiting)} card(s) await review in Gitea."
@@ -296,6 +324,30 @@ def run_advance(*, run_id: int) -> Run | None:
         else:
             _finish_run(run, RunStatus.FAILED, _blocked_summary(cards))
     return run
+
+
+def _cards_waiting_for_model(run: Run, cards: list[Card]) -> list[Card]:
+    """Cards this run blocked with wait_reason resource because the model server was unreachable
+    (their latest turn in the run failed with MODEL_UNAVAILABLE), and nobody has moved since."""
+    blocked = {card.pk: card for card in cards if card.status == machine.BLOCKED and card.wait_reason == "resource"}
+    if not blocked:
+        return []
+    latest: dict[int, tuple[str, str]] = {}
+    for card_id, status, outcome in (
+        Turn.objects.filter(run=run, card_id__in=blocked).order_by("number").values_list("card_id", "status", "outcome")
+    ):
+        latest[card_id] = (status, outcome)
+    return [
+        card
+        for pk, card in blocked.items()
+        if latest.get(pk, ("", ""))[0] == TurnStatus.FAILED and latest[pk][1].startswith(MODEL_UNAVAILABLE)
+    ]
+
+
+def _resume_card(run: Run, card: Card) -> None:
+    reason = "The model server answers again; work on the card resumes."
+    board_services.card_transition(card=card, to_status=machine.IN_PROGRESS, actor=Actor.orket("engine"), reason=reason)
+    event_append(run.pk, "card.resumed", card_id=card.pk, reason=reason)
 
 
 def _finish_epic(run: Run) -> None:
@@ -811,8 +863,13 @@ def _execute_claimed(run: Run, turn: Turn, owner: str, started: float, keeper: L
         logger.warning("turn %s: lease lost to another worker; abandoning this attempt", turn.pk)
         return
     except ProviderError as error:
-        _finish_turn(turn, owner, TurnStatus.FAILED, f"The model could not be reached: {error}", started)
-        _block_card(run, Card.objects.get(pk=card.pk), "resource", f"The model call failed: {error}")
+        if error.retryable:  # an outage (refused, timed out, 429, 5xx): wait for the server, then resume
+            _finish_turn(turn, owner, TurnStatus.FAILED, f"{MODEL_UNAVAILABLE}: {error}", started)
+            report = f"The model call failed: {error}. The card resumes when the model server answers again."
+        else:
+            _finish_turn(turn, owner, TurnStatus.FAILED, f"The model could not be reached: {error}", started)
+            report = f"The model call failed: {error}"
+        _block_card(run, Card.objects.get(pk=card.pk), "resource", report)
         return
     except OrketError as error:
         _finish_turn(turn, owner, TurnStatus.FAILED, f"The turn could not start: {error.message}", started)

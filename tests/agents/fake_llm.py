@@ -16,7 +16,7 @@ import socket
 import sys
 import threading
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -63,8 +63,9 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         fake = self.server.fake
-        fake.record(RecordedRequest(self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, body))
-        reply = fake.next_reply()
+        recorded = RecordedRequest(self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, body)
+        fake.record(recorded)
+        reply = fake.next_reply(recorded)
         try:
             self._send(reply, fake.stopping)
         except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError):
@@ -116,13 +117,15 @@ class _Server(ThreadingHTTPServer):
 
 
 class FakeLLMServer:
-    def __init__(self) -> None:
+    def __init__(self, port: int = 0, responder: Callable[[RecordedRequest], Reply] | None = None) -> None:
+        """`port` 0 takes a free one; `responder` answers requests when nothing is queued."""
+        self.responder = responder
         self.requests: list[RecordedRequest] = []
         self.errors: list[BaseException | None] = []
         self.stopping = threading.Event()
         self._replies: deque[Reply] = deque()
         self._lock = threading.Lock()
-        self._server = _Server(("127.0.0.1", 0), _Handler)
+        self._server = _Server(("127.0.0.1", port), _Handler)
         self._server.fake = self
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
 
@@ -151,10 +154,12 @@ class FakeLLMServer:
         with self._lock:
             self._replies.extend(replies)
 
-    def next_reply(self) -> Reply:
+    def next_reply(self, request: RecordedRequest | None = None) -> Reply:
         with self._lock:
             if self._replies:
                 return self._replies.popleft()
+        if self.responder is not None and request is not None:
+            return self.responder(request)
         return json_error(500, "fake server: no reply queued")
 
     def record_error(self, exc: BaseException | None) -> None:

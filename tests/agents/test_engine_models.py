@@ -18,7 +18,7 @@ from boards.actors import Actor
 from boards.models import Card, Comment, Epic, Project
 from boards.services import epic_import
 from tests.agents.engine_support import drive
-from tests.agents.fake_llm import FakeLLMServer, closed_port_url, json_error, ollama_stream
+from tests.agents.fake_llm import FakeLLMServer, RecordedRequest, Reply, closed_port_url, json_error, ollama_stream
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -96,16 +96,60 @@ def test_garbage_answers_use_up_the_turn_budget_and_block_the_card(one_card_epic
     assert streamed == "{not json at all \ufffd }}}" * 2
 
 
-def test_an_unreachable_model_server_blocks_the_card_for_resource_naming_the_url(one_card_epic):
+def _execute_queued(run_id: int) -> None:
+    for turn_id in Turn.objects.filter(run_id=run_id, status="queued").values_list("pk", flat=True):
+        engine.turn_execute(turn_id=turn_id)
+
+
+def test_an_unreachable_model_server_makes_the_card_wait_for_resource_and_resume_when_it_answers(one_card_epic):
+    """An outage is not a failure: after the retries the card waits (blocked, resource, naming the URL),
+    the run stays running through any number of advances, and once the server answers again the next
+    advance (beat re-advances idle runs) resumes the card with a new turn, which succeeds."""
     url = closed_port_url()
     profile = ollama_profile(url)
     ModelProfile.objects.filter(pk=profile.pk).update(retry_attempts=2, retry_base_delay=0.01)
-    run = drive(engine.run_start(epic=one_card_epic, profile=ModelProfile.objects.get(pk=profile.pk)).pk)
+    run = engine.run_start(epic=one_card_epic, profile=ModelProfile.objects.get(pk=profile.pk))
+    engine.run_advance(run_id=run.pk)
+    _execute_queued(run.pk)
     card = Card.objects.get(epic=one_card_epic)
-    assert run.status == "failed"
     assert (card.status, card.wait_reason) == ("blocked", "resource")
     assert url in Comment.objects.filter(card=card).latest("id").body
     assert run.events.filter(kind="model.retry").count() == 1
+    for _ in range(3):
+        engine.run_advance(run_id=run.pk)
+    run.refresh_from_db()
+    assert run.status == "running"
+    assert Turn.objects.filter(run=run, status__in=["queued", "running"]).count() == 0
+    assert Turn.objects.get(run=run).outcome.startswith(engine.MODEL_UNAVAILABLE)
+
+    port = int(url.rsplit(":", 1)[1])
+    look = answer({"tool": "add_comment", "args": {"body": "Back at work."}})
+
+    def respond(request: RecordedRequest) -> Reply:
+        return ollama_stream([]) if request.path == "/api/tags" else look
+
+    with FakeLLMServer(port=port, responder=respond):
+        engine.run_advance(run_id=run.pk)
+        card.refresh_from_db()
+        assert (card.status, card.wait_reason) == ("in_progress", "")
+        assert run.events.filter(kind="card.resumed", card_id=card.pk).count() == 1
+        resumed = Turn.objects.get(run=run, number=2)
+        assert resumed.status == "queued"
+        engine.turn_execute(turn_id=resumed.pk)
+    resumed.refresh_from_db()
+    assert resumed.status == "succeeded"
+    assert Comment.objects.filter(card=card, body="Back at work.").exists()
+    run.refresh_from_db()
+    assert run.status == "running"
+
+
+def test_a_model_server_that_refuses_the_request_still_ends_the_run(one_card_epic, fake_llm: FakeLLMServer):
+    """A refusal (here 401) is not an outage: the card is blocked and the run fails, as before."""
+    fake_llm.queue(json_error(401, "bad key"))
+    run = drive(engine.run_start(epic=one_card_epic, profile=ollama_profile(fake_llm.base_url)).pk)
+    card = Card.objects.get(epic=one_card_epic)
+    assert run.status == "failed"
+    assert (card.status, card.wait_reason) == ("blocked", "resource")
 
 
 def test_an_unknown_model_fails_at_once_with_an_actionable_message(one_card_epic, fake_llm: FakeLLMServer):
