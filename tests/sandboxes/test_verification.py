@@ -376,3 +376,27 @@ def test_runs_that_lost_their_worker_are_recovered(
     lost.refresh_from_db()
     assert lost.status == "error" and "stopped before it finished" in lost.output
     assert VerificationRun.objects.get(pk=waiting.pk).status == "queued"
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_the_api_request_is_run_by_a_celery_worker(card: Card, maintainer: Any, api_as: Callable[[Any], Any]) -> None:
+    import time
+
+    from tests.agents.engine_support import worker_thread
+
+    api = api_as(maintainer)
+    assert upload(api, card, FIXTURE).status_code == 201
+    write_workspace(card, {"verify.py": GOOD_CODE})
+    with worker_thread():
+        started = api.post(f"/api/cards/{card.pk}/verifications/", data={"kind": "fixture"}, format="json")
+        assert started.status_code == 202
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            run = api.get(f"/api/verifications/{started.json()['id']}/").json()
+            if run["status"] not in ("queued", "running"):
+                break
+            time.sleep(0.1)
+    assert run["status"] == "passed", run
+    assert run["passed"] == 2 and run["isolation"] and run["fixture_sha256"]
+    assert Card.objects.get(pk=card.pk).last_verification == "passed"
