@@ -97,3 +97,31 @@ def test_cleanup_stops_processes_no_row_accounts_for(local_backend: str, project
         assert pid is not None and _pids_in_group(pid) == []
     finally:
         local_sandbox.stop(services.state_dir(sandbox))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_celery_worker_starts_and_deletes_it(local_backend: str, tmp_path: Path) -> None:
+    """The real path: the create commits, the task goes through the broker, a worker provisions it."""
+    import time
+
+    from boards.models import Project
+    from tests.agents.engine_support import worker_thread
+
+    project = Project.objects.create(name="Queued", slug="queued")
+
+    def wait(sandbox_id: int, status: str) -> Sandbox:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            sandbox = Sandbox.objects.get(pk=sandbox_id)
+            if sandbox.status == status:
+                return sandbox
+            time.sleep(0.1)
+        raise AssertionError(f"sandbox {sandbox_id} is {Sandbox.objects.get(pk=sandbox_id).status}, not {status}")
+
+    with worker_thread():
+        sandbox = services.sandbox_create(project=project, workspace=write_app(tmp_path / "ws"))
+        sandbox = wait(sandbox.pk, SandboxStatus.RUNNING)
+        assert httpx.get(sandbox.urls["app"], timeout=5).text == "hello from the sandbox"
+        services.sandbox_delete(sandbox=sandbox)
+        wait(sandbox.pk, SandboxStatus.DELETED)
+    assert PortLease.objects.filter(sandbox=sandbox).count() == 0
