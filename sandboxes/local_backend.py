@@ -64,7 +64,7 @@ COPY_SKIP = frozenset({".git", "node_modules", "__pycache__", ".venv", "venv"})
 KILL_GRACE_SECONDS = 10.0
 
 PLAIN_ISOLATION = (
-    "plain subprocess: no filesystem or network isolation (bubblewrap is not installed); "
+    "plain subprocess: no filesystem or network isolation (bubblewrap is not installed or turned off); "
     "resource limits, a timeout, an empty environment and a fresh working folder only"
 )
 

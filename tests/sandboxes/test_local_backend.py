@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
+import subprocess
+import tempfile
 import threading
 from pathlib import Path
 
@@ -202,3 +205,49 @@ def test_plain_subprocess_says_plainly_what_it_is(workspace: Path) -> None:
         wrote = runner.run(python("open('solution.py', 'w').write('changed')", workspace))
         assert wrote.exit_code != 0
     assert (workspace / "solution.py").read_text() == "VALUE = 42\n"
+
+
+def test_bwrap_as_an_ordinary_user(tmp_path: Path) -> None:
+    """Orket not running as root: bubblewrap runs unprivileged in a user namespace, same view, same limits."""
+    require_bwrap()
+    repo = Path(__file__).resolve().parents[2]
+    system_python = Path("/usr/bin/python3")
+    if os.geteuid() != 0 or not system_python.exists() or not os.access(repo, os.R_OK):
+        pytest.skip("needs root to become another user, and /usr/bin/python3")
+    folder = Path(tempfile.mkdtemp(prefix="orket-user-ws-"))
+    try:
+        folder.chmod(0o755)
+        (folder / "a.py").write_text("print('hello')\n")
+        (folder / "a.py").chmod(0o644)
+        script = (
+            "import json, sys\n"
+            "from pathlib import Path\n"
+            "from sandboxes.isolation import IsolatedCommand, Limits\n"
+            "from sandboxes.local_backend import LocalProcessRunner\n"
+            "runner = LocalProcessRunner(use_bwrap=True)\n"
+            'code = \'import os; print(os.getuid(), sorted(os.listdir("/")), os.listdir("/workspace"))\'\n'
+            f"ws = Path({str(folder)!r})\n"
+            "seen = runner.run(IsolatedCommand(argv=('python3', '-c', code), read_only={ws: '/workspace'},\n"
+            "                  workdir='/workspace', limits=Limits(timeout_seconds=10)))\n"
+            "slept = runner.run(IsolatedCommand(argv=('python3', '-c', 'import os, time; os.fork(); time.sleep(60)'),\n"
+            "                   read_only={}, workdir='/tmp', limits=Limits(timeout_seconds=1)))\n"
+            "print(json.dumps([seen.exit_code, seen.stdout, seen.isolation, slept.timed_out]))\n"
+        )
+        done = subprocess.run(
+            ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", str(system_python), "-c", script],
+            env={"PATH": "/usr/bin:/bin", "HOME": "/tmp", "PYTHONPATH": str(repo)},
+            cwd="/tmp",
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        if "Permission denied" in done.stderr and "sandboxes" in done.stderr:
+            pytest.skip("the repository is not readable by uid 65534 here")
+        assert done.returncode == 0, done.stderr
+        exit_code, stdout, isolation, timed_out = json.loads(done.stdout.strip().splitlines()[-1])
+        assert exit_code == 0 and stdout.startswith("65534 ") and "'workspace'" in stdout and "['a.py']" in stdout
+        assert "user namespace" in isolation
+        assert timed_out is True
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
