@@ -409,7 +409,26 @@ def _finalize(card: Card, reason: str) -> str:
     except OrketError as refused:
         board_services.comment_add(card=card, actor=ORKET, body=f"Not finished: {refused.message}")
         return refused.message
+    _continue_epic(card)
     return ""
+
+
+def _continue_epic(card: Card) -> None:
+    """A card finished in Gitea may unblock others of its epic: run the epic when ready cards are now
+    runnable and no run of it is active."""
+    from agents import engine
+    from boards.selectors import epic_schedule
+
+    ready = set(Card.objects.filter(epic_id=card.epic_id, status=machine.READY).values_list("pk", flat=True))
+    if not ready or not ready & set(epic_schedule(card.epic)):
+        return
+    if Run.objects.filter(epic_id=card.epic_id, status__in=["queued", "running"]).exists():
+        return
+    last = Run.objects.filter(epic_id=card.epic_id).order_by("-id").select_related("model_profile").first()
+    try:
+        engine.run_start(epic=card.epic, profile=last.model_profile if last else None)
+    except engine.EngineError as refused:
+        logger.info("epic %s not continued: %s", card.epic_id, refused.message)
 
 
 def _seat_with_role(card: Card, *, finalizing: bool = False, named: str = "") -> str:

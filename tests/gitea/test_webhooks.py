@@ -280,3 +280,33 @@ def test_the_settings_page_needs_a_maintainer_and_csrf(project: Any, member_of: 
     other.force_login(viewer)
     assert other.post(f"/projects/{project.pk}/settings/gitea/", form).status_code == 403
     assert other.get(f"/projects/{project.pk}/gitea/deliveries/").status_code == 200
+
+
+def test_the_deliveries_page_lists_and_reprocesses(project: Any, member_of: Any) -> None:
+    secret, card, _ = _setup_for(project, "HookPullRequestReviewComment.json")
+    send(project, secret, "HookPullRequestReviewComment.json", "pull_request_comment", "pull_request_review_comment")
+    [delivery] = _process_all()
+    client = Client()
+    client.force_login(member_of(project, "maintainer"))
+    page = client.get(f"/projects/{project.pk}/gitea/deliveries/")
+    assert page.status_code == 200
+    text = page.content.decode()
+    assert delivery.delivery_id in text and "Review comment by a_nice_user" in text and "Re-process" in text
+    again = client.post(f"/projects/{project.pk}/gitea/deliveries/{delivery.pk}/reprocess/")
+    assert again.status_code == 302
+    assert Comment.objects.filter(card=card, body__contains="somethimes").count() == 2
+    viewer = Client()
+    viewer.force_login(member_of(project, "viewer"))
+    assert "Re-process" not in viewer.get(f"/projects/{project.pk}/gitea/deliveries/").content.decode()
+    assert viewer.post(f"/projects/{project.pk}/gitea/deliveries/{delivery.pk}/reprocess/").status_code == 403
+
+
+def test_a_card_finished_in_gitea_lets_the_rest_of_its_epic_run(project: Any) -> None:
+    secret, card, _ = _setup_for(project, "HookPullRequestReviewAck.json")
+    follower = new_card(project, title="Use the greeting endpoint")
+    board_services.dependency_add(card=follower, depends_on=card, actor=Actor.orket("t"))
+    send(project, secret, "HookPullRequestReviewAck.json", "pull_request_approved", "pull_request_review_approved")
+    _process_all()
+    card.refresh_from_db()
+    assert card.status == "done"
+    assert Run.objects.filter(epic=card.epic, card=None, status="queued").exists()
