@@ -192,3 +192,37 @@ def test_cleanup_removes_orphans_and_expired_sandboxes(docker_sandboxes: DockerE
         orphan.remove(force=True) if engine.containers.list(all=True, filters={"id": orphan.id}) else None
         for sandbox in (live, expired):
             services.sandbox_teardown(sandbox_id=sandbox.pk)
+
+
+def test_internal_network_publishes_only_on_loopback(
+    docker_sandboxes: DockerEngine, project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The default networking: a private `internal: true` network, the app's port published on
+    127.0.0.1 only (user-defined bridge networks work on the test engine; only docker0 is off)."""
+    monkeypatch.setenv("ORKET_SANDBOX_NETWORK", "internal")
+    engine = docker_sandboxes.client
+    sandbox = services.sandbox_create(project=project, workspace=write_app(tmp_path / "ws"))
+    assert "private internal network" in sandbox.isolation
+    try:
+        sandbox = services.sandbox_provision(sandbox_id=sandbox.pk)
+        assert sandbox.status == SandboxStatus.RUNNING, sandbox.last_error
+        assert httpx.get(sandbox.urls["app"], timeout=5).text == "hello from the sandbox"
+        (container,) = containers_of(engine, sandbox.pk, services.instance_id())
+        port = PortLease.objects.get(sandbox=sandbox).port
+        assert container.attrs["HostConfig"]["PortBindings"] == {
+            "8000/tcp": [{"HostIp": "127.0.0.1", "HostPort": str(port)}]
+        }
+        networks = engine.networks.list(
+            filters={"label": [f"{SANDBOX_LABEL}={sandbox.pk}", f"orket.instance={services.instance_id()}"]}
+        )
+        by_name = {n.name.rsplit("_", 1)[-1]: n.attrs for n in networks}
+        assert by_name["internal"]["Internal"] is True and by_name["edge"]["Internal"] is False
+    finally:
+        services.sandbox_teardown(sandbox_id=sandbox.pk)
+    assert (
+        engine.networks.list(
+            filters={"label": [f"{SANDBOX_LABEL}={sandbox.pk}", f"orket.instance={services.instance_id()}"]}
+        )
+        == []
+    )
+    assert containers_of(engine, sandbox.pk, services.instance_id()) == []
