@@ -126,17 +126,29 @@ def choose_runner() -> IsolatedRunner:
     return LocalProcessRunner()
 
 
+_DOCKER_CHECK: dict[str, Any] = {"at": -1e9, "runner": None, "image": None}
+DOCKER_CHECK_SECONDS = 30.0
+
+
 def _docker_runner() -> IsolatedRunner | None:
+    """A DockerRunner when an engine answers with the runner image; the answer is kept for half a minute,
+    so a verification does not ask the engine (or try to pull) twice."""
+    image = os.environ.get("ORKET_SANDBOX_RUNNER_IMAGE", "")
+    if time.monotonic() - _DOCKER_CHECK["at"] < DOCKER_CHECK_SECONDS and _DOCKER_CHECK["image"] == image:
+        return _DOCKER_CHECK["runner"]
+    runner: IsolatedRunner | None = None
     try:
         from sandboxes.docker_backend import DockerRunner  # written beside this module; may be absent
+
+        candidate = DockerRunner()
+        runner = candidate if candidate.available() else None
     except ImportError:
-        return None
-    try:
-        runner = DockerRunner()
-        return runner if runner.available() else None
+        runner = None
     except Exception as error:  # any failure to reach the engine means: use the local backend
         log.info("docker runner unavailable: %s", error)
-        return None
+        runner = None
+    _DOCKER_CHECK.update(at=time.monotonic(), runner=runner, image=image)
+    return runner
 
 
 # -- fixtures ------------------------------------------------------------------------------------------------
