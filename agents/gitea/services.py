@@ -332,6 +332,16 @@ def _on_synchronized(link: GiteaLink, pull: PullRequestLink, event: payloads.For
         body=f"{event.sender or 'Someone'} pushed commits to pull request #{pull.number} "
         f"({event.head_sha[:10]}); the agents review them.",
     )
+    guard = _seat_with_role(card, finalizing=True)
+    if guard:
+        SeatNote.objects.create(
+            card=card,
+            from_seat="orket",
+            to_seat=guard,
+            body=f"{event.sender} pushed commits to pull request #{pull.number}. People approve this card in "
+            "Gitea, so you cannot move it to done: review the new commits, and move the card to in_progress "
+            "with a note to its seat if they need changes; otherwise report what you found in a comment.",
+        )
     _after_commit_fetch(link, pull.pk, event.head_sha)
     started = _start_work(card, "new commits by a person on the pull request")
     return (

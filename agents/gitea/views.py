@@ -13,6 +13,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.decorators import api_view
 from rest_framework.request import Request
@@ -234,6 +235,7 @@ def _require(request: Request, project_id: int, minimum: str) -> Project:
     return project
 
 
+@extend_schema(request=GiteaLinkSerializer, responses=GiteaLinkSerializer)
 @api_view(["GET", "PUT"])
 def gitea_link_api(request: Request, project_id: int) -> Response:
     """GET (members) or PUT (maintainers) the project's Gitea link; the token is never returned and the
@@ -254,6 +256,7 @@ def gitea_link_api(request: Request, project_id: int) -> Response:
     return Response(data)
 
 
+@extend_schema(responses=DeliverySerializer(many=True))
 @api_view(["GET"])
 def gitea_deliveries_api(request: Request, project_id: int) -> Response:
     project = _require(request, project_id, ProjectRole.VIEWER)
@@ -261,6 +264,7 @@ def gitea_deliveries_api(request: Request, project_id: int) -> Response:
     return Response(DeliverySerializer(deliveries, many=True).data)
 
 
+@extend_schema(request=None, responses=DeliverySerializer)
 @api_view(["POST"])
 def gitea_delivery_reprocess_api(request: Request, project_id: int, delivery_id: int) -> Response:
     _require(request, project_id, ProjectRole.MAINTAINER)
