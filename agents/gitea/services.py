@@ -176,7 +176,7 @@ def delivery_receive(*, link: GiteaLink, headers: dict[str, str], body: bytes) -
         return Received(400, "payload_invalid", str(error))
     duplicate = (
         WebhookDelivery.objects.filter(project_id=link.project_id, meaning_key=meaning)
-        .exclude(status=DeliveryStatus.FAILED)
+        .exclude(status__in=[DeliveryStatus.FAILED, DeliveryStatus.IGNORED])
         .exists()
     )
     try:
