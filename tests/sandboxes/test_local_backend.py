@@ -5,17 +5,15 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
-import threading
 from pathlib import Path
 
 import pytest
 
 from sandboxes.isolation import IsolatedCommand, Limits
 from sandboxes.local_backend import PLAIN_ISOLATION, LocalProcessRunner, bwrap_argv
-from tests.sandboxes.verification_support import assert_no_leftovers, require_bwrap
+from tests.sandboxes.verification_support import Listener, assert_no_leftovers, require_bwrap
 
 pytestmark = pytest.mark.slow
 
@@ -66,35 +64,6 @@ facts["home"] = os.path.exists("/root") or os.path.exists("/home")
 facts["data"] = os.path.exists(os.environ["DATA"])
 print(json.dumps(facts))
 """
-
-
-class Listener:
-    """A TCP port on the host that counts the connections it receives."""
-
-    def __init__(self) -> None:
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.sock.settimeout(0.2)
-        self.port = self.sock.getsockname()[1]
-        self.accepted = 0
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def _serve(self) -> None:
-        while not self.stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                continue
-            self.accepted += 1
-            conn.close()
-
-    def close(self) -> None:
-        self.stop.set()
-        self.thread.join()
-        self.sock.close()
 
 
 @pytest.fixture

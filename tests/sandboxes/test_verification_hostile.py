@@ -24,8 +24,7 @@ from boards.models import Card, Project, ProjectRole
 from sandboxes import verification
 from sandboxes.models import VerificationRun
 from tests.sandboxes.docker_engine import docker_engine  # noqa: F401 - the session fixture
-from tests.sandboxes.test_local_backend import Listener
-from tests.sandboxes.verification_support import RUNNER_MARK, assert_no_leftovers, files_under, require_bwrap
+from tests.sandboxes.verification_support import RUNNER_MARK, Listener, assert_no_leftovers, files_under, require_bwrap
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=False)]
 
