@@ -559,9 +559,26 @@ def sandboxes_expire() -> int:
     return len(expired)
 
 
+def sandboxes_fail_stale() -> int:
+    """Sandboxes still `creating` long after any start could take (the worker starting them died):
+    `failed`, with everything they started removed and their ports released. The count."""
+    cutoff = timezone.now() - timedelta(seconds=health_timeout() + 600)
+    stale = list(
+        Sandbox.objects.filter(status=SandboxStatus.CREATING, updated_at__lt=cutoff).values_list("pk", flat=True)
+    )
+    for sandbox_id in stale:
+        message = "The worker starting this sandbox stopped before it was healthy; start a new one."
+        if _set_status(sandbox_id, expected=(SandboxStatus.CREATING,), status=SandboxStatus.FAILED, last_error=message):
+            sandbox = Sandbox.objects.get(pk=sandbox_id)
+            _remove_everything(sandbox)
+            ports.release_ports(sandbox=sandbox)
+    return len(stale)
+
+
 def sandboxes_cleanup() -> dict[str, int]:
-    """Expiry, then remove what Orket started that no live sandbox row accounts for."""
+    """Expiry and stale starts, then remove what Orket started that no live sandbox row accounts for."""
     expired = sandboxes_expire()
+    stale = sandboxes_fail_stale()
     live = {str(pk) for pk in Sandbox.objects.filter(status__in=LIVE_STATUSES).values_list("pk", flat=True)}
     removed = verification = 0
     from sandboxes import docker_backend
@@ -585,6 +602,7 @@ def sandboxes_cleanup() -> dict[str, int]:
                 local += int(local_sandbox.stop(folder))
     return {
         "expired": expired,
+        "stale_starts": stale,
         "orphan_containers": removed,
         "stale_verification": verification,
         "orphan_processes": local,

@@ -125,3 +125,16 @@ def test_a_celery_worker_starts_and_deletes_it(local_backend: str, tmp_path: Pat
         services.sandbox_delete(sandbox=sandbox)
         wait(sandbox.pk, SandboxStatus.DELETED)
     assert PortLease.objects.filter(sandbox=sandbox).count() == 0
+
+
+def test_a_start_whose_worker_died_fails_and_lets_go(local_backend: str, project, tmp_path: Path) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    sandbox = services.sandbox_create(project=project, workspace=write_app(tmp_path / "ws"))
+    Sandbox.objects.filter(pk=sandbox.pk).update(updated_at=timezone.now() - timedelta(hours=2))
+    assert services.sandboxes_cleanup()["stale_starts"] == 1
+    sandbox.refresh_from_db()
+    assert sandbox.status == SandboxStatus.FAILED and "worker starting this sandbox stopped" in sandbox.last_error
+    assert PortLease.objects.filter(sandbox=sandbox).count() == 0
