@@ -310,3 +310,24 @@ def test_a_card_finished_in_gitea_lets_the_rest_of_its_epic_run(project: Any) ->
     card.refresh_from_db()
     assert card.status == "done"
     assert Run.objects.filter(epic=card.epic, card=None, status="queued").exists()
+
+
+def test_an_approval_cannot_finish_a_card_whose_verification_failed(project: Any) -> None:
+    secret, card, _ = _setup_for(project, "HookPullRequestReviewAck.json")
+    board_services.card_update(card=card, actor=Actor.orket("t"), last_verification="failed")
+    send(project, secret, "HookPullRequestReviewAck.json", "pull_request_approved", "pull_request_review_approved")
+    [delivery] = _process_all()
+    card.refresh_from_db()
+    assert card.status == "code_review"
+    assert "could not finish" in delivery.result and "verification" in delivery.result.lower()
+    assert Comment.objects.filter(card=card, body__startswith="Not finished").exists()
+
+
+def test_reconciliation_is_on_the_beat_and_its_task_is_registered(settings: Any) -> None:
+    from orket_site.celery import app
+
+    entry = settings.CELERY_BEAT_SCHEDULE["gitea-reconcile"]
+    assert entry["task"] == "agents.gitea_reconcile_all" and entry["schedule"] > 0
+    app.loader.import_default_modules()
+    for name in ("agents.gitea_reconcile_all", "agents.gitea_delivery_process", "agents.gitea_pull_request_open"):
+        assert name in app.tasks
