@@ -314,7 +314,7 @@ def test_a_card_finished_in_gitea_lets_the_rest_of_its_epic_run(project: Any) ->
 
 def test_an_approval_cannot_finish_a_card_whose_verification_failed(project: Any) -> None:
     secret, card, _ = _setup_for(project, "HookPullRequestReviewAck.json")
-    board_services.card_update(card=card, actor=Actor.orket("t"), last_verification="failed")
+    board_services.card_record_verification(card=card, result="failed", actor=Actor.orket("t"))
     send(project, secret, "HookPullRequestReviewAck.json", "pull_request_approved", "pull_request_review_approved")
     [delivery] = _process_all()
     card.refresh_from_db()
