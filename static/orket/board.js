@@ -2314,6 +2314,12 @@
         idle: !state.pending.size && !state.pendingTimer && !state.fetching && !state.drawing
       };
     },
+    // The allowlist copy the drawer uses for description_html, as markup text (for tests).
+    safeMarkup: function (html) {
+      var holder = document.createElement("div");
+      holder.appendChild(safeMarkup(html));
+      return holder.innerHTML;
+    },
     dropConnection: function () {
       if (state.socket) {
         state.socket.close(4000, "dropped on purpose");

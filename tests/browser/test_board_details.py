@@ -36,6 +36,12 @@ Do **this** first, then *that*; see [the guide](https://example.org/guide).
 - two
 """
 
+HOSTILE_HTML = (
+    '<p onclick="x()">a<script>window.__xss=6</script><img src=x onerror="window.__xss=7">'
+    '<a href="javascript:window.__xss=8" onmouseover="x()">j</a><a href="https://example.org/">k</a>'
+    '<iframe src="/"></iframe><ol start="3"><li>l</li></ol></p>'
+)
+
 
 @dataclass
 class Server:
@@ -252,6 +258,14 @@ async def test_drawer_dependencies_markdown_turns_and_prompt(server: Server) -> 
             text = await view.text_content() or ""
             assert "<script>window.__xss = 1</script>" in text and "raw link" in text
             await page.wait_for_timeout(300)
+            assert await page.evaluate("window.__xss") is None
+            # Even hostile HTML from the server would be copied through the page's allowlist.
+            copied = await page.evaluate("html => window.orketBoard.safeMarkup(html)", HOSTILE_HTML)
+            assert "<script" not in copied and "<img" not in copied and "<iframe" not in copied, copied
+            assert "onclick" not in copied and "onmouseover" not in copied and "javascript:" not in copied, copied
+            assert '<a href="https://example.org/" rel="nofollow noopener noreferrer">k</a>' in copied, copied
+            assert '<ol start="3"><li>l</li></ol>' in copied, copied
+            await page.wait_for_timeout(200)
             assert await page.evaluate("window.__xss") is None
 
             # Dependencies: Schema waits on Endpoint; Endpoint waiting on Schema is refused, naming the cycle.
