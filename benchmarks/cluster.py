@@ -359,7 +359,7 @@ class Cluster:
         for web in self.webs:
             self.wait_web_ready(web)
         for worker in self.workers:
-            _wait_for_log(worker, " ready.", 60)
+            _wait_for_log(worker, " ready.", 120)
 
     def stop(self) -> None:
         """Stop every process (SIGINT, then SIGKILL), the private servers, and drop what was created."""
@@ -396,7 +396,7 @@ class Cluster:
         args = [str(BIN / "daphne"), "-b", "127.0.0.1", "-p", str(port), "orket_site.asgi:application"]
         return _spawn(Proc(f"web{index}", args, str(self.workdir / f"web{index}.log"), port=port), self.env)
 
-    def wait_web_ready(self, web: Proc, timeout: float = 60) -> None:
+    def wait_web_ready(self, web: Proc, timeout: float = 120) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             response = wait_for_http(f"http://127.0.0.1:{web.port}/readyz", timeout=timeout, process=web.popen)
@@ -429,7 +429,7 @@ class Cluster:
         worker = _spawn(Proc(name, args, str(self.workdir / f"{name}.log")), self.env)
         self.workers.append(worker)
         if wait:
-            _wait_for_log(worker, " ready.", 60)
+            _wait_for_log(worker, " ready.", 120)
         return worker
 
     def kill_worker(self, worker: Proc, sig: int = signal.SIGKILL) -> None:

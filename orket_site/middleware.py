@@ -10,6 +10,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.middleware import LoginRequiredMiddleware
+from django.contrib.auth.models import AnonymousUser
 from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
@@ -90,16 +91,41 @@ class DatabaseUnavailableMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         return self.get_response(request)
 
+    def process_view(
+        self, request: HttpRequest, view_func: Callable[..., Any], view_args: Any, view_kwargs: Any
+    ) -> HttpResponse | None:
+        # The session and the user are read lazily, first by the middleware after this one, outside
+        # any view: an outage there would skip process_exception and become a bare 500. Read them
+        # here, where it can be answered properly. Public pages (health, login) go on without the
+        # session's user, so /healthz still answers and /readyz reports the outage itself.
+        user = getattr(request, "user", None)
+        try:
+            if user is not None:
+                user.is_authenticated  # noqa: B018  (loads the session and the user)
+        except (OperationalError, InterfaceError) as error:
+            if not is_database_outage(error):
+                raise
+            # DRF views mark themselves login_not_required and authenticate inside the view.
+            public_page = not getattr(view_func, "login_required", True) and not hasattr(view_func, "cls")
+            if not public_page:
+                return self.unavailable(error)
+            request.user = AnonymousUser()
+        return None
+
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
         if is_database_outage(exception):
-            logger.error("database unavailable: %s", exception)
-            response = JsonResponse(
-                {"detail": "The database is unavailable; try again shortly.", "code": "database_unavailable"},
-                status=503,
-            )
-            response["Retry-After"] = "5"
-            return response
+            return self.unavailable(exception)
         return None
+
+    @staticmethod
+    def unavailable(error: BaseException) -> HttpResponse:
+        logger.error("database unavailable: %s", error)
+        response = JsonResponse(
+            {"detail": "The database is unavailable; try again shortly.", "code": "database_unavailable"},
+            status=503,
+        )
+        response["Retry-After"] = "5"
+        return response
 
 
 class LoginRequiredByDefaultMiddleware(LoginRequiredMiddleware):
