@@ -39,15 +39,16 @@ class LocalLimits:
 
 
 def describe(bwrap: str | None) -> str:
+    """Plain words for people (at most 200 characters, the width of `Sandbox.isolation`)."""
     if bwrap is None:
         return (
-            "local process, plain subprocess: no filesystem or network isolation (bubblewrap is not installed); "
-            "it runs as the user running Orket, with memory, process and time limits only"
+            "plain subprocess: no filesystem or network isolation (no bubblewrap); runs as Orket's user "
+            "with memory, process and time limits only"
         )
-    who = "uid 65534 without capabilities" if os.geteuid() == 0 else f"uid {os.geteuid()} in a user namespace"
+    who = "uid 65534, no capabilities" if os.geteuid() == 0 else f"uid {os.geteuid()} in a user namespace"
     return (
-        f"local process under bubblewrap: read-only workspace, private /tmp, /proc and /dev, {who}; "
-        "shares the host's network (it serves on 127.0.0.1); memory, process and time limits (no cgroups)"
+        f"bubblewrap: read-only workspace, private /tmp, {who}; the host's network (serves on 127.0.0.1); "
+        "memory, process and time limits"
     )
 
 

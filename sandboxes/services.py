@@ -126,14 +126,15 @@ def default_workspace(project: Project, card: Card | None) -> Path | None:
 
 
 def _docker_isolation(network: str) -> str:
+    """Plain words for people (at most 200 characters, the width of `Sandbox.isolation`)."""
     where = (
-        "host network namespace, listening on 127.0.0.1 only (it shares the host's loopback)"
+        "host network, listening on 127.0.0.1 only"
         if network == "host"
-        else "a private internal network between services; only the app's port, published on 127.0.0.1"
+        else "private internal network, only the app published on 127.0.0.1"
     )
     return (
-        "docker compose: non-root users, all capabilities dropped, no-new-privileges, read-only root, "
-        f"CPU, memory and process limits, workspace read-only; {where}"
+        "docker: non-root, no capabilities, no-new-privileges, read-only root and workspace, "
+        f"CPU/memory/process limits; {where}"
     )
 
 

@@ -48,7 +48,7 @@
     function load() {
       api("GET", "/api/sandboxes/" + id + "/logs/?tail=300").then(function (data) {
         logsText.textContent = data.text || "(no output yet)";
-        logsWhen.textContent = data.captured_at ? "as of " + data.captured_at : "";
+        logsWhen.textContent = data.captured_at ? "as of " + new Date(data.captured_at).toLocaleTimeString() : "";
         logsText.scrollTop = logsText.scrollHeight;
       }).catch(function (error) {
         logsText.textContent = "Could not read the logs: " + error.message;

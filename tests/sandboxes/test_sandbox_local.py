@@ -47,7 +47,7 @@ def test_local_sandbox_lifecycle(local_backend: str, project, tmp_path: Path) ->
         sandbox = services.sandbox_provision(sandbox_id=sandbox.pk)
         assert sandbox.status == SandboxStatus.RUNNING, sandbox.last_error
         if local_backend == "bwrap":
-            assert sandbox.isolation.startswith("local process under bubblewrap: read-only workspace")
+            assert sandbox.isolation.startswith("bubblewrap: read-only workspace")
         else:
             assert "plain subprocess: no filesystem or network isolation" in sandbox.isolation
         answer = httpx.get(sandbox.urls["app"], timeout=5)
