@@ -112,3 +112,37 @@ def test_output_is_capped_and_limits_hold(runner: DockerRunner) -> None:
 def test_the_docker_socket_is_never_mounted(runner: DockerRunner, source: str) -> None:
     with pytest.raises(ValueError, match="refusing to mount"):
         runner.run(IsolatedCommand(argv=("true",), read_only={Path(source): "/inputs"}, workdir="/tmp"))
+
+
+@pytest.mark.parametrize("network", ["internal", "host"])
+@pytest.mark.parametrize(
+    "stack",
+    [
+        {"kind": "python", "framework": "django", "databases": ["postgresql"], "entrypoint": "manage.py"},
+        {"kind": "python", "framework": "fastapi", "databases": ["mongodb"], "entrypoint": "main:app"},
+        {"kind": "node", "framework": "react", "databases": ["postgresql", "mongodb"], "entrypoint": "npm start"},
+        {"kind": "dotnet", "framework": "", "databases": [], "entrypoint": "Api.csproj"},
+    ],
+    ids=["django-postgresql", "fastapi-mongodb", "react-both", "dotnet"],
+)
+def test_compose_accepts_every_generated_file(stack: dict, network: str, tmp_path: Path) -> None:
+    """Stacks whose images cannot be pulled here are at least checked by compose itself."""
+    import subprocess
+
+    from sandboxes import compose
+    from sandboxes.docker_backend import compose_command
+    from tests.services import missing_service
+
+    command = compose_command()
+    if command is None:
+        missing_service("neither `docker compose` nor `docker-compose` is installed")
+    ports = {"app": 20001, "postgresql": 20002, "mongodb": 20003}
+    plan = compose.compose_plan(
+        sandbox_id=5, instance="test", stack=stack, workspace=str(tmp_path), ports=ports, network=network
+    )
+    path = tmp_path / "compose.json"
+    path.write_text(plan.render())
+    done = subprocess.run(
+        [*command, "-p", "orket-check", "-f", str(path), "config", "-q"], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
