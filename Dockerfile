@@ -29,10 +29,10 @@ WORKDIR /app
 
 # Dependencies first, from pyproject.toml, so a source change does not reinstall them.
 COPY pyproject.toml README.md ./
-RUN python - <<'PY' > /tmp/requirements.txt && pip install -r /tmp/requirements.txt && rm /tmp/requirements.txt
-import tomllib
-print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]))
-PY
+RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
+        > /tmp/requirements.txt \
+    && pip install -r /tmp/requirements.txt \
+    && rm /tmp/requirements.txt
 
 COPY manage.py ./
 COPY orket_site ./orket_site
