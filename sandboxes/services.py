@@ -236,6 +236,22 @@ def sandbox_stop(*, sandbox: Sandbox, user: AbstractBaseUser | AnonymousUser | N
     return locked
 
 
+def sandbox_start(*, sandbox: Sandbox, user: AbstractBaseUser | AnonymousUser | None = None) -> Sandbox:
+    """Start a stopped sandbox again: same containers (or command), same ports; back to `creating`."""
+    with transaction.atomic():
+        locked = Sandbox.objects.select_for_update().get(pk=sandbox.pk)
+        if locked.status != SandboxStatus.STOPPED:
+            raise IllegalSandboxState(f"Only a stopped sandbox can be started again; this one is {locked.status}.")
+        if locked.expires_at is not None and locked.expires_at <= timezone.now():
+            raise IllegalSandboxState("The sandbox has passed its time to live; start a new one.")
+        locked.status = SandboxStatus.CREATING
+        locked.last_error = ""
+        locked.save(update_fields=["status", "last_error", "updated_at"])
+        log.info("sandbox start requested", extra={"sandbox": locked.pk, "user": getattr(user, "pk", None)})
+        _queue("sandbox_provision", locked.pk)
+    return locked
+
+
 def sandbox_delete(*, sandbox: Sandbox, user: AbstractBaseUser | AnonymousUser | None = None) -> Sandbox:
     with transaction.atomic():
         locked = Sandbox.objects.select_for_update().get(pk=sandbox.pk)

@@ -114,6 +114,12 @@ class SandboxViewSet(viewsets.ReadOnlyModelViewSet):
         return Response(SandboxSerializer(sandbox).data, status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(request=None, responses={202: SandboxSerializer})
+    @action(detail=True, methods=["post"])
+    def start(self, request: Request, pk: str | None = None) -> Response:
+        sandbox = services.sandbox_start(sandbox=self.get_object(), user=request.user)
+        return Response(SandboxSerializer(sandbox).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(request=None, responses={202: SandboxSerializer})
     @action(detail=True, methods=["post"], url_path="delete")
     def delete_sandbox(self, request: Request, pk: str | None = None) -> Response:
         sandbox = services.sandbox_delete(sandbox=self.get_object(), user=request.user)

@@ -97,6 +97,11 @@ def test_members_create_stop_and_delete(api_as, member_of, project: Project) -> 
     assert answer.status_code == 202 and answer.json()["status"] == "stopping"
     answer = client.post(f"/api/sandboxes/{created['id']}/stop/")
     assert answer.status_code == 409 and answer.json()["code"] == "conflict"
+    answer = client.post(f"/api/sandboxes/{created['id']}/start/")
+    assert answer.status_code == 409 and "Only a stopped sandbox" in answer.json()["detail"]
+    services.sandbox_halt(sandbox_id=created["id"])
+    answer = client.post(f"/api/sandboxes/{created['id']}/start/")
+    assert answer.status_code == 202 and answer.json()["status"] == "creating"
 
     answer = client.delete(f"/api/sandboxes/{created['id']}/")
     assert answer.status_code == 202 and answer.json()["status"] == "stopping"

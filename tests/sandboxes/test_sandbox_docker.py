@@ -104,6 +104,12 @@ def test_sandbox_lifecycle_on_docker(docker_sandboxes: DockerEngine, project, ma
         with pytest.raises(httpx.HTTPError):
             httpx.get(sandbox.urls["app"], timeout=2)
         assert PortLease.objects.filter(sandbox=sandbox).count() == 1  # a stopped sandbox keeps its port
+
+        services.sandbox_start(sandbox=sandbox, user=user)
+        sandbox = services.sandbox_provision(sandbox_id=sandbox.pk)
+        assert sandbox.status == SandboxStatus.RUNNING, sandbox.last_error
+        assert httpx.get(sandbox.urls["app"], timeout=5).text == "hello from the sandbox"
+        assert [c.id for c in containers_of(engine, sandbox.pk, services.instance_id())] == [container.id]
     finally:
         services.sandbox_delete(sandbox=Sandbox.objects.get(pk=sandbox.pk), user=user)
         sandbox = services.sandbox_teardown(sandbox_id=sandbox.pk)

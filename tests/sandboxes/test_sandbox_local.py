@@ -63,6 +63,10 @@ def test_local_sandbox_lifecycle(local_backend: str, project, tmp_path: Path) ->
         assert _pids_in_group(pid) == []
         with pytest.raises(httpx.HTTPError):
             httpx.get(sandbox.urls["app"], timeout=2)
+
+        assert services.sandbox_start(sandbox=sandbox).status == SandboxStatus.CREATING
+        assert services.sandbox_provision(sandbox_id=sandbox.pk).status == SandboxStatus.RUNNING
+        assert httpx.get(sandbox.urls["app"], timeout=5).text == "hello from the sandbox"
     finally:
         services.sandbox_delete(sandbox=Sandbox.objects.get(pk=sandbox.pk))
         sandbox = services.sandbox_teardown(sandbox_id=sandbox.pk)
