@@ -29,6 +29,7 @@ from boards.models import (
     ProjectRole,
     Rock,
 )
+from boards.signals import card_entered_review
 from boards.transfer import ImportProblems, export_epic, parse_epic
 
 User = get_user_model()
@@ -202,6 +203,9 @@ def _apply_transition(*, item: WorkItem, to_status: str, actor: Actor, wait_reas
         reason=reason,
     )
     _publish_after_commit(item, "transition")
+    if isinstance(item, Card) and to_status == machine.CODE_REVIEW:
+        card_id, project_id = item.pk, item.project_id
+        transaction.on_commit(lambda: card_entered_review.send(sender=Card, card_id=card_id, project_id=project_id))
     return item
 
 
