@@ -40,6 +40,7 @@ from sandboxes.fixtures import Fixture, FixtureInvalid, http_matches, load_fixtu
 from sandboxes.isolation import IsolatedCommand, IsolatedRunner, Limits
 from sandboxes.local_backend import LocalProcessRunner
 from sandboxes.models import (
+    Backend,
     Sandbox,
     SandboxStatus,
     VerificationFixture,
@@ -297,12 +298,13 @@ def _create(*, card: Card, requested_by: str, kind: str, user: AbstractBaseUser 
             raise InvalidInput(problem, code="no_fixture")
         if not fixture.scenarios:
             kind = VerificationKind.HTTP
-    runner = choose_runner()
+    # The worker decides the backend when it runs (and records it); this is what the setting asks for.
+    wanted = Backend.DOCKER if _setting("ORKET_SANDBOX_BACKEND", "auto").strip().lower() == "docker" else Backend.LOCAL
     return VerificationRun.objects.create(
         card=card,
         fixture=row,
         kind=kind,
-        backend=runner.name,
+        backend=wanted,
         isolation="",
         requested_by=requested_by[:120],
     )

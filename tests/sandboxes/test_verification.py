@@ -400,3 +400,27 @@ def test_the_api_request_is_run_by_a_celery_worker(card: Card, maintainer: Any, 
     assert run["status"] == "passed", run
     assert run["passed"] == 2 and run["isolation"] and run["fixture_sha256"]
     assert Card.objects.get(pk=card.pk).last_verification == "passed"
+
+
+def test_entering_code_review_starts_a_verification(
+    card: Card, maintainer: Any, django_capture_on_commit_callbacks: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    board_services.card_transition(card=card, to_status="in_progress", actor=CODER)
+    with django_capture_on_commit_callbacks(execute=True):
+        board_services.card_transition(card=card, to_status="code_review", actor=CODER)
+    assert VerificationRun.objects.count() == 0  # no fixture: nothing to run, and the move is not disturbed
+
+    verification.fixture_upload(card=card, raw=json.dumps(FIXTURE).encode(), name="f", user=maintainer)
+    board_services.card_transition(card=card, to_status="in_progress", actor=CODER)
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        board_services.card_transition(card=card, to_status="code_review", actor=CODER)
+    for callback in callbacks:
+        callback()  # the board event, then the signal: a run is queued (and sent to the worker)
+    run = VerificationRun.objects.get()
+    assert run.status == "queued" and run.requested_by == "orket: entered code review"
+
+    monkeypatch.setenv("ORKET_VERIFY_ON_REVIEW", "0")
+    board_services.card_transition(card=card, to_status="in_progress", actor=CODER)
+    with django_capture_on_commit_callbacks(execute=True):
+        board_services.card_transition(card=card, to_status="code_review", actor=CODER)
+    assert VerificationRun.objects.count() == 1
