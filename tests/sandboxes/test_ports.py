@@ -13,7 +13,7 @@ from boards.models import Project
 from sandboxes import ports, services
 from sandboxes.errors import NoPortFree
 from sandboxes.models import PortLease, Sandbox, SandboxSettings
-from tests.sandboxes.test_sandbox_docker import write_app
+from tests.sandboxes.sandbox_apps import write_app
 
 
 @pytest.fixture

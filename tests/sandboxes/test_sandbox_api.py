@@ -12,7 +12,7 @@ from django.test import Client
 from boards.models import Card, Epic, Project, ProjectRole
 from sandboxes import services
 from sandboxes.models import Sandbox
-from tests.sandboxes.test_sandbox_docker import write_app
+from tests.sandboxes.sandbox_apps import write_app
 
 pytestmark = pytest.mark.django_db
 

@@ -5,7 +5,6 @@ use host networking bound to 127.0.0.1."""
 
 from __future__ import annotations
 
-import textwrap
 import time
 from pathlib import Path
 
@@ -16,37 +15,11 @@ from sandboxes import services
 from sandboxes.docker_backend import SANDBOX_LABEL, containers_of
 from sandboxes.models import PortLease, Sandbox, SandboxSettings, SandboxStatus
 from tests.sandboxes.docker_engine import DockerEngine, docker_engine  # noqa: F401  (the fixture)
+from tests.sandboxes.sandbox_apps import APP, write_app
+
+__all__ = ["APP", "write_app"]  # other tests import the app from here
 
 pytestmark = [pytest.mark.slow, pytest.mark.services]
-
-APP = textwrap.dedent(
-    """
-    import http.server, os
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            body = b"hello from the sandbox"
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format, *args):
-            print("served", format % args, flush=True)
-
-    print("sandbox app listening on", os.environ["HOST"], os.environ["PORT"], flush=True)
-    http.server.HTTPServer((os.environ["HOST"], int(os.environ["PORT"])), Handler).serve_forever()
-    """
-)
-
-
-def write_app(folder: Path) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "requirements.txt").write_text("")
-    (folder / "app.py").write_text(APP)
-    for path in (folder, folder / "requirements.txt", folder / "app.py"):
-        path.chmod(0o755 if path.is_dir() else 0o644)
-    return folder
 
 
 @pytest.fixture

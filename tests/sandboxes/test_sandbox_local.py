@@ -12,7 +12,7 @@ import pytest
 
 from sandboxes import local_sandbox, services
 from sandboxes.models import PortLease, Sandbox, SandboxStatus
-from tests.sandboxes.test_sandbox_docker import write_app
+from tests.sandboxes.sandbox_apps import write_app
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db]
 
