@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import secrets
 import shutil
 import subprocess
 import tempfile
@@ -116,6 +117,8 @@ class DockerRunner:
     def __init__(self, *, image: str | None = None, engine: docker.DockerClient | None = None) -> None:
         self.image = image or runner_image()
         self._engine = engine
+        # The value of the orket.verification label on this runner's containers (clean-up looks at the key).
+        self.label = secrets.token_hex(8)
 
     @property
     def engine(self) -> docker.DockerClient:
@@ -169,7 +172,7 @@ class DockerRunner:
             ],
             tmpfs={"/tmp": f"rw,nosuid,nodev,noexec,size={TMP_SIZE},mode=1777"} if command.writable_tmp else {},  # noqa: S108
             volumes=volumes,
-            labels={VERIFICATION_LABEL: "1"},
+            labels={VERIFICATION_LABEL: self.label},
             log_config=docker.types.LogConfig(
                 type="json-file", config={"max-size": str(max(limits.max_output_bytes * 2, 65536)), "max-file": "1"}
             ),

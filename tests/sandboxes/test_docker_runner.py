@@ -40,7 +40,7 @@ def runner(docker_engine: DockerEngine) -> DockerRunner:  # noqa: F811
 
 
 def _leftovers(runner: DockerRunner) -> list:
-    return runner.engine.containers.list(all=True, filters={"label": VERIFICATION_LABEL})
+    return runner.engine.containers.list(all=True, filters={"label": f"{VERIFICATION_LABEL}={runner.label}"})
 
 
 def test_the_container_is_locked_down(runner: DockerRunner, tmp_path: Path) -> None:
