@@ -18,3 +18,19 @@ class OrketError(Exception):
 
     def as_dict(self) -> dict[str, Any]:
         return {"detail": self.message, "code": self.code, **self.extra}
+
+
+def is_number_out_of_range(error: BaseException) -> bool:
+    """A number too large for the database column (SQLite raises OverflowError, PostgreSQL DataError)."""
+    from django.db import DataError
+
+    if isinstance(error, OverflowError):
+        return True
+    return isinstance(error, DataError) and "out of range" in str(error).lower()
+
+
+def has_out_of_range_id(view_kwargs: dict[str, Any]) -> bool:
+    """True when an id in the URL is larger than any row id can be (64-bit signed)."""
+    return any(
+        isinstance(value, int | str) and str(value).isdigit() and int(value) >= 2**63 for value in view_kwargs.values()
+    )

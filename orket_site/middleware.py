@@ -12,9 +12,10 @@ from django.conf import settings
 from django.contrib.auth.middleware import LoginRequiredMiddleware
 from django.contrib.auth.models import AnonymousUser
 from django.db import InterfaceError, OperationalError
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 
 from orket_site.context import request_id_var, user_id_var
+from orket_site.errors import is_number_out_of_range
 
 logger = logging.getLogger("orket.request")
 
@@ -115,6 +116,9 @@ class DatabaseUnavailableMiddleware:
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
         if is_database_outage(exception):
             return self.unavailable(exception)
+        if is_number_out_of_range(exception):
+            # Pages take ids from the URL only; an id no row can have names nothing.
+            raise Http404("No such page.") from exception
         return None
 
     @staticmethod

@@ -10,7 +10,7 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from orket_site.errors import OrketError
+from orket_site.errors import OrketError, has_out_of_range_id, is_number_out_of_range
 
 
 class PayloadTooLarge(exceptions.APIException):
@@ -45,6 +45,13 @@ def _code_of(error: exceptions.APIException) -> str:
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, OrketError):
         return Response(exc.as_dict(), status=exc.status)
+    if is_number_out_of_range(exc):
+        if has_out_of_range_id(context.get("kwargs") or {}):
+            return Response({"detail": "Not found.", "code": "not_found"}, status=status.HTTP_404_NOT_FOUND)
+        return Response(
+            {"detail": "A number in the request is too large.", "code": "out_of_range"},
+            status=status.HTTP_400_BAD_REQUEST,
+        )
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):
