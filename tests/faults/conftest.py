@@ -11,7 +11,6 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -165,7 +164,3 @@ def assert_runs_whole(cluster: Cluster, run_ids: list[int]) -> None:
 
 def project_of_run(cluster: Cluster, run_id: int) -> int:
     return int(cluster.query("SELECT project_id FROM agents_run WHERE id=%s", run_id)[0][0])
-
-
-def tail(path: Path, chars: int = 3000) -> str:
-    return path.read_text(errors="replace")[-chars:] if path.exists() else ""
