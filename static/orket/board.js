@@ -2158,6 +2158,7 @@
       })
     )
       .then(function () {
+        render(); // show the changes now; who is working on what follows below
         if (state.needsReload) {
           state.needsReload = false;
           return loadBoard();

@@ -312,7 +312,7 @@ async def test_drawer_dependencies_markdown_turns_and_prompt(server: Server) -> 
             await turn_link.wait_for(timeout=60 * MS)
             run_href = await turn_link.get_attribute("href") or ""
             assert run_href == await page.get_attribute("#drawer-run-link a", "href")
-            await page.locator("#drawer .drawer-body").evaluate("node => { node.scrollTop = 0; }")
+            await page.evaluate("document.getElementById('deps-title').scrollIntoView()")
             ARTIFACTS.mkdir(parents=True, exist_ok=True)
             await page.screenshot(path=str(ARTIFACTS / "card-drawer-details.png"))
             async with page.expect_navigation():
