@@ -84,6 +84,16 @@ def compose_command() -> tuple[str, ...] | None:
     return None
 
 
+def log_tools() -> None:
+    """Called when a worker starts: find compose once and say what this worker can use."""
+    command = compose_command()
+    log.info(
+        "sandbox tools: engine %s, compose %s",
+        "answers" if engine_answers() else "does not answer",
+        " ".join(command) if command else "not installed",
+    )
+
+
 def runner_image() -> str:
     return os.environ.get("ORKET_SANDBOX_RUNNER_IMAGE", "").strip() or DEFAULT_RUNNER_IMAGE
 

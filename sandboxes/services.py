@@ -592,10 +592,26 @@ def sandboxes_fail_stale() -> int:
     return len(stale)
 
 
+def sandboxes_settle_stuck_stops() -> int:
+    """Sandboxes left `stopping` by a worker that died: stopped now (containers or process stopped,
+    ports kept), so a person can start or delete them again. The count."""
+    cutoff = timezone.now() - timedelta(minutes=15)
+    stuck = list(
+        Sandbox.objects.filter(status=SandboxStatus.STOPPING, updated_at__lt=cutoff).values_list("pk", flat=True)
+    )
+    for sandbox_id in stuck:
+        sandbox = sandbox_halt(sandbox_id=sandbox_id)
+        if sandbox.status == SandboxStatus.STOPPED:
+            note = "The worker stopping or deleting this sandbox stopped; it is stopped now: delete it again if needed."
+            Sandbox.objects.filter(pk=sandbox_id).update(last_error=(note + "\n" + sandbox.last_error).strip())
+    return len(stuck)
+
+
 def sandboxes_cleanup() -> dict[str, int]:
     """Expiry and stale starts, then remove what Orket started that no live sandbox row accounts for."""
     expired = sandboxes_expire()
     stale = sandboxes_fail_stale()
+    stuck = sandboxes_settle_stuck_stops()
     live = {str(pk) for pk in Sandbox.objects.filter(status__in=LIVE_STATUSES).values_list("pk", flat=True)}
     removed = verification = 0
     from sandboxes import docker_backend
@@ -620,6 +636,7 @@ def sandboxes_cleanup() -> dict[str, int]:
     return {
         "expired": expired,
         "stale_starts": stale,
+        "stuck_stops": stuck,
         "orphan_containers": removed,
         "stale_verification": verification,
         "orphan_processes": local,

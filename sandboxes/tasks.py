@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from celery import shared_task
+from typing import Any
+
+from celery import shared_task, signals
 
 from sandboxes import verification
 
@@ -60,3 +62,10 @@ def sandboxes_cleanup() -> dict[str, int]:
     from sandboxes import services
 
     return services.sandboxes_cleanup()
+
+
+@signals.worker_ready.connect
+def _find_sandbox_tools(**_: Any) -> None:
+    from sandboxes import docker_backend
+
+    docker_backend.log_tools()

@@ -142,3 +142,22 @@ def test_a_start_whose_worker_died_fails_and_lets_go(local_backend: str, project
     sandbox.refresh_from_db()
     assert sandbox.status == SandboxStatus.FAILED and "worker starting this sandbox stopped" in sandbox.last_error
     assert PortLease.objects.filter(sandbox=sandbox).count() == 0
+
+
+def test_a_stop_whose_worker_died_ends_stopped(local_backend: str, project, tmp_path: Path) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    sandbox = services.sandbox_create(project=project, workspace=write_app(tmp_path / "ws"))
+    assert services.sandbox_provision(sandbox_id=sandbox.pk).status == SandboxStatus.RUNNING
+    services.sandbox_delete(sandbox=sandbox)
+    Sandbox.objects.filter(pk=sandbox.pk).update(updated_at=timezone.now() - timedelta(hours=1))
+    try:
+        assert services.sandboxes_cleanup()["stuck_stops"] == 1
+        sandbox.refresh_from_db()
+        assert sandbox.status == SandboxStatus.STOPPED and "delete it again" in sandbox.last_error
+        assert not local_sandbox.alive(services.state_dir(sandbox))
+    finally:
+        services.sandbox_delete(sandbox=sandbox)
+        services.sandbox_teardown(sandbox_id=sandbox.pk)
