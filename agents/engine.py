@@ -297,9 +297,9 @@ def run_advance(*, run_id: int) -> Run | None:
     cards = _run_cards(run)
     if cards and all(card.status in machine.FINAL_STATUSES for card in cards):
         done = sum(card.status == machine.DONE for card in cards)
-        _finish_run(run, RunStatus.SUCCEEDED, f"All {len(cards)} cards are finished ({done} done).")
         if run.card_id is None:
-            _finish_epic(run)
+            _finish_epic(run)  # before the final status: a run's last event is always its final status
+        _finish_run(run, RunStatus.SUCCEEDED, f"All {len(cards)} cards are finished ({done} done).")
         return run
     if run.tokens_in + run.tokens_out >= run.token_budget:
         if active == 0:

@@ -38,6 +38,9 @@ def test_demo_epic_runs_to_success_with_the_scripted_team(demo_epic: Epic, tmp_p
     assert [card.status for card in cards] == ["done"] * 4
     demo_epic.refresh_from_db()
     assert demo_epic.status == "done"
+    # The final status is the run's last event, so a client may stop reading when it arrives.
+    kinds = list(run.events.order_by("seq").values_list("kind", flat=True))
+    assert kinds[-2:] == ["epic.status", "run.status"], kinds[-5:]
 
     # Each card was finished by the integrity guard, never by the seat that did the work.
     for card in cards:
