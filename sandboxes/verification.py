@@ -19,6 +19,7 @@ import hashlib
 import json
 import logging
 import os
+import secrets
 import tempfile
 import time
 from datetime import timedelta
@@ -53,6 +54,8 @@ from sandboxes.runner import verify_runner
 log = logging.getLogger(__name__)
 
 RUNNER_SCRIPT = Path(verify_runner.__file__).resolve()
+# On every runner's command line, so the processes and containers this worker process started can be told apart.
+RUNNER_TAG = f"orket-{os.getpid()}-{secrets.token_hex(4)}"
 FINISHED = frozenset({VerificationStatus.PASSED, VerificationStatus.FAILED, VerificationStatus.ERROR,
                       VerificationStatus.TIMED_OUT})  # fmt: skip
 MAX_STORED_OUTPUT = 100_000
@@ -499,6 +502,8 @@ def _run_function_scenarios(fixture: Fixture, workspace: Path, outcome: _Outcome
             "/workspace",
             "--scenarios",
             "/orket/scenarios.json",
+            "--tag",
+            RUNNER_TAG,
         )
         report = _isolated(argv, {workspace: "/workspace", spec_path: "/orket/scenarios.json"}, outcome)
     raw = {str(r.get("id")): r for r in (report or {}).get("scenarios", []) if isinstance(r, dict)}
@@ -596,7 +601,7 @@ def _http_one(client: httpx.Client, scenario: dict[str, Any]) -> dict[str, Any]:
 def _run_pytest(workspace: Path, outcome: _Outcome) -> None:
     timeout = verification_timeout()
     argv = ("python3", "-I", "/orket/verify_runner.py", "--workspace", "/workspace", "--pytest", "--timeout",
-            str(max(timeout - 5, 1)))  # fmt: skip
+            str(max(timeout - 5, 1)), "--tag", RUNNER_TAG)  # fmt: skip
     report = _isolated(argv, {workspace: "/workspace"}, outcome)
     if report is None:
         return

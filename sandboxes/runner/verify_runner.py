@@ -256,6 +256,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scenarios")
     parser.add_argument("--pytest", action="store_true")
     parser.add_argument("--timeout", type=float, default=120.0)
+    parser.add_argument("--tag", default="", help="a label that shows which worker started it (ps); ignored")
     args = parser.parse_args(argv)
     # The report goes to a private copy of stdout; whatever the code under test writes to fd 1 lands on stderr.
     report_fd = os.dup(1)

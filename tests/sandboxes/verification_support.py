@@ -13,8 +13,6 @@ import pytest
 
 from tests.services import missing_service
 
-RUNNER_MARK = "verify_runner.py"
-
 
 def require_bwrap() -> None:
     if shutil.which("bwrap") is None:
