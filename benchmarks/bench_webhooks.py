@@ -28,19 +28,24 @@ import psycopg
 from tests.processes import BIN, PYTHON, app_env, run_manage, started, wait_for_http
 from tests.services import DEFAULT_POSTGRES_URL, DEFAULT_REDIS_URL, free_port, port_open
 
+# The demo project linked to bench/hooks, with pull request #999 belonging to its first card, so that
+# accepted deliveries are really processed (each review comment becomes a card comment).
 LINK_SCRIPT = """
+from agents.gitea.models import PullRequestLink
 from agents.gitea.services import gitea_link_save
-from boards.models import Project
+from boards.models import Card, Project
 project = Project.objects.get(slug="demo")
 saved = gitea_link_save(project=project, base_url="http://127.0.0.1:9", owner="bench", repo="hooks",
                         token="unused", regenerate_secret=True)
+card = Card.objects.filter(project=project).order_by("id").first()
+PullRequestLink.objects.get_or_create(project=project, number=999, defaults={"card": card, "head_branch": "card/1"})
 print("SECRET", project.pk, saved.new_secret)
 """
 
 
 def payload(n: int) -> bytes:
-    """A review comment on a pull request Orket does not know (processing records it and stops), about
-    the size of a real Gitea payload."""
+    """A review comment on pull request #999 (processing adds it to the card), about the size of a real
+    Gitea payload."""
     user = {"id": 1, "login": "alice", "username": "alice", "full_name": "Alice", "email": "a@example.com"}
     repo = {"id": 7, "name": "hooks", "full_name": "bench/hooks", "owner": user, "html_url": "http://g/bench/hooks"}
     pull = {
