@@ -222,6 +222,8 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
     "COMPONENT_SPLIT_REQUEST": True,
+    # Runs and turns share one set of statuses (queued, running, succeeded, failed, canceled).
+    "ENUM_NAME_OVERRIDES": {"RunStatusEnum": "agents.models.RunStatus"},
 }
 
 ORKET_LOG_FORMAT = env_str("ORKET_LOG_FORMAT", "json").lower()
