@@ -35,3 +35,13 @@ async def launch_chromium(playwright: Any) -> Any:
     return await playwright.chromium.launch(
         executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True, timeout=30_000
     )
+
+
+async def log_in_through_page(page: Any, base: str, password: str, username: str = "admin") -> None:
+    """Sign in with the real login form, as a person would."""
+    await page.goto(f"{base}/accounts/login/")
+    await page.fill("#id_username", username)
+    await page.fill("#id_password", password)
+    async with page.expect_navigation():
+        await page.click("main form button[type=submit]")
+    assert "/accounts/login/" not in page.url, "signing in through the login page failed"

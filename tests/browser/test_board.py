@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.browser.chromium import chromium_or_skip, launch_chromium
+from tests.browser.chromium import chromium_or_skip, launch_chromium, log_in_through_page
 from tests.processes import PYTHON, REPO, app_env, started, wait_for_http
 from tests.services import free_port
 
@@ -32,15 +32,6 @@ async () => {
 """
 
 CARD_JS = "async (id) => (await fetch(`/api/cards/${id}/`)).json()"
-
-
-async def _log_in(page: Any, base: str, password: str) -> None:
-    await page.goto(f"{base}/accounts/login/")
-    await page.fill("#id_username", "admin")
-    await page.fill("#id_password", password)
-    async with page.expect_navigation():
-        await page.click("main form button[type=submit]")
-    assert "/accounts/login/" not in page.url, "logging in through the login page failed"
 
 
 def _card(card_id: int) -> str:
@@ -76,7 +67,7 @@ async def test_board_moves_are_governed_live_and_filters_survive_a_reload(tmp_pa
                 context.set_default_timeout(20 * MS)
                 page = await context.new_page()
                 page.on("pageerror", lambda error: page_errors.append(str(error)))
-                await _log_in(page, base, password)
+                await log_in_through_page(page, base, password)
                 demo = await page.evaluate(DEMO_JS)
                 board_url = f"{base}/projects/{demo['project']}/board/?epic={demo['epic']}"
                 await page.goto(board_url)
@@ -133,7 +124,7 @@ async def test_board_moves_are_governed_live_and_filters_survive_a_reload(tmp_pa
                 other_context.set_default_timeout(20 * MS)
                 other = await other_context.new_page()
                 other.on("pageerror", lambda error: page_errors.append(str(error)))
-                await _log_in(other, base, password)
+                await log_in_through_page(other, base, password)
                 await other.goto(board_url)
                 await other.wait_for_selector("#board[data-ready='1']")
                 await other.wait_for_function("window.orketBoard.state().connected")

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.browser.chromium import chromium_or_skip, launch_chromium
+from tests.browser.chromium import chromium_or_skip, launch_chromium, log_in_through_page
 from tests.processes import PYTHON, REPO, app_env, login_over_http, run_manage, started, wait_for_http
 from tests.services import free_port
 
@@ -92,14 +92,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
             client.close()
 
 
-async def _log_in(page: Any, server: Server) -> None:
-    await page.goto(f"{server.base}/accounts/login/")
-    await page.fill("#id_username", "admin")
-    await page.fill("#id_password", server.password)
-    async with page.expect_navigation():
-        await page.click("main form button[type=submit]")
-
-
 async def _open_board(page: Any, url: str) -> None:
     await page.goto(url)
     await page.wait_for_selector("#board[data-ready='1']")
@@ -154,13 +146,13 @@ async def test_order_within_a_column_persists_and_shows_live(server: Server) -> 
             first_context.set_default_timeout(20 * MS)
             page = await first_context.new_page()
             page.on("pageerror", lambda error: errors.append(str(error)))
-            await _log_in(page, server)
+            await log_in_through_page(page, server.base, server.password)
             await _open_board(page, server.board_url(epic))
             other_context = await browser.new_context(viewport={"width": 1280, "height": 800})
             other_context.set_default_timeout(20 * MS)
             other = await other_context.new_page()
             other.on("pageerror", lambda error: errors.append(str(error)))
-            await _log_in(other, server)
+            await log_in_through_page(other, server.base, server.password)
             await _open_board(other, server.board_url(epic))
             assert await _order(page, "ready") == [a, b, c, d]
 
@@ -237,7 +229,7 @@ async def test_drawer_dependencies_markdown_turns_and_prompt(server: Server) -> 
             page = await context.new_page()
             page.on("pageerror", lambda error: errors.append(str(error)))
             page.on("dialog", lambda dialog: dialogs.append(dialog.message))
-            await _log_in(page, server)
+            await log_in_through_page(page, server.base, server.password)
             await _open_board(page, server.board_url(epic))
 
             # Markdown is rendered; the script, the handlers and the javascript: links are not.
@@ -348,7 +340,7 @@ async def test_swimlanes_survive_a_reload_and_badges_show_review_state(server: S
             context.set_default_timeout(20 * MS)
             page = await context.new_page()
             page.on("pageerror", lambda error: errors.append(str(error)))
-            await _log_in(page, server)
+            await log_in_through_page(page, server.base, server.password)
             await _open_board(page, server.board_url(epic))
 
             pr = page.locator(f"{_card(card)} [data-flag=pull-request]")

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.browser.chromium import chromium_or_skip, launch_chromium
+from tests.browser.chromium import chromium_or_skip, launch_chromium, log_in_through_page
 from tests.processes import PYTHON, REPO, app_env, started, wait_for_http
 from tests.services import free_port
 
@@ -145,12 +145,7 @@ async def test_run_view_streams_the_demo_run_survives_a_dropped_socket_and_equal
                 page = await context.new_page()
                 page.on("pageerror", lambda error: page_errors.append(str(error)))
 
-                await page.goto(f"{base}/accounts/login/")
-                await page.fill("#id_username", "admin")
-                await page.fill("#id_password", password)
-                async with page.expect_navigation():
-                    await page.click("main form button[type=submit]")
-                assert "/accounts/login/" not in page.url, "logging in through the login page failed"
+                await log_in_through_page(page, base, password)
 
                 started_run = await page.evaluate(START_RUN_JS, DEMO_EPIC)
                 assert started_run["status"] == 201, started_run
@@ -302,11 +297,7 @@ async def test_the_cancel_button_stops_a_streaming_run_and_the_page_says_so(tmp_
                 context = await browser.new_context(viewport={"width": 1280, "height": 800})
                 context.set_default_timeout(30 * MS)
                 page = await context.new_page()
-                await page.goto(f"{base}/accounts/login/")
-                await page.fill("#id_username", "admin")
-                await page.fill("#id_password", password)
-                async with page.expect_navigation():
-                    await page.click("main form button[type=submit]")
+                await log_in_through_page(page, base, password)
                 started_run = await page.evaluate(START_RUN_JS, DEMO_EPIC)
                 assert started_run["status"] == 201, started_run
                 run_id = started_run["body"]["id"]
