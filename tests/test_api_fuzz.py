@@ -89,8 +89,8 @@ def test_numbers_too_large_for_the_database_are_refused_not_crashed(member_token
     response = api.get(f"/api/cards/{HUGE}/")
     assert (response.status_code, response.json()["code"]) == (404, "not_found")
     response = api.post("/api/epics/", {"project": HUGE, "name": "x"}, content_type="application/json")
-    assert response.status_code == 400
-    assert response.json()["code"] in ("out_of_range", "invalid")
+    # SQLite cannot hold the number (400 out_of_range); PostgreSQL compares it and finds no project (404).
+    assert (response.status_code, response.json()["code"]) in ((400, "out_of_range"), (404, "not_found"))
     page = Client()
     page.force_login(Token.objects.get(key=member_token).user)
     assert page.get(f"/projects/{HUGE}/board/").status_code == 404

@@ -28,7 +28,7 @@ pytestmark = pytest.mark.django_db
 GITEA_TOKEN = "gitea-token-b7f3e0c9a1d24e5f"
 MODEL_KEY = "sk-model-key-9d8c7b6a5f4e3d2c"
 PASSWORD = "user password 7c1e9f"
-FIXTURE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "gitea" / "HookPullRequest.json"
+FIXTURE = Path(__file__).resolve().parent / "gitea" / "payloads" / "HookPullRequest.json"
 
 
 def body_text(response: Any) -> str:

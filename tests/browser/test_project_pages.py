@@ -81,7 +81,7 @@ def test_a_viewer_reads_settings_and_epic_but_may_not_import_or_change(
     assert page.status_code == 200
     assert page.context["can_edit"] is False
     assert b'name="section"' not in page.content and b"read-only" in page.content
-    assert b"arrive with the Gitea integration" in page.content
+    assert f'href="/projects/{project.pk}/settings/gitea/"'.encode() in page.content
     assert client.get(f"/epics/{epic.pk}/").status_code == 200
 
     refused = client.post(f"/projects/{project.pk}/settings/", {"section": "project", "name": "Renamed"})
