@@ -22,11 +22,15 @@ import uuid
 from collections import Counter
 from pathlib import Path
 
-import httpx
-import psycopg
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
 
-from tests.processes import BIN, PYTHON, app_env, run_manage, started, wait_for_http
-from tests.services import DEFAULT_POSTGRES_URL, DEFAULT_REDIS_URL, free_port, port_open
+import httpx  # noqa: E402
+import psycopg  # noqa: E402
+
+from tests.processes import BIN, PYTHON, app_env, run_manage, started, wait_for_http  # noqa: E402
+from tests.services import DEFAULT_POSTGRES_URL, DEFAULT_REDIS_URL, free_port, port_open  # noqa: E402
 
 # The demo project linked to bench/hooks, with pull request #999 belonging to its first card, so that
 # accepted deliveries are really processed (each review comment becomes a card comment).
