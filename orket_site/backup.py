@@ -336,8 +336,11 @@ def project_restore(*, source: Path) -> RestoreReport:
         raise BackupError(f"Cannot read {source}: {error}") from error
     with archive:
         manifest = _check_manifest(archive)
-        rows_bytes = archive.extractfile(ROWS).read()  # type: ignore[union-attr]
-        if hashlib.sha256(rows_bytes).hexdigest() != manifest["rows_sha256"]:
+        try:
+            rows_bytes = archive.extractfile(ROWS).read()  # type: ignore[union-attr]
+        except KeyError as error:
+            raise BackupError("The backup has no rows.json; the file is damaged.") from error
+        if hashlib.sha256(rows_bytes).hexdigest() != manifest.get("rows_sha256"):
             raise BackupError("The backup's rows do not match the checksum in its manifest; the file is damaged.")
         shared = _read_json(archive, SHARED)
         project_id = int(manifest["project"]["id"])
