@@ -12,14 +12,12 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 import httpx
-import psycopg
 
 from tests.processes import BIN, PYTHON, app_env, run_manage, started, wait_for_http
-from tests.services import DEFAULT_POSTGRES_URL, DEFAULT_REDIS_URL, free_port, port_open
+from tests.services import DEFAULT_POSTGRES_URL, DEFAULT_REDIS_URL, free_port, fresh_postgres_database, port_open
 
 PASSWORD = "benchmark password 42"
 
@@ -84,14 +82,10 @@ def bench_postgres(total: int, concurrency: int, workdir: Path) -> None:
     if not (port_open(DEFAULT_POSTGRES_URL, 5432) and port_open(DEFAULT_REDIS_URL, 6379)):
         sys.stdout.write("api_projects_list postgres-redis skipped: PostgreSQL or Redis not answering on 127.0.0.1\n")
         return
-    name = f"orket_bench_{uuid.uuid4().hex[:10]}"
-    admin_url = DEFAULT_POSTGRES_URL.rsplit("/", 1)[0] + "/postgres"
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
+    with fresh_postgres_database() as database_url:
         port = free_port()
         env = app_env(
-            DATABASE_URL=DEFAULT_POSTGRES_URL.rsplit("/", 1)[0] + f"/{name}",
+            DATABASE_URL=database_url,
             REDIS_URL=DEFAULT_REDIS_URL.rsplit("/", 1)[0] + "/10",
             ORKET_DATA_DIR=str(workdir / "pg"),
             ORKET_ADMIN_PASSWORD=PASSWORD,
@@ -106,9 +100,6 @@ def bench_postgres(total: int, concurrency: int, workdir: Path) -> None:
             base_url = f"http://127.0.0.1:{port}"
             wait_for_http(f"{base_url}/readyz", process=server, timeout=60)
             measure("postgres-redis", base_url, token_for(base_url), total, concurrency)
-    finally:
-        with psycopg.connect(admin_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def main() -> None:

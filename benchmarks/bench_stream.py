@@ -46,13 +46,12 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
-import psycopg  # noqa: E402
 from websockets.asyncio.client import connect as ws_connect  # noqa: E402
 
 from agents.providers.scripted import split_words  # noqa: E402
 from agents.seed_data import DEMO_EPIC  # noqa: E402
 from tests.processes import BIN, PYTHON, app_env, login_over_http, run_manage, started, wait_for_http  # noqa: E402
-from tests.services import free_port, port_open  # noqa: E402
+from tests.services import free_port, fresh_postgres_database, port_open  # noqa: E402
 
 POSTGRES_SERVER = "postgres://postgres@127.0.0.1:5432"
 REDIS_URL = "redis://127.0.0.1:6379/14"
@@ -201,22 +200,9 @@ def embedded_server(workdir: Path, speed: float) -> Iterator[Server]:
 
 
 @contextmanager
-def postgres_database() -> Iterator[str]:
-    name = f"orket_bench_{uuid.uuid4().hex[:10]}"
-    admin_url = f"{POSTGRES_SERVER}/postgres"
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"{POSTGRES_SERVER}/{name}"
-    finally:
-        with psycopg.connect(admin_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-@contextmanager
 def redis_servers(workdir: Path, speed: float) -> Iterator[Server]:
     with ExitStack() as stack:
-        database_url = stack.enter_context(postgres_database())
+        database_url = stack.enter_context(fresh_postgres_database())
         env = app_env(
             DATABASE_URL=database_url,
             REDIS_URL=REDIS_URL,

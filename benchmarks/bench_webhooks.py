@@ -27,10 +27,15 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
-import psycopg  # noqa: E402
 
 from tests.processes import BIN, PYTHON, app_env, run_manage, started, wait_for_http  # noqa: E402
-from tests.services import DEFAULT_POSTGRES_URL, DEFAULT_REDIS_URL, free_port, port_open  # noqa: E402
+from tests.services import (  # noqa: E402
+    DEFAULT_POSTGRES_URL,
+    DEFAULT_REDIS_URL,
+    free_port,
+    fresh_postgres_database,
+    port_open,
+)
 
 # The demo project linked to bench/hooks, with pull request #999 belonging to its first card, so that
 # accepted deliveries are really processed (each review comment becomes a card comment).
@@ -185,18 +190,14 @@ def bench_postgres(total: int, concurrency: int, workdir: Path) -> None:
     if not (port_open(DEFAULT_POSTGRES_URL, 5432) and port_open(DEFAULT_REDIS_URL, 6379)):
         sys.stdout.write("gitea_webhook postgres-redis skipped: PostgreSQL or Redis not answering on 127.0.0.1\n")
         return
-    name = f"orket_bench_{uuid.uuid4().hex[:10]}"
-    admin_url = DEFAULT_POSTGRES_URL.rsplit("/", 1)[0] + "/postgres"
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
+    with fresh_postgres_database() as database_url:
         port = free_port()
         env = app_env(
-            DATABASE_URL=DEFAULT_POSTGRES_URL.rsplit("/", 1)[0] + f"/{name}",
+            DATABASE_URL=database_url,
             REDIS_URL=DEFAULT_REDIS_URL.rsplit("/", 1)[0] + "/11",
             ORKET_DATA_DIR=str(workdir / "pg"),
             ORKET_LOG_LEVEL="WARNING",
-            ORKET_QUEUE=f"bench-{name}",
+            ORKET_QUEUE=f"bench-{database_url.rsplit('/', 1)[1]}",
         )
         for command in (("migrate", "--noinput"), ("orket_seed",)):
             result = run_manage(env, *command)
@@ -209,9 +210,6 @@ def bench_postgres(total: int, concurrency: int, workdir: Path) -> None:
             base_url = f"http://127.0.0.1:{port}"
             wait_for_http(f"{base_url}/readyz", process=server, timeout=60)
             measure("postgres-redis", base_url, project, secret, total, concurrency)
-    finally:
-        with psycopg.connect(admin_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def main() -> None:
