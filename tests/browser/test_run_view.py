@@ -8,6 +8,8 @@ import asyncio
 import json
 import secrets
 import shutil
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -120,7 +122,12 @@ PAGE_TRANSCRIPT_JS = """
 """
 
 
-async def test_run_view_streams_the_demo_run_survives_a_dropped_socket_and_equals_the_record(tmp_path: Path) -> None:
+@asynccontextmanager
+async def signed_in_page(
+    tmp_path: Path, *, tokens_per_second: str, height: int
+) -> AsyncIterator[tuple[Any, str, list[str]]]:
+    """The embedded server with the scripted model at the given speed, and a Chromium page signed in as
+    the admin through the login form; yields the page, the base URL and the page's script errors."""
     chromium_or_skip()
     from playwright.async_api import async_playwright
 
@@ -131,7 +138,7 @@ async def test_run_view_streams_the_demo_run_survives_a_dropped_socket_and_equal
         ORKET_DATA_DIR=str(tmp_path / "data"),
         ORKET_PORT=str(port),
         ORKET_ADMIN_PASSWORD=password,
-        ORKET_SCRIPTED_TOKENS_PER_SECOND="60",
+        ORKET_SCRIPTED_TOKENS_PER_SECOND=tokens_per_second,
     )
     (tmp_path / "data").mkdir()
     page_errors: list[str] = []
@@ -140,81 +147,82 @@ async def test_run_view_streams_the_demo_run_survives_a_dropped_socket_and_equal
         async with async_playwright() as playwright:
             browser = await launch_chromium(playwright)
             try:
-                context = await browser.new_context(viewport={"width": 1280, "height": 900})
+                context = await browser.new_context(viewport={"width": 1280, "height": height})
                 context.set_default_timeout(30 * MS)
                 page = await context.new_page()
                 page.on("pageerror", lambda error: page_errors.append(str(error)))
-
                 await log_in_through_page(page, base, password)
-
-                started_run = await page.evaluate(START_RUN_JS, DEMO_EPIC)
-                assert started_run["status"] == 201, started_run
-                run_id = started_run["body"]["id"]
-
-                await page.goto(f"{base}/runs/{run_id}/")
-                assert await page.text_content("[data-field=model]") == "scripted"
-
-                # Model text streams in, and a tool call shows up, while the run is still going.
-                await page.wait_for_selector("#transcript .chunk[data-kind=text]", timeout=30 * MS)
-                await page.wait_for_selector("#transcript [data-kind='tool.call']", timeout=45 * MS)
-                before: dict[str, Any] = await page.evaluate("window.orketRun.state()")
-                assert before["connected"] and not before["final"], f"the run ended too soon to test a drop: {before}"
-
-                # Cut the socket as a network drop would; the page must reconnect by itself.
-                assert await page.evaluate("window.orketRun.dropConnection()") is True
-                await page.wait_for_function("window.orketRun.state().reconnects >= 1", timeout=10 * MS)
-                await page.wait_for_function("window.orketRun.state().connected", timeout=20 * MS)
-                after_drop = await page.evaluate("window.orketRun.state()")
-                assert after_drop["lastSeq"] >= before["lastSeq"]
-
-                await page.wait_for_function("window.orketRun.state().done", timeout=90 * MS)
-                stored = await page.evaluate(STORED_EVENTS_JS, run_id)
-                run = stored["run"]
-                assert run["status"] == "succeeded", run
-                await page.wait_for_function(
-                    "document.querySelector('[data-field=status]').textContent === 'succeeded'", timeout=10 * MS
-                )
-                await page.wait_for_function("window.orketRun.charts.turnRecords.size > 0", timeout=10 * MS)
-                await asyncio.sleep(1.0)  # the throttled chart redraw after the last turn
-
-                transcript = await page.evaluate(PAGE_TRANSCRIPT_JS)
-                await page.screenshot(path=str(tmp_path / "run-view.png"))
-                await page.screenshot(path=str(tmp_path / "run-view-full.png"), full_page=True)
-
-                # The replay view plays the stored run, then an export file, through the same renderer.
-                last_seq = stored["last_seq"]
-                await page.goto(f"{base}/runs/{run_id}/replay/")
-                await page.wait_for_function("window.orketRun.state().total > 0", timeout=15 * MS)
-                await page.select_option("#replay-speed", "0")
-                await page.click("#replay-play")
-                await page.wait_for_function(f"window.orketRun.state().lastSeq === {last_seq}", timeout=20 * MS)
-                replayed_stored = await page.evaluate(PAGE_TRANSCRIPT_JS)
-
-                export = await page.evaluate(EXPORT_JS, run_id)
-                assert export["status"] == 200, export
-                export_path = tmp_path / f"run-{run_id}.jsonl"
-                export_path.write_text(export["text"])
-                await page.set_input_files("#replay-file", str(export_path))
-                await page.wait_for_function(
-                    "window.orketRun.state().lastSeq === 0 && window.orketRun.state().total > 0", timeout=15 * MS
-                )
-                await page.click("#replay-play")
-                await page.wait_for_function(f"window.orketRun.state().lastSeq === {last_seq}", timeout=20 * MS)
-                replayed_file = await page.evaluate(PAGE_TRANSCRIPT_JS)
-
-                # Refusals, errors and blocked cards stand out, and model text is never taken as HTML.
-                hostile_path = tmp_path / "hostile.jsonl"
-                hostile_path.write_text(hostile_export())
-                await page.set_input_files("#replay-file", str(hostile_path))
-                await page.wait_for_function("window.orketRun.state().lastSeq === 0", timeout=15 * MS)
-                await page.click("#replay-play")
-                await page.wait_for_function(
-                    f"window.orketRun.state().lastSeq === {len(HOSTILE_EVENTS)}", timeout=20 * MS
-                )
-                hostile = await page.evaluate(HOSTILE_CHECK_JS)
-                await page.screenshot(path=str(tmp_path / "run-view-refusals.png"), full_page=True)
+                yield page, base, page_errors
             finally:
                 await browser.close()
+
+
+async def test_run_view_streams_the_demo_run_survives_a_dropped_socket_and_equals_the_record(tmp_path: Path) -> None:
+    async with signed_in_page(tmp_path, tokens_per_second="60", height=900) as (page, base, page_errors):
+        started_run = await page.evaluate(START_RUN_JS, DEMO_EPIC)
+        assert started_run["status"] == 201, started_run
+        run_id = started_run["body"]["id"]
+
+        await page.goto(f"{base}/runs/{run_id}/")
+        assert await page.text_content("[data-field=model]") == "scripted"
+
+        # Model text streams in, and a tool call shows up, while the run is still going.
+        await page.wait_for_selector("#transcript .chunk[data-kind=text]", timeout=30 * MS)
+        await page.wait_for_selector("#transcript [data-kind='tool.call']", timeout=45 * MS)
+        before: dict[str, Any] = await page.evaluate("window.orketRun.state()")
+        assert before["connected"] and not before["final"], f"the run ended too soon to test a drop: {before}"
+
+        # Cut the socket as a network drop would; the page must reconnect by itself.
+        assert await page.evaluate("window.orketRun.dropConnection()") is True
+        await page.wait_for_function("window.orketRun.state().reconnects >= 1", timeout=10 * MS)
+        await page.wait_for_function("window.orketRun.state().connected", timeout=20 * MS)
+        after_drop = await page.evaluate("window.orketRun.state()")
+        assert after_drop["lastSeq"] >= before["lastSeq"]
+
+        await page.wait_for_function("window.orketRun.state().done", timeout=90 * MS)
+        stored = await page.evaluate(STORED_EVENTS_JS, run_id)
+        run = stored["run"]
+        assert run["status"] == "succeeded", run
+        await page.wait_for_function(
+            "document.querySelector('[data-field=status]').textContent === 'succeeded'", timeout=10 * MS
+        )
+        await page.wait_for_function("window.orketRun.charts.turnRecords.size > 0", timeout=10 * MS)
+        await asyncio.sleep(1.0)  # the throttled chart redraw after the last turn
+
+        transcript = await page.evaluate(PAGE_TRANSCRIPT_JS)
+        await page.screenshot(path=str(tmp_path / "run-view.png"))
+        await page.screenshot(path=str(tmp_path / "run-view-full.png"), full_page=True)
+
+        # The replay view plays the stored run, then an export file, through the same renderer.
+        last_seq = stored["last_seq"]
+        await page.goto(f"{base}/runs/{run_id}/replay/")
+        await page.wait_for_function("window.orketRun.state().total > 0", timeout=15 * MS)
+        await page.select_option("#replay-speed", "0")
+        await page.click("#replay-play")
+        await page.wait_for_function(f"window.orketRun.state().lastSeq === {last_seq}", timeout=20 * MS)
+        replayed_stored = await page.evaluate(PAGE_TRANSCRIPT_JS)
+
+        export = await page.evaluate(EXPORT_JS, run_id)
+        assert export["status"] == 200, export
+        export_path = tmp_path / f"run-{run_id}.jsonl"
+        export_path.write_text(export["text"])
+        await page.set_input_files("#replay-file", str(export_path))
+        await page.wait_for_function(
+            "window.orketRun.state().lastSeq === 0 && window.orketRun.state().total > 0", timeout=15 * MS
+        )
+        await page.click("#replay-play")
+        await page.wait_for_function(f"window.orketRun.state().lastSeq === {last_seq}", timeout=20 * MS)
+        replayed_file = await page.evaluate(PAGE_TRANSCRIPT_JS)
+
+        # Refusals, errors and blocked cards stand out, and model text is never taken as HTML.
+        hostile_path = tmp_path / "hostile.jsonl"
+        hostile_path.write_text(hostile_export())
+        await page.set_input_files("#replay-file", str(hostile_path))
+        await page.wait_for_function("window.orketRun.state().lastSeq === 0", timeout=15 * MS)
+        await page.click("#replay-play")
+        await page.wait_for_function(f"window.orketRun.state().lastSeq === {len(HOSTILE_EVENTS)}", timeout=20 * MS)
+        hostile = await page.evaluate(HOSTILE_CHECK_JS)
+        await page.screenshot(path=str(tmp_path / "run-view-refusals.png"), full_page=True)
 
     ARTIFACT.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(tmp_path / "run-view.png", ARTIFACT)
@@ -275,64 +283,40 @@ CANCEL_STATE_JS = """
 
 async def test_the_cancel_button_stops_a_streaming_run_and_the_page_says_so(tmp_path: Path) -> None:
     """Cancel asks first, stops the turn that is streaming, and the page ends on a true status."""
-    chromium_or_skip()
-    from playwright.async_api import async_playwright
-
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    password = secrets.token_urlsafe(12)
-    env = app_env(
-        ORKET_DATA_DIR=str(tmp_path / "data"),
-        ORKET_PORT=str(port),
-        ORKET_ADMIN_PASSWORD=password,
-        ORKET_SCRIPTED_TOKENS_PER_SECOND="15",  # slow enough that the run is mid-turn when canceled
-    )
-    (tmp_path / "data").mkdir()
     dialogs: list[str] = []
-    with started([PYTHON, "manage.py", "orket_run"], env, tmp_path / "server.log") as server:
-        wait_for_http(f"{base}/accounts/login/", timeout=60, process=server)
-        async with async_playwright() as playwright:
-            browser = await launch_chromium(playwright)
-            try:
-                context = await browser.new_context(viewport={"width": 1280, "height": 800})
-                context.set_default_timeout(30 * MS)
-                page = await context.new_page()
-                await log_in_through_page(page, base, password)
-                started_run = await page.evaluate(START_RUN_JS, DEMO_EPIC)
-                assert started_run["status"] == 201, started_run
-                run_id = started_run["body"]["id"]
-                await page.goto(f"{base}/runs/{run_id}/")
-                await page.wait_for_selector("#transcript .chunk[data-kind=text]", timeout=30 * MS)
+    # The scripted model streams slowly enough that the run is mid-turn when canceled.
+    async with signed_in_page(tmp_path, tokens_per_second="15", height=800) as (page, base, page_errors):
+        started_run = await page.evaluate(START_RUN_JS, DEMO_EPIC)
+        assert started_run["status"] == 201, started_run
+        run_id = started_run["body"]["id"]
+        await page.goto(f"{base}/runs/{run_id}/")
+        await page.wait_for_selector("#transcript .chunk[data-kind=text]", timeout=30 * MS)
 
-                # Declining the confirmation changes nothing.
-                async def decline(dialog: Any) -> None:
-                    dialogs.append(dialog.message)
-                    await dialog.dismiss()
+        # Declining the confirmation changes nothing.
+        async def decline(dialog: Any) -> None:
+            dialogs.append(dialog.message)
+            await dialog.dismiss()
 
-                page.once("dialog", decline)
-                await page.click("#run-cancel")
-                await asyncio.sleep(0.5)
-                untouched = await page.evaluate(STORED_EVENTS_JS, run_id)
-                assert not untouched["run"]["cancel_requested"], untouched["run"]
-                assert untouched["run"]["status"] == "running"
+        page.once("dialog", decline)
+        await page.click("#run-cancel")
+        await asyncio.sleep(0.5)
+        untouched = await page.evaluate(STORED_EVENTS_JS, run_id)
+        assert not untouched["run"]["cancel_requested"], untouched["run"]
+        assert untouched["run"]["status"] == "running"
 
-                async def accept(dialog: Any) -> None:
-                    dialogs.append(dialog.message)
-                    await dialog.accept()
+        async def accept(dialog: Any) -> None:
+            dialogs.append(dialog.message)
+            await dialog.accept()
 
-                page.once("dialog", accept)
-                await page.click("#run-cancel")
-                await page.wait_for_function(
-                    "document.querySelector('[data-field=status]').textContent === 'canceled'", timeout=30 * MS
-                )
-                shown = await page.evaluate(CANCEL_STATE_JS)
-                stored = await page.evaluate(STORED_EVENTS_JS, run_id)
-                turns = await page.evaluate(
-                    "async (run) => (await (await fetch(`/api/runs/${run}/turns/`)).json())", run_id
-                )
-                await page.screenshot(path=str(tmp_path / "run-view-canceled.png"))
-            finally:
-                await browser.close()
+        page.once("dialog", accept)
+        await page.click("#run-cancel")
+        await page.wait_for_function(
+            "document.querySelector('[data-field=status]').textContent === 'canceled'", timeout=30 * MS
+        )
+        shown = await page.evaluate(CANCEL_STATE_JS)
+        stored = await page.evaluate(STORED_EVENTS_JS, run_id)
+        turns = await page.evaluate("async (run) => (await (await fetch(`/api/runs/${run}/turns/`)).json())", run_id)
+        await page.screenshot(path=str(tmp_path / "run-view-canceled.png"))
 
     ARTIFACT.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(tmp_path / "run-view-canceled.png", ARTIFACT.with_name("run-view-canceled.png"))
@@ -348,3 +332,4 @@ async def test_the_cancel_button_stops_a_streaming_run_and_the_page_says_so(tmp_
     assert rows, "the run had no turns"
     assert all(turn["status"] not in ("queued", "running") for turn in rows), rows
     assert any(turn["status"] == "canceled" for turn in rows), [turn["status"] for turn in rows]
+    assert page_errors == [], page_errors
