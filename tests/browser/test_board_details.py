@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -129,195 +130,200 @@ async def _wait_order(page: Any, status: str, expected: list[int], timeout: floa
         await page.wait_for_timeout(50)
 
 
+@dataclass
+class SignedInBoards:
+    """One Chromium for a test; each board it opens has its own context (so its own session), signed in
+    as the admin through the login form. Script errors and dialogs of every page are collected."""
+
+    browser: Any
+    server: Server
+    errors: list[str] = field(default_factory=list)
+    dialogs: list[str] = field(default_factory=list)
+
+    async def open(self, epic: int) -> Any:
+        context = await self.browser.new_context(viewport={"width": 1280, "height": 800})
+        context.set_default_timeout(20 * MS)
+        page = await context.new_page()
+        page.on("pageerror", lambda error: self.errors.append(str(error)))
+        page.on("dialog", self._record_and_dismiss)
+        await log_in_through_page(page, self.server.base, self.server.password)
+        await _open_board(page, self.server.board_url(epic))
+        return page
+
+    async def _record_and_dismiss(self, dialog: Any) -> None:
+        # Dismissed as Playwright does when nobody listens, so a dialog cannot freeze the page.
+        self.dialogs.append(dialog.message)
+        await dialog.dismiss()
+
+
+@asynccontextmanager
+async def signed_in_boards(server: Server) -> AsyncIterator[SignedInBoards]:
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as playwright:
+        browser = await launch_chromium(playwright)
+        try:
+            yield SignedInBoards(browser, server)
+        finally:
+            await browser.close()
+
+
 def _server_order(server: Server, epic: int, status: str) -> list[int]:
     cards = server.get(f"/api/epics/{epic}/board/")["cards"]
     return [card["id"] for card in sorted(cards, key=lambda c: (c["rank"], c["id"])) if card["status"] == status]
 
 
 async def test_order_within_a_column_persists_and_shows_live(server: Server) -> None:
-    from playwright.async_api import async_playwright
-
     epic, (a, b, c, d) = server.epic_with_cards("Ordering", ["Alpha", "Bravo", "Charlie", "Delta"])
-    errors: list[str] = []
-    async with async_playwright() as playwright:
-        browser = await launch_chromium(playwright)
-        try:
-            first_context = await browser.new_context(viewport={"width": 1280, "height": 800})
-            first_context.set_default_timeout(20 * MS)
-            page = await first_context.new_page()
-            page.on("pageerror", lambda error: errors.append(str(error)))
-            await log_in_through_page(page, server.base, server.password)
-            await _open_board(page, server.board_url(epic))
-            other_context = await browser.new_context(viewport={"width": 1280, "height": 800})
-            other_context.set_default_timeout(20 * MS)
-            other = await other_context.new_page()
-            other.on("pageerror", lambda error: errors.append(str(error)))
-            await log_in_through_page(other, server.base, server.password)
-            await _open_board(other, server.board_url(epic))
-            assert await _order(page, "ready") == [a, b, c, d]
+    async with signed_in_boards(server) as boards:
+        page = await boards.open(epic)
+        other = await boards.open(epic)
+        assert await _order(page, "ready") == [a, b, c, d]
 
-            # Drag Delta onto the top half of Alpha: it lands first, here, on the server and on the other board.
-            await page.drag_and_drop(_card(d), _card(a), target_position={"x": 30, "y": 6})
-            await page.wait_for_function("window.orketBoard.state().reorders >= 1")
-            await _wait_order(page, "ready", [d, a, b, c])
-            assert _server_order(server, epic, "ready") == [d, a, b, c]
-            live = await _wait_order(other, "ready", [d, a, b, c], timeout=3.0)
-            assert live < 2.0, live
+        # Drag Delta onto the top half of Alpha: it lands first, here, on the server and on the other board.
+        await page.drag_and_drop(_card(d), _card(a), target_position={"x": 30, "y": 6})
+        await page.wait_for_function("window.orketBoard.state().reorders >= 1")
+        await _wait_order(page, "ready", [d, a, b, c])
+        assert _server_order(server, epic, "ready") == [d, a, b, c]
+        live = await _wait_order(other, "ready", [d, a, b, c], timeout=3.0)
+        assert live < 2.0, live
 
-            # Drag Alpha below Charlie (bottom half).
-            box = await page.locator(_card(c)).bounding_box()
-            assert box is not None
-            await page.drag_and_drop(_card(a), _card(c), target_position={"x": 30, "y": box["height"] - 6})
-            await page.wait_for_function("window.orketBoard.state().reorders >= 2")
-            await _wait_order(page, "ready", [d, b, c, a])
+        # Drag Alpha below Charlie (bottom half).
+        box = await page.locator(_card(c)).bounding_box()
+        assert box is not None
+        await page.drag_and_drop(_card(a), _card(c), target_position={"x": 30, "y": box["height"] - 6})
+        await page.wait_for_function("window.orketBoard.state().reorders >= 2")
+        await _wait_order(page, "ready", [d, b, c, a])
 
-            # The keyboard: Shift+Up on Charlie; then the move menu by keyboard (m, End, Enter): Delta to the bottom.
-            await page.focus(_card(c))
-            await page.keyboard.press("Shift+ArrowUp")
-            await page.wait_for_function("window.orketBoard.state().reorders >= 3")
-            await _wait_order(page, "ready", [d, c, b, a])
-            await page.focus(_card(d))
-            await page.keyboard.press("m")
-            await page.wait_for_selector("#move-popup:not([hidden])")
-            ARTIFACTS.mkdir(parents=True, exist_ok=True)
-            await page.screenshot(path=str(ARTIFACTS / "board-move-menu.png"))
-            await page.keyboard.press("End")
-            assert await page.evaluate("document.activeElement.dataset.value") == "order:bottom"
-            await page.keyboard.press("Enter")
-            await page.wait_for_selector("#move-popup", state="hidden")
-            await page.wait_for_function("window.orketBoard.state().reorders >= 4")
-            await _wait_order(page, "ready", [c, b, a, d])
-            await _wait_order(other, "ready", [c, b, a, d], timeout=3.0)
+        # The keyboard: Shift+Up on Charlie; then the move menu by keyboard (m, End, Enter): Delta to the bottom.
+        await page.focus(_card(c))
+        await page.keyboard.press("Shift+ArrowUp")
+        await page.wait_for_function("window.orketBoard.state().reorders >= 3")
+        await _wait_order(page, "ready", [d, c, b, a])
+        await page.focus(_card(d))
+        await page.keyboard.press("m")
+        await page.wait_for_selector("#move-popup:not([hidden])")
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        await page.screenshot(path=str(ARTIFACTS / "board-move-menu.png"))
+        await page.keyboard.press("End")
+        assert await page.evaluate("document.activeElement.dataset.value") == "order:bottom"
+        await page.keyboard.press("Enter")
+        await page.wait_for_selector("#move-popup", state="hidden")
+        await page.wait_for_function("window.orketBoard.state().reorders >= 4")
+        await _wait_order(page, "ready", [c, b, a, d])
+        await _wait_order(other, "ready", [c, b, a, d], timeout=3.0)
 
-            # A drop into another column at a position: the move, then the place.
-            await _menu(page, b, "in_progress")
-            await page.wait_for_selector(f"{_column('in_progress')} {_card(b)}")
-            await page.wait_for_function("window.orketBoard.state().moves >= 1 && window.orketBoard.state().idle")
-            await page.drag_and_drop(_card(a), _card(b), target_position={"x": 30, "y": 6})
-            await page.wait_for_function("window.orketBoard.state().reorders >= 5")
-            await _wait_order(page, "in_progress", [a, b])
-            assert _server_order(server, epic, "in_progress") == [a, b]
+        # A drop into another column at a position: the move, then the place.
+        await _menu(page, b, "in_progress")
+        await page.wait_for_selector(f"{_column('in_progress')} {_card(b)}")
+        await page.wait_for_function("window.orketBoard.state().moves >= 1 && window.orketBoard.state().idle")
+        await page.drag_and_drop(_card(a), _card(b), target_position={"x": 30, "y": 6})
+        await page.wait_for_function("window.orketBoard.state().reorders >= 5")
+        await _wait_order(page, "in_progress", [a, b])
+        assert _server_order(server, epic, "in_progress") == [a, b]
 
-            # All of it survives a reload.
-            await page.reload()
-            await page.wait_for_selector("#board[data-ready='1']")
-            await _wait_order(page, "ready", [c, d])
-            await _wait_order(page, "in_progress", [a, b])
-            history = server.get(f"/api/cards/{d}/history/")["results"]
-            assert any(row["reason"] == f"placed before #{a}" for row in history), history
-        finally:
-            await browser.close()
-    assert errors == [], errors
+        # All of it survives a reload.
+        await page.reload()
+        await page.wait_for_selector("#board[data-ready='1']")
+        await _wait_order(page, "ready", [c, d])
+        await _wait_order(page, "in_progress", [a, b])
+        history = server.get(f"/api/cards/{d}/history/")["results"]
+        assert any(row["reason"] == f"placed before #{a}" for row in history), history
+    assert boards.errors == [], boards.errors
 
 
 async def test_drawer_dependencies_markdown_turns_and_prompt(server: Server) -> None:
-    from playwright.async_api import async_playwright
-
     epic, (first, second, _third) = server.epic_with_cards("Drawer", ["Schema", "Endpoint", "Screen"])
     server.api.patch(
         f"/api/cards/{first}/",
         json={"description": HOSTILE_DESCRIPTION},
         headers={"X-CSRFToken": server.api.cookies["csrftoken"]},
     ).raise_for_status()
-    errors: list[str] = []
-    dialogs: list[str] = []
-    async with async_playwright() as playwright:
-        browser = await launch_chromium(playwright)
-        try:
-            context = await browser.new_context(viewport={"width": 1280, "height": 800})
-            context.set_default_timeout(20 * MS)
-            page = await context.new_page()
-            page.on("pageerror", lambda error: errors.append(str(error)))
-            page.on("dialog", lambda dialog: dialogs.append(dialog.message))
-            await log_in_through_page(page, server.base, server.password)
-            await _open_board(page, server.board_url(epic))
+    async with signed_in_boards(server) as boards:
+        page = await boards.open(epic)
 
-            # Markdown is rendered; the script, the handlers and the javascript: links are not.
-            await page.click(_card(first))
-            await page.wait_for_selector(f"#drawer[data-loaded='{first}']")
-            view = page.locator("#d-description-view")
-            assert await view.locator("h4").text_content() == "Plan"
-            assert await view.locator("strong").first.text_content() == "this"
-            assert await view.locator("li").count() == 2
-            assert await view.locator("script, img, iframe").count() == 0
-            hrefs = await view.locator("a").evaluate_all("nodes => nodes.map(node => node.getAttribute('href'))")
-            assert hrefs == ["https://example.org/guide"], hrefs
-            handlers = await view.evaluate(
-                "root => Array.from(root.querySelectorAll('*')).flatMap(node => "
-                "Array.from(node.attributes).map(attr => attr.name)).filter(name => name.startsWith('on'))"
-            )
-            assert handlers == []
-            text = await view.text_content() or ""
-            assert "<script>window.__xss = 1</script>" in text and "raw link" in text
-            await page.wait_for_timeout(300)
-            assert await page.evaluate("window.__xss") is None
-            # Even hostile HTML from the server would be copied through the page's allowlist.
-            copied = await page.evaluate("html => window.orketBoard.safeMarkup(html)", HOSTILE_HTML)
-            assert "<script" not in copied and "<img" not in copied and "<iframe" not in copied, copied
-            assert "onclick" not in copied and "onmouseover" not in copied and "javascript:" not in copied, copied
-            assert '<a href="https://example.org/" rel="nofollow noopener noreferrer">k</a>' in copied, copied
-            assert '<ol start="3"><li>l</li></ol>' in copied, copied
-            await page.wait_for_timeout(200)
-            assert await page.evaluate("window.__xss") is None
+        # Markdown is rendered; the script, the handlers and the javascript: links are not.
+        await page.click(_card(first))
+        await page.wait_for_selector(f"#drawer[data-loaded='{first}']")
+        view = page.locator("#d-description-view")
+        assert await view.locator("h4").text_content() == "Plan"
+        assert await view.locator("strong").first.text_content() == "this"
+        assert await view.locator("li").count() == 2
+        assert await view.locator("script, img, iframe").count() == 0
+        hrefs = await view.locator("a").evaluate_all("nodes => nodes.map(node => node.getAttribute('href'))")
+        assert hrefs == ["https://example.org/guide"], hrefs
+        handlers = await view.evaluate(
+            "root => Array.from(root.querySelectorAll('*')).flatMap(node => "
+            "Array.from(node.attributes).map(attr => attr.name)).filter(name => name.startsWith('on'))"
+        )
+        assert handlers == []
+        text = await view.text_content() or ""
+        assert "<script>window.__xss = 1</script>" in text and "raw link" in text
+        await page.wait_for_timeout(300)
+        assert await page.evaluate("window.__xss") is None
+        # Even hostile HTML from the server would be copied through the page's allowlist.
+        copied = await page.evaluate("html => window.orketBoard.safeMarkup(html)", HOSTILE_HTML)
+        assert "<script" not in copied and "<img" not in copied and "<iframe" not in copied, copied
+        assert "onclick" not in copied and "onmouseover" not in copied and "javascript:" not in copied, copied
+        assert '<a href="https://example.org/" rel="nofollow noopener noreferrer">k</a>' in copied, copied
+        assert '<ol start="3"><li>l</li></ol>' in copied, copied
+        await page.wait_for_timeout(200)
+        assert await page.evaluate("window.__xss") is None
 
-            # Dependencies: Schema waits on Endpoint; Endpoint waiting on Schema is refused, naming the cycle.
-            await page.fill("#dep-input", f"#{second}")
-            await page.click("#dep-add")
-            await page.wait_for_selector(f"#drawer-deps [data-dep='{second}']")
-            await page.wait_for_selector(f"{_card(first)} [data-flag=dependency]")
-            await page.click(f"#drawer-deps [data-open='{second}']")
-            await page.wait_for_selector(f"#drawer[data-loaded='{second}']")
-            await page.wait_for_selector("#drawer-dependents:has-text('Schema')")
-            await page.fill("#dep-input", f"#{first} Schema")
-            await page.click("#dep-add")
-            refusal = page.locator("#dep-error")
-            await refusal.wait_for()
-            await page.wait_for_function("document.getElementById('dep-error').textContent.includes('cycle')")
-            said = await refusal.text_content() or ""
-            assert f"#{first}" in said and f"#{second}" in said and "'Schema'" in said, said
-            assert await page.locator("#drawer-deps [data-dep]").count() == 0
-            # Back to Schema and remove its dependency.
-            await page.click(_card(first))
-            await page.wait_for_selector(f"#drawer[data-loaded='{first}']")
-            await page.click(f"#drawer-deps [data-remove='{second}']")
-            await page.wait_for_selector("#drawer-deps li:has-text('No dependencies')")
-            assert server.get(f"/api/cards/{first}/")["depends_on"] == []
-            history = page.locator("#drawer-history")
-            await history.locator("text=no longer waits on").wait_for()
-            assert await page.locator(f"{_card(first)} [data-flag=dependency]").count() == 0
+        # Dependencies: Schema waits on Endpoint; Endpoint waiting on Schema is refused, naming the cycle.
+        await page.fill("#dep-input", f"#{second}")
+        await page.click("#dep-add")
+        await page.wait_for_selector(f"#drawer-deps [data-dep='{second}']")
+        await page.wait_for_selector(f"{_card(first)} [data-flag=dependency]")
+        await page.click(f"#drawer-deps [data-open='{second}']")
+        await page.wait_for_selector(f"#drawer[data-loaded='{second}']")
+        await page.wait_for_selector("#drawer-dependents:has-text('Schema')")
+        await page.fill("#dep-input", f"#{first} Schema")
+        await page.click("#dep-add")
+        refusal = page.locator("#dep-error")
+        await refusal.wait_for()
+        await page.wait_for_function("document.getElementById('dep-error').textContent.includes('cycle')")
+        said = await refusal.text_content() or ""
+        assert f"#{first}" in said and f"#{second}" in said and "'Schema'" in said, said
+        assert await page.locator("#drawer-deps [data-dep]").count() == 0
+        # Back to Schema and remove its dependency.
+        await page.click(_card(first))
+        await page.wait_for_selector(f"#drawer[data-loaded='{first}']")
+        await page.click(f"#drawer-deps [data-remove='{second}']")
+        await page.wait_for_selector("#drawer-deps li:has-text('No dependencies')")
+        assert server.get(f"/api/cards/{first}/")["depends_on"] == []
+        history = page.locator("#drawer-history")
+        await history.locator("text=no longer waits on").wait_for()
+        assert await page.locator(f"{_card(first)} [data-flag=dependency]").count() == 0
 
-            # The prompt preview for a chosen role.
-            await page.wait_for_function("document.querySelectorAll('#prompt-role option').length > 1")
-            await page.select_option("#prompt-role", index=1)
-            await page.click("#prompt-show")
-            await page.wait_for_selector("#prompt-view .prompt-message[open] pre")
-            assert "Seat" in (await page.text_content("#prompt-view .prompt-who") or "")
+        # The prompt preview for a chosen role.
+        await page.wait_for_function("document.querySelectorAll('#prompt-role option').length > 1")
+        await page.select_option("#prompt-role", index=1)
+        await page.click("#prompt-show")
+        await page.wait_for_selector("#prompt-view .prompt-message[open] pre")
+        assert "Seat" in (await page.text_content("#prompt-view .prompt-who") or "")
 
-            # A card of the demo epic: run it from the drawer and follow the turn into the run view.
-            await _open_board(page, server.board_url(server.demo_epic))
-            demo_card = int(await page.locator(f"{_column('ready')} .board-card").first.get_attribute("data-card") or 0)
-            await page.click(_card(demo_card))
-            await page.wait_for_selector(f"#drawer[data-loaded='{demo_card}']")
-            await page.click("#drawer-run")
-            await page.wait_for_selector("#drawer-run-link a[href^='/runs/']")
-            turn_link = page.locator("#drawer-turns a[href^='/runs/']").first
-            await turn_link.wait_for(timeout=60 * MS)
-            run_href = await turn_link.get_attribute("href") or ""
-            assert run_href == await page.get_attribute("#drawer-run-link a", "href")
-            await page.evaluate("document.getElementById('deps-title').scrollIntoView()")
-            ARTIFACTS.mkdir(parents=True, exist_ok=True)
-            await page.screenshot(path=str(ARTIFACTS / "card-drawer-details.png"))
-            async with page.expect_navigation():
-                await turn_link.click()
-            assert page.url.endswith(run_href)
-        finally:
-            await browser.close()
-    assert errors == [] and dialogs == [], (errors, dialogs)
+        # A card of the demo epic: run it from the drawer and follow the turn into the run view.
+        await _open_board(page, server.board_url(server.demo_epic))
+        demo_card = int(await page.locator(f"{_column('ready')} .board-card").first.get_attribute("data-card") or 0)
+        await page.click(_card(demo_card))
+        await page.wait_for_selector(f"#drawer[data-loaded='{demo_card}']")
+        await page.click("#drawer-run")
+        await page.wait_for_selector("#drawer-run-link a[href^='/runs/']")
+        turn_link = page.locator("#drawer-turns a[href^='/runs/']").first
+        await turn_link.wait_for(timeout=60 * MS)
+        run_href = await turn_link.get_attribute("href") or ""
+        assert run_href == await page.get_attribute("#drawer-run-link a", "href")
+        await page.evaluate("document.getElementById('deps-title').scrollIntoView()")
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        await page.screenshot(path=str(ARTIFACTS / "card-drawer-details.png"))
+        async with page.expect_navigation():
+            await turn_link.click()
+        assert page.url.endswith(run_href)
+    assert boards.errors == [] and boards.dialogs == [], (boards.errors, boards.dialogs)
 
 
 async def test_swimlanes_survive_a_reload_and_badges_show_review_state(server: Server) -> None:
-    from playwright.async_api import async_playwright
-
     epic, (card, plain) = server.epic_with_cards("Lanes", ["Reviewed card", "Plain card"])
     code = (
         "from boards import services; from boards.actors import Actor; from boards.models import Card; "
@@ -332,68 +338,58 @@ async def test_swimlanes_survive_a_reload_and_badges_show_review_state(server: S
         headers={"X-CSRFToken": server.api.cookies["csrftoken"]},
     )
     assert limits.status_code == 200, limits.text
-    errors: list[str] = []
-    async with async_playwright() as playwright:
-        browser = await launch_chromium(playwright)
-        try:
-            context = await browser.new_context(viewport={"width": 1280, "height": 800})
-            context.set_default_timeout(20 * MS)
-            page = await context.new_page()
-            page.on("pageerror", lambda error: errors.append(str(error)))
-            await log_in_through_page(page, server.base, server.password)
-            await _open_board(page, server.board_url(epic))
+    async with signed_in_boards(server) as boards:
+        page = await boards.open(epic)
 
-            pr = page.locator(f"{_card(card)} [data-flag=pull-request]")
-            assert await pr.get_attribute("href") == "https://git.example/orket/pulls/7"
-            assert "PR #7" in (await pr.text_content() or "")
-            assert "review cycle 2" in (await page.text_content(f"{_card(card)} [data-flag=review-cycle]") or "")
-            assert await page.locator(f"{_card(plain)} [data-flag=pull-request]").count() == 0
-            assert await page.locator(f"{_card(plain)} [data-flag=review-cycle]").count() == 0
+        pr = page.locator(f"{_card(card)} [data-flag=pull-request]")
+        assert await pr.get_attribute("href") == "https://git.example/orket/pulls/7"
+        assert "PR #7" in (await pr.text_content() or "")
+        assert "review cycle 2" in (await page.text_content(f"{_card(card)} [data-flag=review-cycle]") or "")
+        assert await page.locator(f"{_card(plain)} [data-flag=pull-request]").count() == 0
+        assert await page.locator(f"{_card(plain)} [data-flag=review-cycle]").count() == 0
 
-            # The WIP limit of ready (1) is exceeded by this epic's two ready cards.
-            ready_column = page.locator(f"{_column('ready')}.over-limit")
-            assert (await ready_column.locator("[data-field=wip]").text_content() or "").strip() == "2 / 1"
-            assert await ready_column.locator(".wip-warning").is_visible()
+        # The WIP limit of ready (1) is exceeded by this epic's two ready cards.
+        ready_column = page.locator(f"{_column('ready')}.over-limit")
+        assert (await ready_column.locator("[data-field=wip]").text_content() or "").strip() == "2 / 1"
+        assert await ready_column.locator(".wip-warning").is_visible()
 
-            # Canceled is folded by default; the choice is kept in the URL like the lanes.
-            assert await page.locator(f"{_column('canceled')}.folded").count() == 1
-            await page.check("#lanes-toggle")
-            await page.wait_for_selector(f"#board.lanes .lane[data-epic='{server.demo_epic}']")
-            await page.wait_for_function("location.search.includes('lanes=epic')")
-            lanes = await page.eval_on_selector_all("#board .lane", "nodes => nodes.map(n => Number(n.dataset.epic))")
-            assert server.demo_epic in lanes and epic in lanes
-            assert await page.locator(f".lane[data-epic='{epic}'] {_card(card)}").count() == 1
-            await page.check("#show-canceled")
-            await page.wait_for_function("location.search.includes('canceled=1')")
-            await page.reload()
-            await page.wait_for_selector("#board[data-ready='1']")
-            assert await page.is_checked("#lanes-toggle") and await page.is_checked("#show-canceled")
-            await page.wait_for_selector(f"#board.lanes .lane[data-epic='{epic}'] {_card(plain)}")
-            assert await page.locator("#board .lane-heads .folded").count() == 0
-            # With lanes the header row counts the whole project against the limit.
-            assert await page.locator(".lane-heads [data-status=ready].over-limit .wip-warning").is_visible()
-            ARTIFACTS.mkdir(parents=True, exist_ok=True)
-            await page.screenshot(path=str(ARTIFACTS / "board-lanes.png"))
+        # Canceled is folded by default; the choice is kept in the URL like the lanes.
+        assert await page.locator(f"{_column('canceled')}.folded").count() == 1
+        await page.check("#lanes-toggle")
+        await page.wait_for_selector(f"#board.lanes .lane[data-epic='{server.demo_epic}']")
+        await page.wait_for_function("location.search.includes('lanes=epic')")
+        lanes = await page.eval_on_selector_all("#board .lane", "nodes => nodes.map(n => Number(n.dataset.epic))")
+        assert server.demo_epic in lanes and epic in lanes
+        assert await page.locator(f".lane[data-epic='{epic}'] {_card(card)}").count() == 1
+        await page.check("#show-canceled")
+        await page.wait_for_function("location.search.includes('canceled=1')")
+        await page.reload()
+        await page.wait_for_selector("#board[data-ready='1']")
+        assert await page.is_checked("#lanes-toggle") and await page.is_checked("#show-canceled")
+        await page.wait_for_selector(f"#board.lanes .lane[data-epic='{epic}'] {_card(plain)}")
+        assert await page.locator("#board .lane-heads .folded").count() == 0
+        # With lanes the header row counts the whole project against the limit.
+        assert await page.locator(".lane-heads [data-status=ready].over-limit .wip-warning").is_visible()
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        await page.screenshot(path=str(ARTIFACTS / "board-lanes.png"))
 
-            # A live change reaches a lane.
-            server.post(f"/api/cards/{plain}/transition/", {"status": "in_progress"})
-            await page.wait_for_selector(
-                f".lane[data-epic='{epic}'] .column[data-status='in_progress'] {_card(plain)}", timeout=3 * MS
-            )
-            # Turning lanes off again shows the one epic.
-            await page.uncheck("#lanes-toggle")
-            await page.wait_for_function("!location.search.includes('lanes=epic')")
-            await page.wait_for_selector("#board:not(.lanes) .column[data-status='in_progress'] .board-card")
+        # A live change reaches a lane.
+        server.post(f"/api/cards/{plain}/transition/", {"status": "in_progress"})
+        await page.wait_for_selector(
+            f".lane[data-epic='{epic}'] .column[data-status='in_progress'] {_card(plain)}", timeout=3 * MS
+        )
+        # Turning lanes off again shows the one epic.
+        await page.uncheck("#lanes-toggle")
+        await page.wait_for_function("!location.search.includes('lanes=epic')")
+        await page.wait_for_selector("#board:not(.lanes) .column[data-status='in_progress'] .board-card")
 
-            # A narrow window: the board scrolls sideways, the drawer takes the whole width.
-            await page.set_viewport_size({"width": 390, "height": 800})
-            await page.click(_card(plain))
-            await page.wait_for_selector(f"#drawer[data-loaded='{plain}']")
-            drawer_box = await page.locator("#drawer").bounding_box()
-            assert drawer_box is not None and drawer_box["width"] <= 390
-            await page.screenshot(path=str(ARTIFACTS / "board-narrow-drawer.png"))
-            await page.keyboard.press("Escape")
-            await page.screenshot(path=str(ARTIFACTS / "board-narrow.png"))
-        finally:
-            await browser.close()
-    assert errors == [], errors
+        # A narrow window: the board scrolls sideways, the drawer takes the whole width.
+        await page.set_viewport_size({"width": 390, "height": 800})
+        await page.click(_card(plain))
+        await page.wait_for_selector(f"#drawer[data-loaded='{plain}']")
+        drawer_box = await page.locator("#drawer").bounding_box()
+        assert drawer_box is not None and drawer_box["width"] <= 390
+        await page.screenshot(path=str(ARTIFACTS / "board-narrow-drawer.png"))
+        await page.keyboard.press("Escape")
+        await page.screenshot(path=str(ARTIFACTS / "board-narrow.png"))
+    assert boards.errors == [], boards.errors
