@@ -22,9 +22,13 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks.large_epic import large_epic_document  # noqa: E402
+
 POSTGRES_SERVER = "postgres://postgres@127.0.0.1:5432"
 CARDS = 5_000
 SMALL = 50
@@ -37,26 +41,7 @@ def say(line: str) -> None:
     sys.stdout.flush()
 
 
-def epic_document(count: int) -> dict[str, Any]:
-    """Chains of ten cards: card n depends on card n-1 within each block of ten."""
-    cards = []
-    for index in range(count):
-        card: dict[str, Any] = {
-            "id": str(index + 1),
-            "summary": f"Card {index + 1}",
-            "seat": ("coder", "architect", "reviewer")[index % 3],
-            "priority": ("high", "medium", "low")[index % 3],
-            "description": "Benchmark card. " * 5,
-            "labels": ["bench", f"group-{index % 7}"],
-        }
-        if index % 10:
-            card["depends_on"] = [str(index)]
-        cards.append(card)
-    return {"name": f"Bench epic {count}", "team": "standard", "cards": cards}
-
-
 def child(label: str) -> None:
-    sys.path.insert(0, str(ROOT))
     import django
 
     django.setup()
@@ -76,9 +61,9 @@ def child(label: str) -> None:
     actor = Actor.for_user(user)
 
     started = time.perf_counter()
-    big = services.epic_import(project=project, data=epic_document(CARDS), actor=actor)
+    big = services.epic_import(project=project, data=large_epic_document(CARDS), actor=actor)
     say(f"import {label} cards={CARDS} seconds={time.perf_counter() - started:.2f}")
-    small = services.epic_import(project=project, data=epic_document(SMALL), actor=actor)
+    small = services.epic_import(project=project, data=large_epic_document(SMALL), actor=actor)
 
     client = APIClient(HTTP_HOST="localhost")
     client.force_authenticate(user)
