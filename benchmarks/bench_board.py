@@ -9,8 +9,8 @@
 
 Usage, from the repository root: .venv/bin/python benchmarks/bench_board.py
 Each database runs in a child process of this script (Django settings are process-wide); the
-PostgreSQL run uses a fresh database orket_bench_<pid> on postgres://postgres@127.0.0.1:5432 that
-is dropped at the end, and is skipped with a note when the server cannot be reached.
+PostgreSQL run uses a fresh database orket_bench_<random> on postgres://postgres@127.0.0.1:5432
+that is dropped at the end, and is skipped with a note when the server does not answer.
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from benchmarks.large_epic import large_epic_document  # noqa: E402
+from tests.services import DEFAULT_POSTGRES_URL, fresh_postgres_database, port_open  # noqa: E402
 
-POSTGRES_SERVER = "postgres://postgres@127.0.0.1:5432"
 CARDS = 5_000
 SMALL = 50
 RUNS = 7
@@ -136,22 +136,13 @@ def base_env(data_dir: str) -> dict[str, str]:
 
 
 def bench_postgres(data_dir: str) -> int:
-    try:
-        import psycopg
-
-        admin = psycopg.connect(f"{POSTGRES_SERVER}/postgres", autocommit=True, connect_timeout=3)
-    except Exception as error:
-        say(f"postgresql skipped: cannot reach {POSTGRES_SERVER} ({error.__class__.__name__}: {error})")
+    if not port_open(DEFAULT_POSTGRES_URL, 5432):
+        say(f"postgresql skipped: PostgreSQL is not answering at {DEFAULT_POSTGRES_URL}")
         return 0
-    name = f"orket_bench_{os.getpid()}"
-    with admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-        try:
-            env = base_env(data_dir)
-            env["DATABASE_URL"] = f"{POSTGRES_SERVER}/{name}"
-            return run_child("postgresql", env)
-        finally:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with fresh_postgres_database() as database_url:
+        env = base_env(data_dir)
+        env["DATABASE_URL"] = database_url
+        return run_child("postgresql", env)
 
 
 def main() -> int:

@@ -41,9 +41,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from tests.processes import BIN, PYTHON, app_env, run_manage  # noqa: E402
-from tests.services import port_open  # noqa: E402
+from tests.services import DEFAULT_POSTGRES_URL, fresh_postgres_database, port_open  # noqa: E402
 
-POSTGRES_SERVER = "postgres://postgres@127.0.0.1:5432"
 REDIS_URL = "redis://127.0.0.1:6379/11"
 QUEUE = f"orket-bench-{os.getpid()}"
 OVERHEAD_CARDS = 20
@@ -334,47 +333,41 @@ def tail(path: Path, lines: int = 15) -> str:
 
 
 def bench_postgres(workdir: Path) -> int:
-    if not port_open(POSTGRES_SERVER, 5432) or not port_open(REDIS_URL, 6379):
+    if not port_open(DEFAULT_POSTGRES_URL, 5432) or not port_open(REDIS_URL, 6379):
         say("engine_overhead postgres-redis skipped: PostgreSQL or Redis is not answering on 127.0.0.1")
         say("makespan postgres-redis skipped: PostgreSQL or Redis is not answering on 127.0.0.1")
         return 0
-    import psycopg
+    with fresh_postgres_database() as database_url:
+        try:
+            return run_postgres_scenarios(workdir, database_url)
+        finally:
+            clear_redis()
 
-    name = f"orket_bench_{uuid.uuid4().hex[:10]}"
-    admin_url = f"{POSTGRES_SERVER}/postgres"
-    with psycopg.connect(admin_url, autocommit=True, connect_timeout=5) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
+
+def run_postgres_scenarios(workdir: Path, database_url: str) -> int:
+    common = {"DATABASE_URL": database_url, "REDIS_URL": REDIS_URL, "ORKET_QUEUE": QUEUE}
+    env = bench_env(workdir / "pg", **common)
+    for command in (("migrate", "--noinput"), ("orket_seed",)):
+        result = run_manage(env, *command, timeout=120)
+        if result.returncode != 0:
+            say(f"FAILED postgres-redis setup: manage.py {' '.join(command)}: {result.stderr[-1500:]}")
+            return 1
+    scenarios: list[tuple[str, list[str], int, str]] = [("postgres-redis", ["overhead"], 1, "0")]
+    scenarios += [("postgres-redis", ["makespan", str(n)], n, SCRIPTED_SPEED) for n in WORKER_COUNTS]
     failures = 0
-    workers: Workers | None = None
-    try:
-        common = {"DATABASE_URL": f"{POSTGRES_SERVER}/{name}", "REDIS_URL": REDIS_URL, "ORKET_QUEUE": QUEUE}
-        env = bench_env(workdir / "pg", **common)
-        for command in (("migrate", "--noinput"), ("orket_seed",)):
-            result = run_manage(env, *command, timeout=120)
-            if result.returncode != 0:
-                say(f"FAILED postgres-redis setup: manage.py {' '.join(command)}: {result.stderr[-1500:]}")
-                return 1
-        scenarios: list[tuple[str, list[str], int, str]] = [("postgres-redis", ["overhead"], 1, "0")]
-        scenarios += [("postgres-redis", ["makespan", str(n)], n, SCRIPTED_SPEED) for n in WORKER_COUNTS]
-        for label, args, count, speed in scenarios:
-            env = bench_env(workdir / "pg", **common, ORKET_SCRIPTED_TOKENS_PER_SECOND=speed)
-            workers = Workers(env, workdir, "-".join(args))
-            try:
-                workers.start(count)
-                timeout = (OVERHEAD_TIMEOUT if args[0] == "overhead" else MAKESPAN_TIMEOUT) + 60
-                code = run_child([*args, label], env, timeout)
-            finally:
-                workers.stop()
-            if code != 0:
-                failures += 1
-                for log in workers.logs:
-                    say(f"{log.name} (tail):\n{tail(log)}")
-    finally:
-        if workers is not None:
+    for label, args, count, speed in scenarios:
+        env = bench_env(workdir / "pg", **common, ORKET_SCRIPTED_TOKENS_PER_SECOND=speed)
+        workers = Workers(env, workdir, "-".join(args))
+        try:
+            workers.start(count)
+            timeout = (OVERHEAD_TIMEOUT if args[0] == "overhead" else MAKESPAN_TIMEOUT) + 60
+            code = run_child([*args, label], env, timeout)
+        finally:
             workers.stop()
-        with psycopg.connect(admin_url, autocommit=True, connect_timeout=5) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        clear_redis()
+        if code != 0:
+            failures += 1
+            for log in workers.logs:
+                say(f"{log.name} (tail):\n{tail(log)}")
     return failures
 
 
