@@ -14,10 +14,14 @@ import tempfile
 import time
 from pathlib import Path
 
-import httpx
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
 
-from tests.processes import BIN, PYTHON, app_env, run_manage, started, wait_for_http
-from tests.services import DEFAULT_POSTGRES_URL, DEFAULT_REDIS_URL, free_port, fresh_postgres_database, port_open
+import httpx  # noqa: E402
+
+from tests.processes import BIN, PYTHON, app_env, run_manage, started, wait_for_http  # noqa: E402
+from tests.services import DEFAULT_POSTGRES_URL, DEFAULT_REDIS_URL, free_port, fresh_postgres_database, port_open  # noqa: E402
 
 PASSWORD = "benchmark password 42"
 

@@ -32,12 +32,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
 
-from benchmarks.large_epic import large_epic_document
-from tests.browser.chromium import CHROMIUM, CHROMIUM_ARGS
-from tests.processes import PYTHON, app_env, run_manage, started, wait_for_http
-from tests.services import free_port
+import httpx  # noqa: E402
+
+from benchmarks.large_epic import large_epic_document  # noqa: E402
+from tests.browser.chromium import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
+from tests.processes import PYTHON, app_env, run_manage, started, wait_for_http  # noqa: E402
+from tests.services import free_port  # noqa: E402
 
 SIZES = (500, 2_000)
 PASSWORD = "benchmark password 42"
