@@ -15,7 +15,7 @@ import os
 import socket
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -39,6 +39,7 @@ from agents.models import (
     SeatNote,
     Team,
     Turn,
+    TurnFailure,
     TurnStatus,
 )
 from agents.prompts import CardContext, PromptContext, compile_prompt
@@ -51,6 +52,7 @@ from agents.providers import (
     Retrying,
     RetryPolicy,
     TextDelta,
+    ToolCall,
     ToolCallsDone,
     provider_for,
     stream_with_retry,
@@ -328,20 +330,16 @@ def run_advance(*, run_id: int) -> Run | None:
 
 def _cards_waiting_for_model(run: Run, cards: list[Card]) -> list[Card]:
     """Cards this run blocked with wait_reason resource because the model server was unreachable
-    (their latest turn in the run failed with MODEL_UNAVAILABLE), and nobody has moved since."""
+    (their latest turn in the run failed with TurnFailure.MODEL_UNAVAILABLE), and nobody has moved since."""
     blocked = {card.pk: card for card in cards if card.status == machine.BLOCKED and card.wait_reason == "resource"}
     if not blocked:
         return []
-    latest: dict[int, tuple[str, str]] = {}
-    for card_id, status, outcome in (
-        Turn.objects.filter(run=run, card_id__in=blocked).order_by("number").values_list("card_id", "status", "outcome")
+    latest: dict[int, str] = {}
+    for card_id, failure in (
+        Turn.objects.filter(run=run, card_id__in=blocked).order_by("number").values_list("card_id", "failure")
     ):
-        latest[card_id] = (status, outcome)
-    return [
-        card
-        for pk, card in blocked.items()
-        if latest.get(pk, ("", ""))[0] == TurnStatus.FAILED and latest[pk][1].startswith(MODEL_UNAVAILABLE)
-    ]
+        latest[card_id] = failure
+    return [card for pk, card in blocked.items() if latest.get(pk) == TurnFailure.MODEL_UNAVAILABLE]
 
 
 def _resume_card(run: Run, card: Card) -> None:
@@ -685,7 +683,15 @@ class LeaseKeeper:
     def _beat(self) -> None:
         try:
             while not self._stop.wait(HEARTBEAT_SECONDS):
-                if not turn_heartbeat(turn_id=self.turn_id, owner=self.owner):
+                try:
+                    held = turn_heartbeat(turn_id=self.turn_id, owner=self.owner)
+                except (db.OperationalError, db.InterfaceError):
+                    # A database blip: try again at the next beat. If the lease ran out meanwhile,
+                    # that beat finds it taken and the turn stops.
+                    logger.warning("turn %s: heartbeat could not reach the database", self.turn_id)
+                    db.connection.close()
+                    continue
+                if not held:
                     self.lost.set()
                     return
         finally:
@@ -795,6 +801,12 @@ def turn_execute(*, turn_id: int) -> None:
     try:
         with LeaseKeeper(turn.pk, owner) as keeper:
             _execute_claimed(run, turn, owner, started, keeper)
+    except (db.OperationalError, db.InterfaceError):
+        # The database went away mid-turn: nothing is wrong with the turn. It stays running under
+        # this worker's lease, which now stops being renewed; once the lease expires the reaper
+        # queues it again, and the next attempt resumes from the answer and calls it journaled.
+        logger.warning("turn %s: the database became unreachable; the turn resumes after its lease", turn.pk)
+        return
     except Exception as error:
         # An Orket bug must not leave a turn shown as running or stop the worker: record it, block
         # the card with the reason, and let the run go on with its other cards.
@@ -802,9 +814,8 @@ def turn_execute(*, turn_id: int) -> None:
         message = f"Orket hit an internal error in this turn: {type(error).__name__}: {error}"
         if _finish_turn(turn, owner, TurnStatus.FAILED, message, started):
             _block_card(run, Card.objects.get(pk=turn.card_id), "input", message)
-    finally:
-        with transaction.atomic():
-            _dispatch_advance(run.pk)
+    with transaction.atomic():
+        _dispatch_advance(run.pk)
 
 
 def _finish_turn(turn: Turn, owner: str, status: str, outcome: str, started: float, **fields: Any) -> bool:
@@ -848,14 +859,18 @@ def _execute_claimed(run: Run, turn: Turn, owner: str, started: float, keeper: L
             )
         workspace = _workspace_for(card)
         worktree = workspace.card_worktree(card.pk)
-        diff = workspace.card_diff(card.pk) if role.can_finalize else ""
-        context = prompt_context(
-            card=card, team=run.team, seat=turn.seat, role=role, profile=run.model_profile, diff=diff
-        )
-        prompt = compile_prompt(context)
-        Turn.objects.filter(pk=turn.pk).update(messages=prompt.messages)
-        watch = _Watch(turn, keeper)
-        answer = _call_model(run, turn, prompt.messages, prompt.tools, watch)
+        if turn.answer_recorded_at is not None:
+            answer = _recorded_answer(run, turn)
+        else:
+            diff = workspace.card_diff(card.pk) if role.can_finalize else ""
+            context = prompt_context(
+                card=card, team=run.team, seat=turn.seat, role=role, profile=run.model_profile, diff=diff
+            )
+            prompt = compile_prompt(context)
+            Turn.objects.filter(pk=turn.pk).update(messages=prompt.messages)
+            watch = _Watch(turn, keeper)
+            answer = _call_model(run, turn, prompt.messages, prompt.tools, watch)
+            _record_answer(run, turn, owner, answer)
     except RunCanceled:
         _finish_turn(turn, owner, TurnStatus.CANCELED, "The run was canceled during the turn.", started)
         return
@@ -864,7 +879,14 @@ def _execute_claimed(run: Run, turn: Turn, owner: str, started: float, keeper: L
         return
     except ProviderError as error:
         if error.retryable:  # an outage (refused, timed out, 429, 5xx): wait for the server, then resume
-            _finish_turn(turn, owner, TurnStatus.FAILED, f"{MODEL_UNAVAILABLE}: {error}", started)
+            _finish_turn(
+                turn,
+                owner,
+                TurnStatus.FAILED,
+                f"{MODEL_UNAVAILABLE}: {error}",
+                started,
+                failure=TurnFailure.MODEL_UNAVAILABLE,
+            )
             report = f"The model call failed: {error}. The card resumes when the model server answers again."
         else:
             _finish_turn(turn, owner, TurnStatus.FAILED, f"The model could not be reached: {error}", started)
@@ -875,10 +897,11 @@ def _execute_claimed(run: Run, turn: Turn, owner: str, started: float, keeper: L
         _finish_turn(turn, owner, TurnStatus.FAILED, f"The turn could not start: {error.message}", started)
         _block_card(run, Card.objects.get(pk=card.pk), "input", error.message)
         return
-    Run.objects.filter(pk=run.pk).update(
-        tokens_in=F("tokens_in") + answer.tokens_in, tokens_out=F("tokens_out") + answer.tokens_out
-    )
-    records, outcome, files = _act(run, turn, card, role, actor, worktree, answer)
+    try:
+        records, outcome, files = _act(run, turn, owner, card, role, actor, worktree, answer)
+    except LeaseLost:
+        logger.warning("turn %s: lease lost to another worker while acting; abandoning this attempt", turn.pk)
+        return
     sha = ""
     if files:
         sha = (
@@ -903,9 +926,66 @@ def _execute_claimed(run: Run, turn: Turn, owner: str, started: float, keeper: L
         _after_turn(run, turn, role, actor, workspace, records, files, sha)
 
 
+def _record_answer(run: Run, turn: Turn, owner: str, answer: ModelAnswer) -> None:
+    """Store the whole answer and count its tokens, once and together: if this attempt stops before
+    the turn finishes, the next attempt acts on this answer instead of asking the model again."""
+    with transaction.atomic():
+        stored = Turn.objects.filter(pk=turn.pk, status=TurnStatus.RUNNING, lease_owner=owner).update(
+            raw_answer=scrub(answer.text),
+            reasoning=scrub(answer.reasoning),
+            native_calls=scrub([asdict(call) for call in answer.native_calls]),
+            tokens_in=answer.tokens_in,
+            tokens_out=answer.tokens_out,
+            time_to_first_token_ms=answer.first_token_ms,
+            answer_recorded_at=timezone.now(),
+            tool_calls=[],
+        )
+        if not stored:
+            raise LeaseLost
+        Run.objects.filter(pk=run.pk).update(
+            tokens_in=F("tokens_in") + answer.tokens_in, tokens_out=F("tokens_out") + answer.tokens_out
+        )
+
+
+def _recorded_answer(run: Run, turn: Turn) -> ModelAnswer:
+    """The answer an earlier attempt of this turn stored; its tokens were counted then."""
+    event_append(
+        run.pk,
+        "turn.resumed",
+        turn_id=turn.pk,
+        card_id=turn.card_id,
+        calls_done=len(turn.tool_calls),
+        reason="An earlier attempt stored the model's answer; the calls it recorded are not made again.",
+    )
+    return ModelAnswer(
+        text=turn.raw_answer,
+        reasoning=turn.reasoning,
+        native_calls=[ToolCall(**call) for call in turn.native_calls],
+        tokens_in=turn.tokens_in,
+        tokens_out=turn.tokens_out,
+        first_token_ms=turn.time_to_first_token_ms,
+    )
+
+
+def _journal(turn: Turn, owner: str, records: list[dict[str, Any]]) -> None:
+    """Store the records of the calls decided so far, as long as this worker still holds the turn."""
+    stored = Turn.objects.filter(pk=turn.pk, status=TurnStatus.RUNNING, lease_owner=owner).update(
+        tool_calls=scrub(records)
+    )
+    if not stored:
+        raise LeaseLost
+
+
+# Tools whose effect is database rows: the effect and its record commit together, so it happens once.
+BOARD_TOOLS = frozenset({"add_comment", "update_card_status", "create_card", "add_note"})
+FILE_TOOLS = frozenset({"write_file", "delete_file"})
+
+
 def _act(
-    run: Run, turn: Turn, card: Card, role: Role, actor: Actor, worktree: Path, answer: ModelAnswer
+    run: Run, turn: Turn, owner: str, card: Card, role: Role, actor: Actor, worktree: Path, answer: ModelAnswer
 ) -> tuple[list[dict[str, Any]], str, set[str]]:
+    """Make the answer's tool calls through the gate. Each call's record is journaled on the turn as
+    soon as it is decided, so an attempt that resumes this turn skips the calls already made."""
     parsed = parse_tool_calls(answer.text, answer.native_calls or None)
     for problem in parsed.problems:
         event_append(run.pk, "parse.problem", turn_id=turn.pk, card_id=card.pk, message=str(problem))
@@ -918,9 +998,19 @@ def _act(
         verification=_verification,
     )
     history = _previous_signatures(turn)
+    done = list(turn.tool_calls) if turn.answer_recorded_at is not None else []
     records: list[dict[str, Any]] = []
     refusals = 0
     for index, call in enumerate(parsed.calls):
+        if index < len(done):
+            record = done[index]
+            records.append(record)
+            if record.get("rule") == "loop":
+                return records, "Blocked: the same tool call was repeated three times.", context.files_changed
+            refusals += record.get("decision") == "refused"
+            if record.get("decision") == "executed" and record.get("name") in FILE_TOOLS:
+                context.files_changed.add(str(record["arguments"].get("path", "")))
+            continue
         arguments = scrub(call.arguments)
         signature = _signature(call.name, arguments)
         record: dict[str, Any] = {"name": call.name, "arguments": arguments, "signature": signature}
@@ -929,24 +1019,26 @@ def _act(
         recent = (history + [r["signature"] for r in records])[-LOOP_REPEATS:]
         if len(recent) == LOOP_REPEATS and len(set(recent)) == 1:
             record.update(decision="refused", rule="loop", message="The same call was made three times in a row.")
-            event_append(
-                run.pk,
-                "tool.refused",
-                turn_id=turn.pk,
-                card_id=card.pk,
-                name=call.name,
-                rule="loop",
-                message=record["message"],
-            )
-            _block_with_report(
-                run,
-                card,
-                "input",
-                call.name,
-                "loop",
-                record["message"],
-                "Change the approach instead of repeating the call.",
-            )
+            with transaction.atomic():
+                event_append(
+                    run.pk,
+                    "tool.refused",
+                    turn_id=turn.pk,
+                    card_id=card.pk,
+                    name=call.name,
+                    rule="loop",
+                    message=record["message"],
+                )
+                _block_with_report(
+                    run,
+                    card,
+                    "input",
+                    call.name,
+                    "loop",
+                    record["message"],
+                    "Change the approach instead of repeating the call.",
+                )
+                _journal(turn, owner, records)
             return records, "Blocked: the same tool call was repeated three times.", context.files_changed
         decision = check_call(
             call.name,
@@ -958,38 +1050,20 @@ def _act(
         if not decision.allowed:
             refusals += 1
             record.update(decision="refused", rule=decision.rule, message=decision.message, fix=decision.fix)
-            event_append(
-                run.pk,
-                "tool.refused",
-                turn_id=turn.pk,
-                card_id=card.pk,
-                name=call.name,
-                rule=decision.rule,
-                message=decision.message,
-                fix=decision.fix,
-            )
+            with transaction.atomic():
+                event_append(
+                    run.pk,
+                    "tool.refused",
+                    turn_id=turn.pk,
+                    card_id=card.pk,
+                    name=call.name,
+                    rule=decision.rule,
+                    message=decision.message,
+                    fix=decision.fix,
+                )
+                _journal(turn, owner, records)
             continue
-        try:
-            result = execute_tool(context, call.name, arguments)
-        except ToolFailed as failed:
-            record.update(
-                decision="failed" if not failed.governance else "refused", rule=failed.rule, message=failed.message
-            )
-            refusals += failed.governance
-            event_append(
-                run.pk,
-                "tool.refused" if failed.governance else "tool.error",
-                turn_id=turn.pk,
-                card_id=card.pk,
-                name=call.name,
-                rule=failed.rule,
-                message=failed.message,
-            )
-            continue
-        record.update(decision="executed", result=result)
-        event_append(run.pk, "tool.result", turn_id=turn.pk, card_id=card.pk, name=call.name, result=result)
-        if call.name == "update_card_status":
-            event_append(run.pk, "card.status", card_id=card.pk, status=result["status"], seat=turn.seat)
+        refusals += _execute_and_journal(run, turn, owner, context, call.name, arguments, records)
     if refusals:
         refused = [r for r in records if r.get("decision") == "refused"]
         first = refused[0]
@@ -1014,6 +1088,65 @@ def _act(
         return records, "The model made no tool calls.", context.files_changed
     executed = sum(r.get("decision") == "executed" for r in records)
     return records, f"{executed} of {len(records)} calls executed.", context.files_changed
+
+
+def _execute_and_journal(
+    run: Run,
+    turn: Turn,
+    owner: str,
+    context: ToolContext,
+    name: str,
+    arguments: dict[str, Any],
+    records: list[dict[str, Any]],
+) -> int:
+    """Execute one approved call and journal its record; 1 when governance refused it, else 0.
+
+    A board tool's rows, its events and its record commit in one transaction, so a crash either
+    leaves no trace of the call (it is made again) or the record too (it is not). File tools are
+    idempotent and verification only reads, so those run outside the transaction."""
+    record = records[-1]
+    try:
+        if name in BOARD_TOOLS:
+            with transaction.atomic():
+                result = execute_tool(context, name, arguments)
+                _record_result(run, turn, owner, name, record, result, records)
+        else:
+            result = execute_tool(context, name, arguments)
+            with transaction.atomic():
+                _record_result(run, turn, owner, name, record, result, records)
+    except ToolFailed as failed:
+        record.update(
+            decision="failed" if not failed.governance else "refused", rule=failed.rule, message=failed.message
+        )
+        with transaction.atomic():
+            event_append(
+                run.pk,
+                "tool.refused" if failed.governance else "tool.error",
+                turn_id=turn.pk,
+                card_id=turn.card_id,
+                name=name,
+                rule=failed.rule,
+                message=failed.message,
+            )
+            _journal(turn, owner, records)
+        return int(failed.governance)
+    return 0
+
+
+def _record_result(
+    run: Run,
+    turn: Turn,
+    owner: str,
+    name: str,
+    record: dict[str, Any],
+    result: dict[str, Any],
+    records: list[dict[str, Any]],
+) -> None:
+    record.update(decision="executed", result=result)
+    event_append(run.pk, "tool.result", turn_id=turn.pk, card_id=turn.card_id, name=name, result=result)
+    if name == "update_card_status":
+        event_append(run.pk, "card.status", card_id=turn.card_id, status=result["status"], seat=turn.seat)
+    _journal(turn, owner, records)
 
 
 def _block_with_report(run: Run, card: Card, wait_reason: str, tool: str, rule: str, message: str, fix: str) -> None:

@@ -252,6 +252,13 @@ class TurnStatus(models.TextChoices):
 TURN_ACTIVE_STATUSES = (TurnStatus.QUEUED, TurnStatus.RUNNING)
 
 
+class TurnFailure(models.TextChoices):
+    """Why a failed turn failed, when the engine acts on the reason."""
+
+    NONE = "", "None"
+    MODEL_UNAVAILABLE = "model_unavailable", "Model server unavailable"
+
+
 class Turn(models.Model):
     """One agent acting on one card. At most one active turn per card, enforced by the database."""
 
@@ -264,6 +271,7 @@ class Turn(models.Model):
     provider = models.CharField(max_length=20)
     status = models.CharField(max_length=20, choices=TurnStatus.choices, default=TurnStatus.QUEUED)
     outcome = models.TextField(blank=True, max_length=20_000)
+    failure = models.CharField(max_length=40, choices=TurnFailure.choices, default=TurnFailure.NONE, blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)
     lease_owner = models.CharField(max_length=200, blank=True)
     lease_expires_at = models.DateTimeField(null=True, blank=True)
@@ -272,7 +280,13 @@ class Turn(models.Model):
     messages = models.JSONField(default=list, blank=True)
     raw_answer = models.TextField(blank=True)
     reasoning = models.TextField(blank=True)
-    tool_calls = models.JSONField(default=list, blank=True)
+    native_calls = models.JSONField(default=list, blank=True)
+    answer_recorded_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the model's whole answer was stored; a re-run attempt reuses it."
+    )
+    tool_calls = models.JSONField(
+        default=list, blank=True, help_text="Each call's record, stored as soon as it is decided or executed."
+    )
     tokens_in = models.PositiveIntegerField(default=0)
     tokens_out = models.PositiveIntegerField(default=0)
     time_to_first_token_ms = models.PositiveIntegerField(null=True, blank=True)

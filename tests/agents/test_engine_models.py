@@ -120,7 +120,8 @@ def test_an_unreachable_model_server_makes_the_card_wait_for_resource_and_resume
     run.refresh_from_db()
     assert run.status == "running"
     assert Turn.objects.filter(run=run, status__in=["queued", "running"]).count() == 0
-    assert Turn.objects.get(run=run).outcome.startswith(engine.MODEL_UNAVAILABLE)
+    turn = Turn.objects.get(run=run)
+    assert turn.failure == "model_unavailable" and turn.outcome.startswith(engine.MODEL_UNAVAILABLE)
 
     port = int(url.rsplit(":", 1)[1])
     look = answer({"tool": "add_comment", "args": {"body": "Back at work."}})

@@ -107,10 +107,11 @@ def test_cards_wait_for_the_model_server_and_resume_when_it_comes_back(cluster: 
     assert cards == [("done", 4 * len(run_ids))]
     # The only failed turns are the ones the outage cut off, and each of their cards resumed.
     failed = cluster.query(
-        "SELECT card_id, outcome FROM agents_turn WHERE run_id = ANY(%s) AND status='failed'", run_ids
+        "SELECT card_id, failure, outcome FROM agents_turn WHERE run_id = ANY(%s) AND status='failed'", run_ids
     )
     assert failed, "the outage cut no turn off"
-    assert all(outcome.startswith(MODEL_UNAVAILABLE) for _, outcome in failed), failed
+    assert all(failure == "model_unavailable" for _, failure, _ in failed), failed
+    assert all(outcome.startswith(MODEL_UNAVAILABLE) for _, _, outcome in failed), failed
     resumed = {
         card
         for run_id in run_ids
@@ -118,5 +119,5 @@ def test_cards_wait_for_the_model_server_and_resume_when_it_comes_back(cluster: 
             "SELECT card_id FROM agents_runevent WHERE run_id=%s AND kind='card.resumed'", run_id
         )
     }
-    assert {card for card, _ in failed} <= resumed
+    assert {card for card, _, _ in failed} <= resumed
     assert all("card.resumed" in event_kinds(cluster, run_id) for run_id in run_ids)
