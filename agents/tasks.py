@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from agents import engine
+from agents import engine, leases, turns
 
 
 @shared_task(name="agents.run_advance", acks_late=True)
@@ -14,12 +14,12 @@ def run_advance(run_id: int) -> None:
 
 @shared_task(name="agents.turn_execute", acks_late=True)
 def turn_execute(turn_id: int) -> None:
-    engine.turn_execute(turn_id=turn_id)
+    turns.turn_execute(turn_id=turn_id)
 
 
 @shared_task(name="agents.turns_reap_stale", acks_late=False, ignore_result=True)
 def turns_reap_stale() -> int:
-    return engine.turns_reap_stale()
+    return leases.turns_reap_stale()
 
 
 from agents.gitea import tasks as gitea_tasks  # noqa: E402, F401  (registers the Gitea tasks)

@@ -100,7 +100,7 @@ def fixtures_root() -> Path:
 
 
 def workspaces_root() -> Path:
-    """Where agents write (see agents.engine._workspace_for): fixtures must never be stored under it."""
+    """Where agents write (see agents.turns._workspace_for): fixtures must never be stored under it."""
     return Path(settings.DATA_DIR) / "workspaces"
 
 

@@ -21,6 +21,7 @@ from agents.export import export_chunks, export_chunks_async
 from agents.models import Role, Run, RunEvent, Turn
 from agents.prompts import compile_prompt
 from agents.run_events import event_frame, events_after
+from agents.turns import prompt_context
 from boards.access import require_project_role, visible_projects
 from boards.api.permissions import ProjectRolePermission
 from boards.models import Card, Epic, ProjectRole
@@ -279,7 +280,7 @@ def card_prompt(request: Request, card_id: int) -> Response:
     else:
         seat_name, role = engine.choose_seat(team, card)
     profile = engine.default_profile(card.project_id)
-    context = engine.prompt_context(card=card, team=team, seat=seat_name, role=role, profile=profile)
+    context = prompt_context(card=card, team=team, seat=seat_name, role=role, profile=profile)
     prompt = compile_prompt(context)
     return Response(
         {

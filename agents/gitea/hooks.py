@@ -1,4 +1,4 @@
-"""What the agent engine asks of the Gitea integration (agents/engine.py calls these three).
+"""What the agent engine asks of the Gitea integration (agents/engine.py and agents/turns.py call these three).
 
 For a project linked to Gitea, people review in Gitea: a card whose coding work reached code_review
 gets a pull request and then waits for its review there instead of getting an agent review turn, and

@@ -679,7 +679,7 @@ def _start_work(card: Card, why: str) -> str:
     except engine.EngineError as refused:
         active = Run.objects.filter(epic_id=card.epic_id, status__in=["queued", "running"]).first()
         if refused.code == "run_active" and active is not None:
-            engine._dispatch_advance(active.pk)
+            engine.dispatch_advance(active.pk)
             return f"run {active.pk} is active and takes it up"
         return f"no turn started: {refused.message}"
     return f"run {run.pk} started for {why}"

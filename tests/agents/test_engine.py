@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
-from agents import engine
+from agents import engine, leases, turns
 from agents.models import Run, RunEvent, Turn
 from boards.models import Card, CardHistory, Epic, Project
 from orket_site.seed import seed_first_run
@@ -87,8 +87,8 @@ def test_a_turn_is_executed_once_even_when_its_task_is_delivered_twice(demo_epic
     run = engine.run_start(epic=demo_epic)
     engine.run_advance(run_id=run.pk)
     turn = Turn.objects.get(run=run)
-    engine.turn_execute(turn_id=turn.pk)
-    engine.turn_execute(turn_id=turn.pk)  # a redelivered task finds the turn taken
+    turns.turn_execute(turn_id=turn.pk)
+    turns.turn_execute(turn_id=turn.pk)  # a redelivered task finds the turn taken
     turn.refresh_from_db()
     assert turn.status == "succeeded" and turn.attempts == 1
     assert RunEvent.objects.filter(run=run, kind="turn.started", turn=turn).count() == 1
@@ -110,15 +110,15 @@ def test_stale_turns_go_back_to_the_queue_and_then_fail(demo_epic: Epic) -> None
     run = engine.run_start(epic=demo_epic)
     engine.run_advance(run_id=run.pk)
     turn = Turn.objects.get(run=run)
-    assert engine.turn_claim(turn_id=turn.pk, owner="dead-worker") is not None
+    assert leases.turn_claim(turn_id=turn.pk, owner="dead-worker") is not None
     Turn.objects.filter(pk=turn.pk).update(lease_expires_at=turn.created_at)
-    assert engine.turns_reap_stale() == 1
+    assert leases.turns_reap_stale() == 1
     turn.refresh_from_db()
     assert turn.status == "queued" and turn.lease_owner == ""
     Turn.objects.filter(pk=turn.pk).update(
-        status="running", attempts=engine.MAX_TURN_ATTEMPTS, lease_owner="dead-again", lease_expires_at=turn.created_at
+        status="running", attempts=leases.MAX_TURN_ATTEMPTS, lease_owner="dead-again", lease_expires_at=turn.created_at
     )
-    assert engine.turns_reap_stale() == 1
+    assert leases.turns_reap_stale() == 1
     turn.refresh_from_db()
     assert turn.status == "failed"
 

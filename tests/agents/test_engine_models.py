@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from django.db import connection
 
-from agents import engine
+from agents import engine, leases, turns
 from agents.models import ModelProfile, Run, Turn
 from agents.services import seed_standard_configuration
 from boards.actors import Actor
@@ -98,7 +98,7 @@ def test_garbage_answers_use_up_the_turn_budget_and_block_the_card(one_card_epic
 
 def _execute_queued(run_id: int) -> None:
     for turn_id in Turn.objects.filter(run_id=run_id, status="queued").values_list("pk", flat=True):
-        engine.turn_execute(turn_id=turn_id)
+        turns.turn_execute(turn_id=turn_id)
 
 
 def test_an_unreachable_model_server_makes_the_card_wait_for_resource_and_resume_when_it_answers(one_card_epic):
@@ -121,7 +121,7 @@ def test_an_unreachable_model_server_makes_the_card_wait_for_resource_and_resume
     assert run.status == "running"
     assert Turn.objects.filter(run=run, status__in=["queued", "running"]).count() == 0
     turn = Turn.objects.get(run=run)
-    assert turn.failure == "model_unavailable" and turn.outcome.startswith(engine.MODEL_UNAVAILABLE)
+    assert turn.failure == "model_unavailable" and turn.outcome.startswith(turns.MODEL_UNAVAILABLE)
 
     port = int(url.rsplit(":", 1)[1])
     look = answer({"tool": "add_comment", "args": {"body": "Back at work."}})
@@ -136,7 +136,7 @@ def test_an_unreachable_model_server_makes_the_card_wait_for_resource_and_resume
         assert run.events.filter(kind="card.resumed", card_id=card.pk).count() == 1
         resumed = Turn.objects.get(run=run, number=2)
         assert resumed.status == "queued"
-        engine.turn_execute(turn_id=resumed.pk)
+        turns.turn_execute(turn_id=resumed.pk)
     resumed.refresh_from_db()
     assert resumed.status == "succeeded"
     assert Comment.objects.filter(card=card, body="Back at work.").exists()
@@ -179,8 +179,8 @@ def test_ollama_requests_carry_the_profile_settings(one_card_epic, fake_llm: Fak
 def test_a_slow_first_token_keeps_its_lease(one_card_epic, fake_llm, monkeypatch):
     """A local model may think for longer than a lease before it streams; the heartbeat thread keeps
     the turn's lease alive so the reaper never hands it to another worker."""
-    monkeypatch.setattr(engine, "LEASE_SECONDS", 1.5)
-    monkeypatch.setattr(engine, "HEARTBEAT_SECONDS", 0.3)
+    monkeypatch.setattr(leases, "LEASE_SECONDS", 1.5)
+    monkeypatch.setattr(leases, "HEARTBEAT_SECONDS", 0.3)
     slow = answer({"tool": "add_comment", "args": {"body": "Thought about it."}})
     slow.pauses = {0: 3.0}
     fake_llm.queue(slow)
@@ -191,7 +191,7 @@ def test_a_slow_first_token_keeps_its_lease(one_card_epic, fake_llm, monkeypatch
     def reap() -> None:
         try:
             while not stop.wait(0.2):
-                engine.turns_reap_stale()
+                leases.turns_reap_stale()
         finally:
             connection.close()
 

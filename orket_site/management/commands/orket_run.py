@@ -9,7 +9,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
-from agents.engine import turns_requeue_orphans
+from agents.leases import turns_requeue_orphans
 from orket_site.embedded import EmbeddedWorker, serve
 from orket_site.seed import seed_first_run
 
