@@ -56,4 +56,4 @@ VOLUME ["/data"]
 EXPOSE 8000
 
 # Behind a proxy that overwrites X-Forwarded-For, add --proxy-headers (compose.yaml does).
-CMD ["daphne", "--bind", "0.0.0.0", "--port", "8000", "orket_site.asgi:application"]
+CMD ["daphne", "--bind", "0.0.0.0", "--port", "8000", "--websocket_connect_timeout", "30", "orket_site.asgi:application"]

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.db import DatabaseError
 
 from agents.models import Run, RunEvent
 from agents.run_events import event_frame, run_group
@@ -18,6 +20,15 @@ from boards.events import project_group
 from orket_site import metrics
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+def read_database(func: Callable[..., T]) -> Callable[..., Awaitable[T]]:
+    """Run a read-only database function on the thread pool. channels' default (thread-sensitive)
+    puts every consumer of a process on one shared thread, so a few hundred subscribers queue
+    behind each other and their handshakes time out; these reads need no thread affinity."""
+    return database_sync_to_async(func, thread_sensitive=False)
+
 
 # Close codes in the private range, so clients can tell "log in again" from "no such project".
 CLOSE_NOT_AUTHENTICATED = 4401
@@ -38,7 +49,7 @@ class ProjectBoardConsumer(AsyncJsonWebsocketConsumer):
         if user is None or not user.is_authenticated:
             await self.close(code=CLOSE_NOT_AUTHENTICATED)
             return
-        role = await database_sync_to_async(project_role_of)(user, project_id)
+        role = await read_database(project_role_of)(user, project_id)
         if role is None:
             await self.close(code=CLOSE_NOT_FOUND)
             return
@@ -69,6 +80,39 @@ QUIET_SECONDS = 1.0  # no live frame for this long: the periodic check reads the
 BACKFILL_PAGE = 500
 
 
+class SharedLastSeq:
+    """A run's last_seq as read at most once per `max_age` seconds per process: the subscribers of
+    one run share the answer (and a read in flight) instead of each querying every check."""
+
+    def __init__(self, max_age: float) -> None:
+        self.max_age = max_age
+        self._known: dict[int, tuple[float, int]] = {}
+        self._reading: dict[int, asyncio.Future[int]] = {}
+
+    async def get(self, run_id: int) -> int:
+        now = asyncio.get_running_loop().time()
+        known = self._known.get(run_id)
+        if known is not None and now - known[0] < self.max_age:
+            return known[1]
+        reading = self._reading.get(run_id)
+        if reading is None:
+            reading = asyncio.ensure_future(read_database(_run_last_seq)(run_id))
+            self._reading[run_id] = reading
+            reading.add_done_callback(lambda done: self._settle(run_id, now, done))
+        return await asyncio.shield(reading)
+
+    def _settle(self, run_id: int, read_at: float, done: asyncio.Future[int]) -> None:
+        self._reading.pop(run_id, None)
+        if not done.cancelled() and done.exception() is None:
+            self._known[run_id] = (read_at, done.result())
+            if len(self._known) > 10_000:  # runs long gone: forget the oldest answers
+                for stale in sorted(self._known, key=lambda key: self._known[key][0])[:5_000]:
+                    del self._known[stale]
+
+
+_last_seqs = SharedLastSeq(max_age=RESYNC_SECONDS / 2)
+
+
 class RunStreamConsumer(AsyncJsonWebsocketConsumer):
     """`/ws/runs/{id}/?after=N`: every event after N from the database, then live ones, in sequence,
     with no gap and no duplicate.
@@ -91,8 +135,7 @@ class RunStreamConsumer(AsyncJsonWebsocketConsumer):
             await self.close(code=CLOSE_NOT_AUTHENTICATED)
             return
         self.run_id = int(self.scope["url_route"]["kwargs"]["run_id"])
-        project_id = await database_sync_to_async(_run_project_id)(self.run_id)
-        role = None if project_id is None else await database_sync_to_async(project_role_of)(user, project_id)
+        role = await read_database(_run_role_of)(user, self.run_id)
         if role is None:
             await self.close(code=CLOSE_NOT_FOUND)
             return
@@ -135,7 +178,7 @@ class RunStreamConsumer(AsyncJsonWebsocketConsumer):
 
     async def _catch_up(self, until: int | None = None) -> None:
         while True:
-            frames = await database_sync_to_async(_frames_after)(self.run_id, self.last_sent, until)
+            frames = await read_database(_frames_after)(self.run_id, self.last_sent, until)
             for frame in frames:
                 await self._send_frame(frame)
             if len(frames) < BACKFILL_PAGE:
@@ -147,10 +190,15 @@ class RunStreamConsumer(AsyncJsonWebsocketConsumer):
             await asyncio.sleep(RESYNC_SECONDS)
             if loop.time() - self.last_live_at < QUIET_SECONDS:
                 continue
-            last_seq = await database_sync_to_async(_run_last_seq)(self.run_id)
-            if last_seq > self.last_sent:
-                async with self._lock:
-                    await self._catch_up()
+            try:
+                last_seq = await _last_seqs.get(self.run_id)
+                if last_seq > self.last_sent:
+                    async with self._lock:
+                        await self._catch_up()
+            except DatabaseError:
+                # The database is down or its pool is exhausted for now; this check is what catches
+                # up after dropped frames, so it must outlive the error and try again.
+                logger.warning("run %s stream: the periodic check could not read the database", self.run_id)
 
 
 def _after_from(query_string: bytes) -> int:
@@ -161,8 +209,9 @@ def _after_from(query_string: bytes) -> int:
         return 0
 
 
-def _run_project_id(run_id: int) -> int | None:
-    return Run.objects.filter(pk=run_id).values_list("project_id", flat=True).first()
+def _run_role_of(user: Any, run_id: int) -> str | None:
+    project_id = Run.objects.filter(pk=run_id).values_list("project_id", flat=True).first()
+    return None if project_id is None else project_role_of(user, project_id)
 
 
 def _run_last_seq(run_id: int) -> int:

@@ -64,21 +64,30 @@ async def subscribe(url: str, headers: dict[str, str]) -> tuple[list[int], list[
     """Follow one run to its end, reconnecting from the last seq if the socket drops."""
     seqs: list[int] = []
     latencies: list[float] = []
-    async with asyncio.timeout(RUN_TIMEOUT):
-        while True:
-            after = seqs[-1] if seqs else 0
-            try:
-                async with ws_connect(f"{url}?after={after}", additional_headers=headers, open_timeout=30) as socket:
-                    async for message in socket:
-                        frame = json.loads(message)
-                        seqs.append(frame["seq"])
-                        if frame["kind"] == "text":
-                            at = datetime.fromisoformat(frame["at"]).timestamp()
-                            latencies.append((time.time() - at) * 1000)
-                        if frame["kind"] == "run.status" and frame.get("status") in FINAL:
-                            return seqs, latencies, frame["status"]
-            except (OSError, TimeoutError, WebSocketException):
-                await asyncio.sleep(0.5)  # reconnect from the last seq, as the run view does
+    try:
+        async with asyncio.timeout(RUN_TIMEOUT):
+            return await _follow(url, headers, seqs, latencies)
+    except TimeoutError:
+        return seqs, latencies, None  # reported as a bad sequence, with what was missing
+
+
+async def _follow(
+    url: str, headers: dict[str, str], seqs: list[int], latencies: list[float]
+) -> tuple[list[int], list[float], str | None]:
+    while True:
+        after = seqs[-1] if seqs else 0
+        try:
+            async with ws_connect(f"{url}?after={after}", additional_headers=headers, open_timeout=30) as socket:
+                async for message in socket:
+                    frame = json.loads(message)
+                    seqs.append(frame["seq"])
+                    if frame["kind"] == "text":
+                        at = datetime.fromisoformat(frame["at"]).timestamp()
+                        latencies.append((time.time() - at) * 1000)
+                    if frame["kind"] == "run.status" and frame.get("status") in FINAL:
+                        return seqs, latencies, frame["status"]
+        except (OSError, TimeoutError, WebSocketException):
+            await asyncio.sleep(0.5)  # reconnect from the last seq, as the run view does
 
 
 async def board_load(
@@ -146,10 +155,12 @@ async def drive(cluster: Cluster, options: argparse.Namespace) -> bool:
                 twice = sorted({s for s in seqs if seqs.count(s) > 1})[:10]
                 say(f"load_ws first bad sequence: last_seq={last} got={len(seqs)} missing={missing} twice={twice}")
         text_latencies.extend(lat)
-    say(f"load_runs runs={len(runs)} succeeded={succeeded} seconds={elapsed:.1f}")
+    statuses = sorted({run["status"] for run in final.values()})
+    say(f"load_runs runs={len(runs)} succeeded={succeeded} statuses={','.join(statuses)} seconds={elapsed:.1f}")
     say(
         f"load_ws subscribers={len(results)} frames={sum(len(r[0]) for r in results)} "
-        f"bad_sequences={bad_sequences} text_p50_ms={statistics.median(text_latencies):.1f} "
+        f"bad_sequences={bad_sequences} timed_out={sum(r[2] is None for r in results)} "
+        f"text_p50_ms={statistics.median(text_latencies):.1f} "
         f"text_p99_ms={percentile(text_latencies, 0.99):.1f}"
     )
     say(

@@ -393,7 +393,8 @@ class Cluster:
     # -- processes ---------------------------------------------------------------------------------
 
     def _start_web(self, index: int, port: int) -> Proc:
-        args = [str(BIN / "daphne"), "-b", "127.0.0.1", "-p", str(port), "orket_site.asgi:application"]
+        args = [str(BIN / "daphne"), "-b", "127.0.0.1", "-p", str(port), "--websocket_connect_timeout", "30"]
+        args.append("orket_site.asgi:application")
         return _spawn(Proc(f"web{index}", args, str(self.workdir / f"web{index}.log"), port=port), self.env)
 
     def wait_web_ready(self, web: Proc, timeout: float = 120) -> None:

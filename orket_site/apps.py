@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.core.signals import request_finished
 
 
 class OrketSiteConfig(AppConfig):
@@ -7,3 +8,6 @@ class OrketSiteConfig(AppConfig):
 
     def ready(self) -> None:
         from orket_site.api import schema  # noqa: F401 - registers the OpenAPI auth extensions
+        from orket_site.db_connections import close_request_thread_connections
+
+        request_finished.connect(close_request_thread_connections, dispatch_uid="orket-close-request-connections")

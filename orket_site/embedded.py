@@ -63,6 +63,11 @@ class EmbeddedWorker:
         logger.info("embedded Celery worker stopped")
 
 
+# Daphne drops a WebSocket whose handshake takes longer than this. Its default of 5 s turns a burst
+# of connections under load into a storm of retries that never get through; 30 s lets them queue.
+WEBSOCKET_CONNECT_TIMEOUT = 30
+
+
 def serve(host: str, port: int, *, on_ready: Callable[[], None] | None = None) -> None:
     """Serve the ASGI application with daphne until SIGINT or SIGTERM."""
     from daphne.server import Server  # imported late: it installs the asyncio Twisted reactor
@@ -79,5 +84,6 @@ def serve(host: str, port: int, *, on_ready: Callable[[], None] | None = None) -
         application_close_timeout=10,
         ready_callable=on_ready,
         websocket_timeout=86400,
+        websocket_connect_timeout=WEBSOCKET_CONNECT_TIMEOUT,
     )
     server.run()

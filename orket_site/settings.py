@@ -93,6 +93,10 @@ TEMPLATES = [
 ]
 
 if DATABASE_URL:
+    # Persistent connections for long-lived threads (worker threads, WebSocket reads): opening a
+    # PostgreSQL connection costs milliseconds of CPU that a WebSocket handshake cannot spare under
+    # load. Request threads close theirs at the end (orket_site.db_connections). Health checks
+    # find connections a PostgreSQL restart broke, and a down server is reported at once (503).
     DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60, conn_health_checks=True)}
 else:
     DATABASES = {
@@ -196,6 +200,8 @@ WHITENOISE_AUTOREFRESH = DEBUG
 
 ORKET_ADMIN_URL = env_str("ORKET_ADMIN_URL", "admin/").strip("/") + "/"
 ORKET_MAX_BODY_BYTES = env_int("ORKET_MAX_BODY_BYTES", 2 * 1024 * 1024)
+# HTTP requests one web process runs at once; more wait on the event loop (orket_site.concurrency).
+ORKET_WEB_CONCURRENCY = env_int("ORKET_WEB_CONCURRENCY", 4)
 DATA_UPLOAD_MAX_MEMORY_SIZE = ORKET_MAX_BODY_BYTES
 FILE_UPLOAD_MAX_MEMORY_SIZE = ORKET_MAX_BODY_BYTES
 
