@@ -5,7 +5,9 @@ spread over both daphne processes), and the board API under 50 concurrent client
 Figures:
 - load_runs: runs, how many succeeded, time until all ended;
 - load_ws: subscribers, frames received, subscribers whose sequence had a gap or a duplicate (must be
-  0), and the latency of model text frames (arrival minus the event's `at`) p50/p99;
+  0) or that timed out, reconnects, and the latency of live model text frames (arrival minus the
+  event's `at`) p50/p99; text frames written before the subscriber's socket opened arrive as
+  backfill and are counted apart (text_backfilled), since their age measures the wait to connect;
 - load_board_api: requests, throughput, latency p50/p95/p99 and errors (must be 0) of GET board and
   card-list calls by 50 concurrent clients.
 
@@ -23,6 +25,7 @@ import math
 import statistics
 import sys
 import time
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -60,32 +63,48 @@ def post(client: httpx.Client, path: str, body: dict[str, Any]) -> dict[str, Any
     return dict(response.json())
 
 
-async def subscribe(url: str, headers: dict[str, str]) -> tuple[list[int], list[float], str | None]:
+@dataclass
+class Followed:
+    """What one subscriber saw: every seq, the latency of live text frames, how many text frames
+    reached it only as backfill (written before its socket opened), and how often it connected."""
+
+    seqs: list[int] = field(default_factory=list)
+    live_ms: list[float] = field(default_factory=list)
+    backfilled: int = 0
+    connections: int = 0
+    status: str | None = None
+
+
+async def subscribe(url: str, headers: dict[str, str]) -> Followed:
     """Follow one run to its end, reconnecting from the last seq if the socket drops."""
-    seqs: list[int] = []
-    latencies: list[float] = []
+    followed = Followed()
     try:
         async with asyncio.timeout(RUN_TIMEOUT):
-            return await _follow(url, headers, seqs, latencies)
+            await _follow(url, headers, followed)
     except TimeoutError:
-        return seqs, latencies, None  # reported as a bad sequence, with what was missing
+        pass  # status stays None: reported as timed out, with what was missing
+    return followed
 
 
-async def _follow(
-    url: str, headers: dict[str, str], seqs: list[int], latencies: list[float]
-) -> tuple[list[int], list[float], str | None]:
+async def _follow(url: str, headers: dict[str, str], followed: Followed) -> None:
     while True:
-        after = seqs[-1] if seqs else 0
+        after = followed.seqs[-1] if followed.seqs else 0
         try:
             async with ws_connect(f"{url}?after={after}", additional_headers=headers, open_timeout=30) as socket:
+                opened = time.time()
+                followed.connections += 1
                 async for message in socket:
                     frame = json.loads(message)
-                    seqs.append(frame["seq"])
+                    followed.seqs.append(frame["seq"])
                     if frame["kind"] == "text":
                         at = datetime.fromisoformat(frame["at"]).timestamp()
-                        latencies.append((time.time() - at) * 1000)
+                        if at < opened:
+                            followed.backfilled += 1
+                        else:
+                            followed.live_ms.append((time.time() - at) * 1000)
                     if frame["kind"] == "run.status" and frame.get("status") in FINAL:
-                        return seqs, latencies, frame["status"]
+                        followed.status = frame["status"]
+                        return
         except (OSError, TimeoutError, WebSocketException):
             await asyncio.sleep(0.5)  # reconnect from the last seq, as the run view does
 
@@ -145,23 +164,25 @@ async def drive(cluster: Cluster, options: argparse.Namespace) -> bool:
     final = {run: client.get(f"/api/runs/{run}/").json() for run in runs}
     succeeded = sum(run["status"] == "succeeded" for run in final.values())
     bad_sequences = 0
-    text_latencies: list[float] = []
-    for index, (seqs, lat, _) in enumerate(results):
+    live_ms: list[float] = []
+    for index, followed in enumerate(results):
         last = final[runs[index % len(runs)]]["last_seq"]
-        if seqs != list(range(1, last + 1)):
+        if followed.seqs != list(range(1, last + 1)):
             bad_sequences += 1
             if bad_sequences == 1:
+                seqs = followed.seqs
                 missing = sorted(set(range(1, last + 1)) - set(seqs))[:10]
                 twice = sorted({s for s in seqs if seqs.count(s) > 1})[:10]
                 say(f"load_ws first bad sequence: last_seq={last} got={len(seqs)} missing={missing} twice={twice}")
-        text_latencies.extend(lat)
+        live_ms.extend(followed.live_ms)
     statuses = sorted({run["status"] for run in final.values()})
     say(f"load_runs runs={len(runs)} succeeded={succeeded} statuses={','.join(statuses)} seconds={elapsed:.1f}")
     say(
-        f"load_ws subscribers={len(results)} frames={sum(len(r[0]) for r in results)} "
-        f"bad_sequences={bad_sequences} timed_out={sum(r[2] is None for r in results)} "
-        f"text_p50_ms={statistics.median(text_latencies):.1f} "
-        f"text_p99_ms={percentile(text_latencies, 0.99):.1f}"
+        f"load_ws subscribers={len(results)} frames={sum(len(f.seqs) for f in results)} "
+        f"bad_sequences={bad_sequences} timed_out={sum(f.status is None for f in results)} "
+        f"reconnects={sum(f.connections for f in results) - len(results)} "
+        f"text_backfilled={sum(f.backfilled for f in results)} text_live={len(live_ms)} "
+        f"text_live_p50_ms={statistics.median(live_ms):.1f} text_live_p99_ms={percentile(live_ms, 0.99):.1f}"
     )
     say(
         f"load_board_api clients={options.clients} requests={requests} rps={requests / seconds:.1f} "
