@@ -95,7 +95,8 @@ class SharedLastSeq:
         if known is not None and now - known[0] < self.max_age:
             return known[1]
         reading = self._reading.get(run_id)
-        if reading is None:
+        if reading is None or reading.get_loop() is not asyncio.get_running_loop():
+            # (A read left behind by a loop that was closed, as between tests, is never awaited.)
             reading = asyncio.ensure_future(read_database(_run_last_seq)(run_id))
             self._reading[run_id] = reading
             reading.add_done_callback(lambda done: self._settle(run_id, now, done))
@@ -196,8 +197,8 @@ class RunStreamConsumer(AsyncJsonWebsocketConsumer):
                     async with self._lock:
                         await self._catch_up()
             except DatabaseError:
-                # The database is down or its pool is exhausted for now; this check is what catches
-                # up after dropped frames, so it must outlive the error and try again.
+                # The database is down for now; this check is what catches up after dropped
+                # frames, so it must outlive the error and try again.
                 logger.warning("run %s stream: the periodic check could not read the database", self.run_id)
 
 
