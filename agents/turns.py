@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import time
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -476,27 +477,18 @@ def _act(
         event_append(run.pk, "tool.call", turn_id=turn.pk, card_id=card.pk, name=call.name, arguments=arguments)
         recent = (history + [r["signature"] for r in records])[-LOOP_REPEATS:]
         if len(recent) == LOOP_REPEATS and len(set(recent)) == 1:
-            record.update(decision="refused", rule="loop", message="The same call was made three times in a row.")
             with transaction.atomic():
-                event_append(
-                    run.pk,
-                    "tool.refused",
-                    turn_id=turn.pk,
-                    card_id=card.pk,
-                    name=call.name,
-                    rule="loop",
-                    message=record["message"],
-                )
+                message = "The same call was made three times in a row."
+                _journal_decision(run, turn, owner, records, "tool.refused", "refused", rule="loop", message=message)
                 _block_with_report(
                     run,
                     card,
                     "input",
                     call.name,
                     "loop",
-                    record["message"],
+                    message,
                     "Change the approach instead of repeating the call.",
                 )
-                _journal(turn, owner, records)
             return records, "Blocked: the same tool call was repeated three times.", context.files_changed
         decision = check_call(
             call.name,
@@ -507,19 +499,8 @@ def _act(
         )
         if not decision.allowed:
             refusals += 1
-            record.update(decision="refused", rule=decision.rule, message=decision.message, fix=decision.fix)
-            with transaction.atomic():
-                event_append(
-                    run.pk,
-                    "tool.refused",
-                    turn_id=turn.pk,
-                    card_id=card.pk,
-                    name=call.name,
-                    rule=decision.rule,
-                    message=decision.message,
-                    fix=decision.fix,
-                )
-                _journal(turn, owner, records)
+            fields = {"rule": decision.rule, "message": decision.message, "fix": decision.fix}
+            _journal_decision(run, turn, owner, records, "tool.refused", "refused", **fields)
             continue
         refusals += _execute_and_journal(run, turn, owner, context, call.name, arguments, records)
     if refusals:
@@ -562,49 +543,30 @@ def _execute_and_journal(
     A board tool's rows, its events and its record commit in one transaction, so a crash either
     leaves no trace of the call (it is made again) or the record too (it is not). File tools are
     idempotent and verification only reads, so those run outside the transaction."""
-    record = records[-1]
     try:
-        if name in BOARD_TOOLS:
-            with transaction.atomic():
-                result = execute_tool(context, name, arguments)
-                _record_result(run, turn, owner, name, record, result, records)
-        else:
+        with transaction.atomic() if name in BOARD_TOOLS else nullcontext():
             result = execute_tool(context, name, arguments)
             with transaction.atomic():
-                _record_result(run, turn, owner, name, record, result, records)
+                _journal_decision(run, turn, owner, records, "tool.result", "executed", result=result)
+                if name == "update_card_status":
+                    event_append(run.pk, "card.status", card_id=turn.card_id, status=result["status"], seat=turn.seat)
     except ToolFailed as failed:
-        record.update(
-            decision="failed" if not failed.governance else "refused", rule=failed.rule, message=failed.message
-        )
-        with transaction.atomic():
-            event_append(
-                run.pk,
-                "tool.refused" if failed.governance else "tool.error",
-                turn_id=turn.pk,
-                card_id=turn.card_id,
-                name=name,
-                rule=failed.rule,
-                message=failed.message,
-            )
-            _journal(turn, owner, records)
+        kind, decision = ("tool.refused", "refused") if failed.governance else ("tool.error", "failed")
+        _journal_decision(run, turn, owner, records, kind, decision, rule=failed.rule, message=failed.message)
         return int(failed.governance)
     return 0
 
 
-def _record_result(
-    run: Run,
-    turn: Turn,
-    owner: str,
-    name: str,
-    record: dict[str, Any],
-    result: dict[str, Any],
-    records: list[dict[str, Any]],
+def _journal_decision(
+    run: Run, turn: Turn, owner: str, records: list[dict[str, Any]], kind: str, decision: str, **fields: Any
 ) -> None:
-    record.update(decision="executed", result=result)
-    event_append(run.pk, "tool.result", turn_id=turn.pk, card_id=turn.card_id, name=name, result=result)
-    if name == "update_card_status":
-        event_append(run.pk, "card.status", card_id=turn.card_id, status=result["status"], seat=turn.seat)
-    _journal(turn, owner, records)
+    """Settle the last call: its record gets the decision and fields, and the event announcing it
+    commits together with the journal entry."""
+    record = records[-1]
+    record.update(decision=decision, **fields)
+    with transaction.atomic():
+        event_append(run.pk, kind, turn_id=turn.pk, card_id=turn.card_id, name=record["name"], **fields)
+        _journal(turn, owner, records)
 
 
 def _block_with_report(run: Run, card: Card, wait_reason: str, tool: str, rule: str, message: str, fix: str) -> None:
