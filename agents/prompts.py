@@ -126,6 +126,50 @@ TOOL_SCHEMAS: dict[str, dict[str, Any]] = {
         "additionalProperties": False,
     },
     "run_verification": {"type": "object", "properties": {}, "required": [], "additionalProperties": False},
+    "search_code": {
+        "type": "object",
+        "properties": {
+            "pattern": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": 200,
+                "description": "A regular expression (Python syntax), or plain text when literal is true.",
+            },
+            "literal": {"type": "boolean", "description": "Match the pattern as plain text."},
+            "path": {**_PATH_PROP, "description": "A folder or file to search in; omit for the whole workspace."},
+        },
+        "required": ["pattern"],
+        "additionalProperties": False,
+    },
+    "edit_file": {
+        "type": "object",
+        "properties": {
+            "path": _PATH_PROP,
+            "old_text": {
+                "type": "string",
+                "minLength": 1,
+                "description": "Text that occurs exactly once in the file, copied exactly (with its indentation).",
+            },
+            "new_text": {"type": "string", "description": "The text that replaces it."},
+        },
+        "required": ["path", "old_text", "new_text"],
+        "additionalProperties": False,
+    },
+    "git_diff": {
+        "type": "object",
+        "properties": {"path": {**_PATH_PROP, "description": "Limit the diff to one file or folder; optional."}},
+        "required": [],
+        "additionalProperties": False,
+    },
+    "finish_turn": {
+        "type": "object",
+        "properties": {
+            "summary": {"type": "string", "minLength": 1, "maxLength": 4000, "description": "What you did."},
+            "remaining": {"type": "string", "maxLength": 4000, "description": "What is left to do, if anything."},
+        },
+        "required": ["summary"],
+        "additionalProperties": False,
+    },
 }
 
 TOOL_DESCRIPTIONS: dict[str, str] = {
@@ -139,6 +183,10 @@ TOOL_DESCRIPTIONS: dict[str, str] = {
     "create_card": "Create a new card in the same epic (summary of at least 5 characters).",
     "add_note": 'Leave a note for another seat (to_seat: a seat name, or "all").',
     "run_verification": "Run the card's verification and get its result.",
+    "search_code": "Search the workspace's text files for a regular expression (or plain text); lists path:line matches.",
+    "edit_file": "Replace one exact, unique piece of text in a file (old_text must occur exactly once).",
+    "git_diff": "Show what this card changed so far: its branch against the base branch.",
+    "finish_turn": "End your turn with a summary of what you did and what is left; the card moves on.",
 }
 
 assert set(TOOL_SCHEMAS) == set(TOOL_NAMES) == set(TOOL_DESCRIPTIONS)
