@@ -15,6 +15,7 @@ PromptTooLarge names the sizes. The history is fitted in this order, stopping as
 3. older assistant answers are shortened (their text, and long string arguments of their tool calls);
 4. the oldest whole steps are replaced by one user message listing the calls they made;
 5. the newest step itself is shortened, largest message first.
+Room left over at the end goes back to the newest step's shortened messages.
 
 A step is an assistant message with every message after it up to the next assistant message (its tool
 messages, or its JSON-text observation, or a reminder). Steps are kept or omitted whole, so a tool message
@@ -61,6 +62,8 @@ SUMMARY_VALUE_CHARS = 40
 
 SHORTENED_MARKER = "[shortened by Orket:"
 OBSERVATION_PREFIX = "ORKET-OBSERVATION:"
+# A cut moves to a line break when that drops at most this many characters.
+_SNAP_CHARS = 160
 _READ_AGAIN = "call read_file again for the rest"
 _CALL_AGAIN = "repeat the call for the rest"
 _OWN_ANSWER = "your own earlier answer"
@@ -224,10 +227,10 @@ def _cut(text: str, kept: int, hint: str) -> str:
     head = body[: kept - tail_len]
     tail = body[len(body) - tail_len :] if tail_len else ""
     line_end = head.rfind("\n")
-    if line_end >= 0.5 * len(head) and line_end + 1 < len(head):
+    if line_end >= 0 and 0 < len(head) - line_end - 1 <= _SNAP_CHARS:
         head = head[: line_end + 1]
     line_start = tail.find("\n")
-    if 0 <= line_start < 0.5 * len(tail):
+    if 0 <= line_start < _SNAP_CHARS:
         tail = tail[line_start + 1 :]
     shown = len(prefix) + len(head) + len(tail)
     marker = f"{SHORTENED_MARKER} {shown:,} of {len(text):,} characters shown; {hint}]"
@@ -363,17 +366,19 @@ class _Fitter:
             for message in step.messages:
                 if not message.is_answer and message.cost > half:
                     self._shrink(message, half)
-        older = self.steps[:-1]
-        for is_answer, floor in ((False, OLD_OBSERVATION_TOKENS), (True, OLD_ANSWER_TOKENS)):
-            for step in older:
-                for message in step.messages:
-                    if self.excess() <= 0:
-                        return
-                    if message.is_answer == is_answer and message.cost > floor:
-                        self._shrink(message, max(floor, message.cost - self.excess()))
+        self._shorten_older(answers=False, floor=OLD_OBSERVATION_TOKENS)
+        self._shorten_older(answers=True, floor=OLD_ANSWER_TOKENS)
         self._omit_oldest()
         self._shrink_newest()
         self._regrow_newest()
+
+    def _shorten_older(self, *, answers: bool, floor: int) -> None:
+        for step in self.steps[:-1]:
+            for message in step.messages:
+                if self.excess() <= 0:
+                    return
+                if message.is_answer == answers and message.cost > floor:
+                    self._shrink(message, max(floor, message.cost - self.excess()))
 
     def _omit_oldest(self) -> None:
         while self.excess() > 0 and len(self.steps) > 1:
@@ -395,7 +400,7 @@ class _Fitter:
             self._shrink(largest, max(0, largest.cost - self.excess()))
 
     def _regrow_newest(self) -> None:
-        """Give the room left over after omitting steps back to the newest step's shortened messages."""
+        """Give the room left over back to the newest step's shortened messages (a long file cut to half)."""
         for message in sorted(self.steps[-1].messages, key=lambda m: m.cost, reverse=True):
             if message.shortened and self.excess() < 0:
                 self._shrink(message, message.cost - self.excess(), allow_growth=True)

@@ -504,3 +504,22 @@ def test_the_budget_and_the_tokenizer_import_without_django() -> None:
     done = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=60)
 
     assert done.returncode == 0, done.stderr
+
+
+def test_room_left_after_shortening_goes_back_to_the_newest_long_file() -> None:
+    count = counter()
+    fixed = [{"role": "system", "content": "rules"}, {"role": "user", "content": "card"}]
+    history = [
+        *text_step(1, [("list_directory", {"path": "."}, "a.py\nb.py")], "Looking around."),
+        *native_step(2, [("read_file", {"path": "a.py"}, long_file(6_000))], "Reading."),
+    ]
+    room = 1_500
+    budget = conversation_tokens(fixed, count) + room
+
+    fitted = fit_conversation(fixed, history, budget_tokens=budget, count=count)
+
+    assert fitted.messages[2:4] == history[:2]  # the older step stays whole
+    newest_file = fitted.messages[-1]
+    assert SHORTENED_MARKER in newest_file["content"]
+    assert message_cost(newest_file, count) > room // 2  # more than the half it was first cut to
+    assert budget - fitted.tokens < 40  # at most a line of the file, dropped to cut at a line break
