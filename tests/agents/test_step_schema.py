@@ -121,25 +121,35 @@ def test_every_free_string_is_bounded_and_a_call_fits_the_budget(max_tokens: int
 
 
 def test_budget_follows_the_token_limit() -> None:
-    small = branches(step_schema(["write_file"], max_tokens=512))["write_file"]["properties"]["args"]
-    large = branches(step_schema(["write_file"], max_tokens=4096))["write_file"]["properties"]["args"]
+    def content_limit(max_tokens: int, **options: int) -> int:
+        schema = step_schema(["write_file"], max_tokens=max_tokens, **options)
+        return branches(schema)["write_file"]["properties"]["args"]["properties"]["content"]["maxLength"]
 
-    small_content = small["properties"]["content"]["maxLength"]
-    large_content = large["properties"]["content"]["maxLength"]
-    assert 0 < small_content < large_content
-    # About three characters per token: a 4096-token step leaves room for roughly 10,000 characters of content
-    # next to a path of at most 1024.
-    assert 9_000 < large_content + large["properties"]["path"]["maxLength"] <= 3 * 4096
+    assert 0 < content_limit(256) < content_limit(512) < content_limit(1024)
+    # About three characters per token, after the JSON around them: 1024 tokens leave roughly 1,900 characters
+    # for content and path together, split between them.
+    assert content_limit(1024) + 1024 <= 3 * 1024
+    assert content_limit(1024) > 1000
+    # Without the grammar ceiling, 4096 tokens leave room for about 10,000 characters of content next to a path.
+    assert 9_000 < content_limit(4096, max_string_chars=100_000) + 1024 <= 3 * 4096
     # A limit smaller than the share is kept; larger ones are brought down to it.
     search = branches(step_schema(["search_code"], max_tokens=4096))["search_code"]["properties"]["args"]
-    assert (
-        search["properties"]["pattern"]["maxLength"]
-        == TOOL_SCHEMAS["search_code"]["properties"]["pattern"]["maxLength"]
-    )
+    pattern_limit = TOOL_SCHEMAS["search_code"]["properties"]["pattern"]["maxLength"]
+    assert search["properties"]["pattern"]["maxLength"] == pattern_limit
     finish = branches(step_schema([], max_tokens=512))["finish_turn"]["properties"]["args"]
-    assert (
-        finish["properties"]["summary"]["maxLength"] < TOOL_SCHEMAS["finish_turn"]["properties"]["summary"]["maxLength"]
-    )
+    summary_limit = TOOL_SCHEMAS["finish_turn"]["properties"]["summary"]["maxLength"]
+    assert finish["properties"]["summary"]["maxLength"] < summary_limit
+
+
+@pytest.mark.parametrize("max_tokens", [2048, 8192, 131_072])
+def test_no_string_reaches_the_llama_cpp_grammar_repetition_limit(max_tokens: int) -> None:
+    # llama.cpp refuses a grammar repetition of 2000 or more in some versions ("failed to parse grammar").
+    schema = step_schema(list(TOOL_SCHEMAS), max_tokens=max_tokens)
+
+    limits = [prop["maxLength"] for branch in schema["anyOf"] for _, prop in free_strings(branch["properties"]["args"])]
+    assert max(limits) == 1999
+    write = branches(schema)["write_file"]["properties"]["args"]["properties"]
+    assert write["content"]["maxLength"] == 1999
 
 
 def test_the_tool_schemas_themselves_are_not_changed() -> None:
