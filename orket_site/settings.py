@@ -38,6 +38,11 @@ CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 # WebSockets accept exactly the origins above; outside production also the page origin the socket's
 # own Host header names (scheme from ws/wss, host and port exact), as `make run` is reached directly.
 ORKET_SOCKET_ORIGIN_FROM_HOST = not PRODUCTION
+# Open WebSockets re-check their session and project this often (seconds), besides at once when a
+# logout, password or membership change is announced on the channel layer.
+ORKET_SOCKET_RECHECK_SECONDS = env_int("ORKET_SOCKET_RECHECK_SECONDS", 30)
+if ORKET_SOCKET_RECHECK_SECONDS < 1:
+    raise ImproperlyConfigured("ORKET_SOCKET_RECHECK_SECONDS must be at least 1")
 
 DATABASE_URL = env_str("DATABASE_URL")
 REDIS_URL = env_str("REDIS_URL")
