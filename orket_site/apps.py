@@ -9,5 +9,8 @@ class OrketSiteConfig(AppConfig):
     def ready(self) -> None:
         from orket_site.api import schema  # noqa: F401 - registers the OpenAPI auth extensions
         from orket_site.db_connections import close_request_thread_connections
+        from orket_site.socket_access import connect_receivers
+
+        connect_receivers()
 
         request_finished.connect(close_request_thread_connections, dispatch_uid="orket-close-request-connections")

@@ -35,6 +35,14 @@ ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", [] if PRODUCTION else ["127.0.0.1", "l
 if PRODUCTION and not ALLOWED_HOSTS:
     raise ImproperlyConfigured("ALLOWED_HOSTS is required when ORKET_ENV=production")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+# WebSockets accept exactly the origins above; outside production also the page origin the socket's
+# own Host header names (scheme from ws/wss, host and port exact), as `make run` is reached directly.
+ORKET_SOCKET_ORIGIN_FROM_HOST = not PRODUCTION
+# Open WebSockets re-check their session and project this often (seconds), besides at once when a
+# logout, password or membership change is announced on the channel layer.
+ORKET_SOCKET_RECHECK_SECONDS = env_int("ORKET_SOCKET_RECHECK_SECONDS", 30)
+if ORKET_SOCKET_RECHECK_SECONDS < 1:
+    raise ImproperlyConfigured("ORKET_SOCKET_RECHECK_SECONDS must be at least 1")
 
 DATABASE_URL = env_str("DATABASE_URL")
 REDIS_URL = env_str("REDIS_URL")
