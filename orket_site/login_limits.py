@@ -87,6 +87,8 @@ class SignInLimitedModelBackend(ModelBackend):
     def authenticate(
         self, request: HttpRequest | None, username: str | None = None, password: str | None = None, **kwargs: Any
     ) -> Any:
+        if password is None:  # not a password sign-in (another backend's credentials)
+            return None
         name = _username_of({"username": username, **kwargs})
         limit = login_limit(request, name)
         if limit.locked:

@@ -182,6 +182,9 @@ ORKET_TOKEN_TTL_HOURS = env_int("ORKET_TOKEN_TTL_HOURS", 720)
 if ORKET_TOKEN_TTL_HOURS < 1:
     raise ImproperlyConfigured("ORKET_TOKEN_TTL_HOURS must be at least 1")
 KNOX_TOKEN_MODEL = "orket_site.ApiToken"  # noqa: S105 - a model name, not a secret
+# knox's own model is swapped out for that one; its migrations would still create its table, unused
+# yet referencing users (which PostgreSQL then refuses to truncate alone).
+MIGRATION_MODULES = {"knox": None}
 REST_KNOX = {
     "TOKEN_TTL": timedelta(hours=ORKET_TOKEN_TTL_HOURS),
     "AUTH_HEADER_PREFIX": "Token",

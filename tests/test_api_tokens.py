@@ -195,3 +195,9 @@ def test_the_migration_drops_drf_tokens() -> None:
         editor.execute("INSERT INTO \"authtoken_token\" VALUES ('9944b09199c62bcf9418ad846dd0e4bbdfc6ee4b', 1)")
         retire.drop_drf_tokens(None, editor)
     assert "authtoken_token" not in connection.introspection.table_names()
+
+
+def test_only_orkets_token_table_exists() -> None:
+    tables = connection.introspection.table_names()
+    assert ApiToken._meta.db_table in tables
+    assert "knox_authtoken" not in tables, "knox's swapped-out model got a table"
