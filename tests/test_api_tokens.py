@@ -4,6 +4,7 @@ in the admin), all revoked when the owner's password changes; DRF's old keys are
 from __future__ import annotations
 
 import importlib
+import logging
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
@@ -41,7 +42,10 @@ def with_token(key: str) -> Client:
     return Client(HTTP_AUTHORIZATION=f"Token {key}")
 
 
-def test_a_token_is_named_expires_and_is_stored_only_as_a_digest(make_user: Callable[..., AbstractUser]) -> None:
+def test_a_token_is_named_expires_and_is_stored_only_as_a_digest(
+    make_user: Callable[..., AbstractUser], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
     user = make_user("ada")
     before = timezone.now()
     issued = issue("ada", name="ci runner")
@@ -56,6 +60,9 @@ def test_a_token_is_named_expires_and_is_stored_only_as_a_digest(make_user: Call
     stored = [str(value) for value in ApiToken.objects.filter(pk=row.pk).values().get().values()]
     assert not any(issued["token"] in value for value in stored), "the key itself is stored"
     assert with_token(issued["token"]).get("/api/projects/").status_code == 200
+    assert with_token(issued["token"]).delete("/api/auth/token/").status_code == 204
+    logs = "\n".join(f"{record.getMessage()} {record.__dict__}" for record in caplog.records)
+    assert issued["token"] not in logs and row.digest not in logs
 
 
 def test_each_client_gets_its_own_token_and_lists_them(make_user: Callable[..., AbstractUser]) -> None:
