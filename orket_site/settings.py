@@ -9,6 +9,7 @@ Two modes:
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -50,7 +51,7 @@ EMBEDDED = not (DATABASE_URL and REDIS_URL)
 
 INSTALLED_APPS = [
     "daphne",
-    "django.contrib.admin",
+    "orket_site.apps.OrketAdminConfig",  # django.contrib.admin with the sign-in limited password change
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -58,7 +59,7 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",
+    "knox",
     "drf_spectacular",
     "channels",
     "orket_site",
@@ -76,6 +77,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "orket_site.login_limits.SignInLimitMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "orket_site.middleware.LoginRequiredByDefaultMiddleware",
@@ -180,6 +182,25 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# Sign-in limits and API tokens (docs/operations.md, "Sign-in limits and API tokens").
+# Every password goes through this backend, which refuses while the account or address is locked;
+# a backend added later must come after it, so that its refusal stops the others too.
+AUTHENTICATION_BACKENDS = ["orket_site.login_limits.SignInLimitedModelBackend"]
+ORKET_TOKEN_TTL_HOURS = env_int("ORKET_TOKEN_TTL_HOURS", 720)
+if ORKET_TOKEN_TTL_HOURS < 1:
+    raise ImproperlyConfigured("ORKET_TOKEN_TTL_HOURS must be at least 1")
+KNOX_TOKEN_MODEL = "orket_site.ApiToken"  # noqa: S105 - a model name, not a secret
+# knox's own model is swapped out for that one; its migrations would still create its table, unused
+# yet referencing users (which PostgreSQL then refuses to truncate alone).
+MIGRATION_MODULES = {"knox": None}
+REST_KNOX = {
+    "TOKEN_TTL": timedelta(hours=ORKET_TOKEN_TTL_HOURS),
+    "AUTH_HEADER_PREFIX": "Token",
+    # Marks Orket's keys for secret scanners, and tells them from the retired 40-character DRF keys.
+    "TOKEN_PREFIX": "orket_",
+    "AUTO_REFRESH": False,
+}
+
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
