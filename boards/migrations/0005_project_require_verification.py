@@ -4,15 +4,17 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('boards', '0004_card_pull_request'),
+        ("boards", "0004_card_pull_request"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='project',
-            name='require_verification',
-            field=models.BooleanField(default=True, help_text='Agents may move a card to done only when its latest code passed a verification.'),
+            model_name="project",
+            name="require_verification",
+            field=models.BooleanField(
+                default=True,
+                help_text="Agents may move a card to done only when its latest code passed a verification.",
+            ),
         ),
     ]
