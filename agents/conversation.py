@@ -24,6 +24,10 @@ REMINDER_MARKER = "ORKET-REMINDER"
 # One call's result is cut here before the prompt budget shortens older observations further.
 MAX_RESULT_CHARS = 24_000
 NOT_RUN = "not_run"
+NEXT_STEP = (
+    "Next: make your next call. Do not repeat a call that already did its work. When the card's work is "
+    "done, hand it on with update_card_status (code_review) or end your turn with finish_turn."
+)
 
 
 @dataclass(frozen=True)
@@ -107,6 +111,7 @@ def step_messages(step: StepRecord, *, constrained: bool = False) -> list[dict[s
         ]
         lines.append(result_text(record))
     lines += ["", *step.extra] if step.extra else []
+    lines += ["", NEXT_STEP]
     messages.append({"role": "user", "content": "\n".join(lines)})
     return messages
 

@@ -32,6 +32,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from agents.conversation import NEXT_STEP
 from agents.providers.base import ChatRequest
 from agents.providers.scripted import ScriptedReply
 
@@ -83,7 +84,7 @@ def observations(request: ChatRequest) -> list[Observation]:
     for message in request.messages:
         content = str(message.get("content") or "")
         if message.get("role") == "user" and content.startswith("ORKET-OBSERVATION:"):
-            seen += _sections(content)
+            seen += _sections(content.removesuffix("\n\n" + NEXT_STEP))
     return seen
 
 
