@@ -4,8 +4,9 @@ epics). Plain module, no Django.
 Python's own `json.loads` accepts what Orket cannot store or send back: lone UTF-16 surrogates
 ("\\ud800", which no UTF-8 encoder accepts), NaN and Infinity (not JSON; PostgreSQL refuses them),
 numbers like 1e999 that become infinity, integers of thousands of digits (int() refuses past 4,300
-with a ValueError) and nesting deep enough to exhaust the interpreter's recursion. `loads` refuses
-each with `MalformedJSON`, whose `code` says which.
+with a ValueError), nesting deep enough to exhaust the interpreter's recursion, and NUL characters
+(PostgreSQL stores them in neither text nor jsonb). `loads` refuses each with `MalformedJSON`, whose
+`code` says which.
 """
 
 from __future__ import annotations
@@ -56,13 +57,15 @@ def _constant(name: str) -> Any:
 
 
 def _check_shape(value: Any) -> None:
-    """Walk the decoded value without recursion: bounded depth, no lone surrogate in keys or strings."""
+    """Walk the decoded value without recursion: bounded depth, no lone surrogate or NUL in keys or strings."""
     pending: list[tuple[Any, int]] = [(value, 1)]
     while pending:
         item, depth = pending.pop()
         if isinstance(item, str):
             if has_lone_surrogate(item):
                 raise MalformedJSON("A string holds a lone surrogate (\\ud800-\\udfff).", code="invalid_unicode")
+            if "\x00" in item:
+                raise MalformedJSON("A string holds a NUL character (\\u0000).", code="invalid_unicode")
             continue
         if not isinstance(item, dict | list):
             continue

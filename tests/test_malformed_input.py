@@ -35,6 +35,7 @@ MALFORMED_BODIES = {
     b'{"username": "a\\ud800", "password": "x"}': "invalid_unicode",
     b'{"a\\udc00": 1}': "invalid_unicode",
     b'{"labels": [{"deep": ["\\ud83d"]}]}': "invalid_unicode",
+    b'{"username": "admin", "password": "x", "labels": ["a\\u0000"]}': "invalid_unicode",
 }
 
 
@@ -115,8 +116,14 @@ def test_bad_filters_on_list_endpoints_answer_400(board: dict[str, Any]) -> None
         f"/api/runs/{run.pk}/events/?after=-1",
         f"/api/runs/{run.pk}/events/?after=abc",
         "/api/cards/?epic=1e5",
+        f"/api/cards/?project={board['project'].pk}&label=%00",
+        f"/api/cards/?project={board['project'].pk}&q=%00",
     ):
-        assert_error_shape(client.get(path), 400)
+        response = client.get(path)
+        if "q=%00" in path and connection.vendor != "postgresql":
+            assert response.status_code == 200, path  # SQLite compares NUL characters like any other
+            continue
+        assert_error_shape(response, 400)
     assert client.get(f"/api/runs/?project={board['project'].pk}&status=queued").json()["count"] == 1
     assert client.get(f"/api/runs/{run.pk}/events/?limit=5&after=0").status_code == 200
 
