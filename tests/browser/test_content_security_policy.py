@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.browser.chromium import chromium_or_skip, launch_chromium, log_in_through_page
+from tests.browser.chromium import chromium_or_skip, launch_chromium, log_in_through_page, wait_until
 from tests.processes import PYTHON, app_env, started, wait_for_http
 from tests.services import free_port
 
@@ -79,12 +79,12 @@ async def test_pages_run_under_the_policy_without_violations_or_other_hosts(tmp_
                 response = await page.goto(f"{base}/projects/{demo['project']}/board/?epic={demo['epic']}")
                 assert "default-src 'self'" in (await response.all_headers())["content-security-policy"]
                 await page.wait_for_selector("#board[data-ready='1']")
-                await page.wait_for_function("window.orketBoard.state().connected")  # the WebSocket under connect-src
+                await wait_until(page, "window.orketBoard.state().connected")  # the WebSocket under connect-src
 
                 started_run = await page.evaluate(START_RUN_JS, demo["epic"])
                 assert started_run["status"] == 201, started_run
                 await page.goto(f"{base}/runs/{started_run['body']['id']}/")
-                await page.wait_for_function("window.orketRun.state().connected")
+                await wait_until(page, "window.orketRun.state().connected")
                 await page.wait_for_selector("#transcript .chunk", timeout=45 * MS)
 
                 await page.goto(f"{base}/epics/{demo['epic']}/")
