@@ -18,6 +18,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 
 from agents.models import Run, RunEvent, Turn, TurnStep
 from agents.run_events import event_frame
+from orket_site.untrusted_json import replace_lone_surrogates
 
 EXPORT_FORMAT = 1
 PAGE_SIZE = 200
@@ -91,7 +92,8 @@ _EXPORTED_NAMES = {"run_id": "run", "card_id": "card", "model_profile_id": "mode
 
 
 def _line(item: dict[str, Any]) -> str:
-    return json.dumps(item, cls=_Encoder, ensure_ascii=False, separators=(",", ":")) + "\n"
+    # Rows stored before lone surrogates were refused on input hold them; they cannot be UTF-8 encoded.
+    return replace_lone_surrogates(json.dumps(item, cls=_Encoder, ensure_ascii=False, separators=(",", ":"))) + "\n"
 
 
 def _iso(value: datetime | None) -> str | None:

@@ -62,8 +62,10 @@ def safe_href(url: str) -> str | None:
         scheme = head.split(":", 1)[0].lower()
         if scheme not in SAFE_SCHEMES:
             return None
-    elif cleaned.startswith("//"):
-        return None  # protocol-relative: another host; ask for the scheme to be written
+    elif cleaned.replace("\\", "/").startswith("//"):
+        # Protocol-relative: another host; ask for the scheme to be written. Browsers read a
+        # backslash as a slash here, so addresses starting with slash-backslash or two backslashes too.
+        return None
     return cleaned
 
 

@@ -7,7 +7,6 @@ re-renders the page with the reason as a sentence and changes nothing.
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from datetime import datetime
 from typing import Any
@@ -28,6 +27,7 @@ from boards.actors import Actor
 from boards.errors import BoardsError, Forbidden, NotFound
 from boards.models import Card, CardDependency, CardHistory, Epic, Membership, Project, ProjectRole
 from boards.services import ImportInvalid
+from orket_site import untrusted_json
 
 # Below the site-wide request body limit (ORKET_MAX_BODY_BYTES, 2 MiB by default), so that an oversized
 # file reaches this page and is refused with a sentence rather than by the body-size middleware.
@@ -392,14 +392,9 @@ def _read_document(request: HttpRequest) -> tuple[Any, list[dict[str, str]]]:
     if len(text.encode("utf-8")) > IMPORT_MAX_BYTES:
         return None, [{"path": "", "message": "The JSON is larger than 1 MiB; split the epic or trim it."}]
     try:
-        return json.loads(text), []
-    except json.JSONDecodeError as error:
-        return None, [
-            {
-                "path": "",
-                "message": f"This is not valid JSON: {error.msg} at line {error.lineno}, column {error.colno}.",
-            }
-        ]
+        return untrusted_json.loads(text), []
+    except untrusted_json.MalformedJSON as error:
+        return None, [{"path": "", "message": f"This is not valid JSON: {error.message}"}]
 
 
 def project_import(request: HttpRequest, project_id: int) -> HttpResponse:

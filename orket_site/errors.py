@@ -29,6 +29,15 @@ def is_number_out_of_range(error: BaseException) -> bool:
     return isinstance(error, DataError) and "out of range" in str(error).lower()
 
 
+def is_unstorable_text(error: BaseException) -> bool:
+    """A NUL character reached PostgreSQL (psycopg refuses it in text, the server in jsonb); request
+    bodies are checked on input, this catches the query strings that filter with one."""
+    from django.db import DataError
+
+    message = str(error)
+    return isinstance(error, DataError) and ("NUL (0x00)" in message or "\\u0000 cannot be converted" in message)
+
+
 def has_out_of_range_id(view_kwargs: dict[str, Any]) -> bool:
     """True when an id in the URL is larger than any row id can be (64-bit signed)."""
     return any(

@@ -12,10 +12,10 @@ from django.conf import settings
 from django.contrib.auth.middleware import LoginRequiredMiddleware
 from django.contrib.auth.models import AnonymousUser
 from django.db import InterfaceError, OperationalError
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
 
 from orket_site.context import request_id_var, user_id_var
-from orket_site.errors import is_number_out_of_range
+from orket_site.errors import is_number_out_of_range, is_unstorable_text
 
 logger = logging.getLogger("orket.request")
 
@@ -119,6 +119,8 @@ class DatabaseUnavailableMiddleware:
         if is_number_out_of_range(exception):
             # Pages take ids from the URL only; an id no row can have names nothing.
             raise Http404("No such page.") from exception
+        if is_unstorable_text(exception):
+            return HttpResponseBadRequest("A value in the request holds a NUL character.")
         return None
 
     @staticmethod

@@ -302,3 +302,28 @@ if PRODUCTION:
     SECURE_HSTS_PRELOAD = True
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
+
+# Malformed input and page assets (docs/operations.md, "Security"): API answers replace lone
+# surrogates that old rows may hold; every page carries a Content-Security-Policy that allows only
+# this server's own scripts, styles, images and connections (WebSockets included), and the API docs
+# load Swagger UI from the static files of drf-spectacular-sidecar instead of a CDN.
+REST_FRAMEWORK["DEFAULT_RENDERER_CLASSES"] = [
+    "orket_site.api.renderers.SafeJSONRenderer",
+    "rest_framework.renderers.BrowsableAPIRenderer",
+]
+INSTALLED_APPS += ["csp", "drf_spectacular_sidecar"]
+MIDDLEWARE.insert(MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1, "csp.middleware.CSPMiddleware")
+SPECTACULAR_SETTINGS.update(SWAGGER_UI_DIST="SIDECAR", SWAGGER_UI_FAVICON_HREF="SIDECAR", REDOC_DIST="SIDECAR")
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "connect-src": ["'self'"],
+        "frame-ancestors": ["'none'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+    }
+}

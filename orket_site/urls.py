@@ -2,7 +2,7 @@ from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from orket_site import health, metrics, views
 
@@ -12,7 +12,12 @@ api_patterns = [
     path("auth/tokens/<int:pk>/", views.ApiTokenDetailView.as_view(), name="api-token-detail"),
     path("system/worker-ping/", views.WorkerPingView.as_view(), name="api-worker-ping"),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
-    path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    # Swagger UI from static files, its start script served apart (?script): no inline script or CDN.
+    path(
+        "docs/",
+        SpectacularSwaggerSplitView.as_view(url_name="api-schema", template_name="orket/api_docs.html"),
+        name="api-docs",
+    ),
     path("", include("boards.api.urls")),
     path("", include("agents.api.urls")),
     path("", include("sandboxes.api.verification_urls")),

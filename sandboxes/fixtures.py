@@ -21,11 +21,12 @@ Ids are Python identifiers and unique. Every problem is reported with its JSON p
 
 from __future__ import annotations
 
-import json
 import keyword
 import re
 from dataclasses import dataclass, field
 from typing import Any
+
+from orket_site import untrusted_json
 
 MAX_SCENARIOS = 500
 MAX_DESCRIPTION = 2_000
@@ -86,13 +87,9 @@ def load_fixture(raw: bytes | str) -> Fixture:
         except UnicodeDecodeError as error:
             raise FixtureInvalid([("$", f"is not UTF-8 text ({error.reason} at byte {error.start})")]) from error
     try:
-        data = json.loads(raw)
-    except json.JSONDecodeError as error:
-        raise FixtureInvalid(
-            [("$", f"is not JSON: {error.msg} at line {error.lineno}, column {error.colno}")]
-        ) from error
-    except RecursionError as error:
-        raise FixtureInvalid([("$", "is nested too deeply")]) from error
+        data = untrusted_json.loads(raw)
+    except untrusted_json.MalformedJSON as error:
+        raise FixtureInvalid([("$", f"is not acceptable JSON: {error.message}")]) from error
     return parse_fixture(data)
 
 

@@ -96,3 +96,88 @@ def test_numbers_too_large_for_the_database_are_refused_not_crashed(member_token
     page.force_login(django_user_model.objects.get(username="fuzzer"))
     assert page.get(f"/projects/{HUGE}/board/").status_code == 404
     assert page.get(f"/runs/{HUGE}/").status_code == 404
+
+
+# --- hand-made malformed shapes the generator does not produce (security issue, item 8) ------
+
+HUGE_ID = "123456789012345678901234567890"
+MALFORMED_BODIES = {
+    "deep nesting": b"[" * 100_000,
+    "deep nesting in a field": b'{"title": ' + b"[" * 5_000 + b"]" * 5_000 + b"}",
+    "huge integer": b'{"project": ' + b"9" * 5_000 + b', "epic": ' + b"9" * 4_400 + b"}",
+    "lone surrogate": b'{"title": "\\ud800", "name": "a\\udc00", "username": "\\ud800", "password": "\\ud800"}',
+    "lone surrogate key": b'{"\\ud800": "x"}',
+    "nan": b'{"title": NaN, "project": Infinity, "epic": -Infinity}',
+    "overflowing float": b'{"title": 1e999, "project": -1e999}',
+}
+BAD_QUERY_VALUES = ("abc", "1e5", "-1", "0", HUGE_ID, "%ED%A0%80", "%00")
+RESOURCE_OF_SEGMENT = {"projects": "project", "cards": "card", "epics": "epic", "runs": "run"}
+
+
+def operations() -> list[Any]:
+    return [result.ok() for result in schema.get_all_operations()]
+
+
+def _real_path(operation: Any, ids: dict[str, int]) -> str:
+    """The operation's path with each parameter set to an object of the fuzzed project it names."""
+    path = operation.path
+    for parameter in operation.path_parameters:
+        before = path.split("{" + parameter.name + "}", 1)[0].rstrip("/").rsplit("/", 1)[-1]
+        path = path.replace("{" + parameter.name + "}", str(ids.get(RESOURCE_OF_SEGMENT.get(before, ""), 1)))
+    return path
+
+
+def _shape_problem(response: Any, label: str) -> str | None:
+    if response.status_code >= 500:
+        return f"{label} answered {response.status_code}: {response.content[:300]!r}"
+    if response.status_code >= 400 and response.headers.get("Content-Type", "").startswith("application/json"):
+        body = response.json()
+        if not (isinstance(body.get("detail"), str) and isinstance(body.get("code"), str)):
+            return f"{label} answered {response.status_code} without the error shape: {body}"
+    return None
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("connection_kept")
+def test_every_operation_refuses_malformed_shapes_with_4xx(member_token: str) -> None:
+    from django.test import Client
+
+    project = Project.objects.get(slug="fuzzed")
+    ids = {
+        "project": project.pk,
+        "epic": Epic.objects.get(project=project).pk,
+        "card": Card.objects.filter(project=project).order_by("pk").first().pk,
+        "run": Run.objects.get(project=project).pk,
+    }
+    api = Client(HTTP_AUTHORIZATION=f"Token {member_token}")
+    problems: list[str] = []
+    for operation in operations():
+        method, path = operation.method.lower(), _real_path(operation, ids)
+        send = getattr(api, method)
+        if operation.body:
+            for shape, body in MALFORMED_BODIES.items():
+                response = send(path, data=body, content_type="application/json")
+                problem = _shape_problem(response, f"{method.upper()} {path} with {shape}")
+                if problem:
+                    problems.append(problem)
+                elif response.status_code < 400:
+                    problems.append(f"{method.upper()} {path} accepted {shape} with {response.status_code}")
+        if method == "get":
+            for parameter in operation.query:
+                for value in BAD_QUERY_VALUES:
+                    problem = _shape_problem(
+                        api.get(f"{path}?{parameter.name}={value}"), f"GET {path}?{parameter.name}={value}"
+                    )
+                    if problem:
+                        problems.append(problem)
+        if operation.path_parameters and method != "delete":
+            huge = operation.path
+            for parameter in operation.path_parameters:
+                huge = huge.replace("{" + parameter.name + "}", HUGE_ID)
+            response = send(huge, data=b"{}", content_type="application/json") if method != "get" else api.get(huge)
+            problem = _shape_problem(response, f"{method.upper()} {huge}")
+            if problem:
+                problems.append(problem)
+            elif response.status_code < 400:
+                problems.append(f"{method.upper()} {huge} found something: {response.status_code}")
+    assert not problems, "\n".join(problems)

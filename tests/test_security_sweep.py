@@ -253,6 +253,116 @@ async def test_every_websocket_route_refuses_anonymous_visitors_and_non_members(
     routes = [str(route.pattern) for route in websocket_urlpatterns]
     assert len(routes) >= 2
     for route in routes:
-        path = "/" + re.sub(r"<int:\w+>", str(ID), route)
+        path = "/" + re.sub(r"<\w+:\w+>", str(ID), route)
         assert await ws_refusal(path, None) == 4401, path
         assert await ws_refusal(path, cookie) == 4404, path
+
+
+# --- malformed input (security issue, item 8) -------------------------------------------------
+
+HUGE_ID = "123456789012345678901234567890"
+MALFORMED_BODIES = {
+    "deep nesting": b"[" * 100_000,
+    "deep nesting in a field": b'{"title": ' + b"[" * 5_000 + b"]" * 5_000 + b"}",
+    "huge integer": b'{"project": ' + b"9" * 5_000 + b', "epic": 1, "title": "x"}',
+    "lone surrogate": b'{"title": "\\ud800", "name": "\\udc00x", "body": "\\ud800"}',
+    "lone surrogate key": b'{"\\ud800": 1}',
+    "nan": b'{"title": NaN, "project": NaN}',
+    "overflowing float": b'{"title": 1e999, "project": -1e999}',
+}
+BAD_QUERIES = (
+    "project=abc",
+    "epic=1e5",
+    "limit=-1",
+    "after=-1",
+    "page=abc",
+    "page_size=-1",
+    f"project={HUGE_ID}",
+    "status=%ED%A0%80",
+    "q=%ED%A0%80",
+    "ordering=%00",
+)
+FORM_BODY = "section=project&name=n%ED%A0%80&description=%ED%B0%80&text=%7B%22a%22%3A%22%5Cud800%22%7D"
+
+
+def huge_id_paths() -> list[tuple[str, str]]:
+    """Every named route with a 30-digit id in each of its parameters."""
+    found = []
+    for name, pattern in url_patterns():
+        keys = set(pattern.pattern.regex.groupindex)
+        if not keys or "format" in keys:
+            continue
+        try:
+            found.append((name, reverse(name, kwargs=dict.fromkeys(keys, HUGE_ID))))
+        except NoReverseMatch:
+            continue  # a parameter that only takes words (slugs, names) has no id to overflow
+    return found
+
+
+def is_api(path: str) -> bool:
+    """A JSON endpoint; the OpenAPI schema (YAML) and the docs page (HTML) answer in their own formats."""
+    return path.startswith("/api/") and path not in (reverse("api-docs"), reverse("api-schema"))
+
+
+def error_shape_problem(response: Any, label: str) -> str | None:
+    if response.status_code >= 500:
+        return f"{label} gave {response.status_code}"
+    if not is_api(response.request["PATH_INFO"]) or response.status_code < 400:
+        return None
+    try:
+        body = response.json()
+    except ValueError:
+        return f"{label} gave {response.status_code} without a JSON body"
+    if not (isinstance(body, dict) and isinstance(body.get("detail"), str) and isinstance(body.get("code"), str)):
+        return f"{label} gave {response.status_code} with {str(body)[:200]}"
+    return None
+
+
+def test_every_route_answers_malformed_input_with_4xx_and_the_error_shape(make_user: Any) -> None:
+    project = target_project()
+    maintainer: AbstractUser = make_user("maintainer")
+    project.memberships.create(user=maintainer, role=ProjectRole.MAINTAINER)
+    member = Client()
+    member.force_login(maintainer)
+    problems: list[str] = []
+
+    def check(response: Any, label: str) -> None:
+        problem = error_shape_problem(response, label)
+        if problem:
+            problems.append(problem)
+
+    for name, path in sweep_paths():
+        if name == "logout":
+            continue
+        for method in ("post", "put", "patch"):
+            for shape, body in MALFORMED_BODIES.items():
+                response = getattr(member, method)(path, data=body, content_type="application/json")
+                check(response, f"{method.upper()} {path} ({name}) with {shape}")
+            response = getattr(member, method)(path, data=FORM_BODY, content_type="application/x-www-form-urlencoded")
+            check(response, f"{method.upper()} {path} ({name}) with an encoded surrogate in a form")
+        for query in BAD_QUERIES:
+            check(member.get(f"{path}?{query}"), f"GET {path}?{query} ({name})")
+    for name, path in huge_id_paths():
+        for method in METHODS:
+            check(call(member, method, path), f"{method.upper()} {path} ({name}) with a 30-digit id")
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.asyncio
+async def test_every_websocket_route_closes_cleanly_on_ids_no_row_can_have(
+    make_user: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    await database_sync_to_async(target_project)()
+    outsider = await database_sync_to_async(make_user)("outsider")
+    client = Client()
+    await database_sync_to_async(client.force_login)(outsider)
+    cookie = client.cookies["sessionid"].value
+    routes = [str(route.pattern) for route in websocket_urlpatterns if "<" in str(route.pattern)]
+    assert len(routes) >= 2
+    with caplog.at_level("WARNING"):
+        for route in routes:
+            for value in (HUGE_ID, str(2**63), "abc", "-1"):
+                path = "/" + re.sub(r"<\w+:\w+>", value, route)
+                assert await ws_refusal(path, None) == 4401, path
+                assert await ws_refusal(path, cookie) == 4404, path
+    assert not [record for record in caplog.records if record.levelname in ("ERROR", "CRITICAL")]

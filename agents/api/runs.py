@@ -18,7 +18,7 @@ from rest_framework.response import Response
 
 from agents import engine
 from agents.export import STEP_FIELDS, export_chunks, export_chunks_async
-from agents.models import Role, Run, RunEvent, Turn, TurnStep
+from agents.models import Role, Run, RunEvent, RunStatus, Turn, TurnStep
 from agents.prompts import compile_prompt
 from agents.run_events import event_frame, events_after
 from agents.turns import prompt_context
@@ -27,6 +27,7 @@ from boards.api.permissions import ProjectRolePermission
 from boards.models import Card, Epic, ProjectRole
 
 MAX_EVENTS_PAGE = 1000
+MAX_ROW_ID = 2**63 - 1
 
 
 class RunSerializer(serializers.ModelSerializer):
@@ -145,6 +146,27 @@ class RunStartSerializer(serializers.Serializer):
     max_parallel = serializers.IntegerField(required=False, min_value=1, max_value=16)
 
 
+class RunFilterSerializer(serializers.Serializer):
+    """The query string of the run list: ids must be row ids, the status one of the statuses."""
+
+    project = serializers.IntegerField(required=False, min_value=1, max_value=MAX_ROW_ID)
+    epic = serializers.IntegerField(required=False, min_value=1, max_value=MAX_ROW_ID)
+    status = serializers.ChoiceField(required=False, choices=RunStatus.choices)
+
+
+class RunEventsQuerySerializer(serializers.Serializer):
+    after = serializers.IntegerField(required=False, default=0, min_value=0, max_value=MAX_ROW_ID)
+    limit = serializers.IntegerField(required=False, default=MAX_EVENTS_PAGE, min_value=1)
+
+
+def _query(serializer_class: type[serializers.Serializer], request: Request) -> dict[str, Any]:
+    """The validated query string; blank values count as absent. Refused with 400 and the error shape."""
+    given = {key: value for key, value in request.query_params.items() if value != ""}
+    serializer = serializer_class(data=given)
+    serializer.is_valid(raise_exception=True)
+    return dict(serializer.validated_data)
+
+
 class RunViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = RunSerializer
     permission_classes = [ProjectRolePermission]
@@ -154,11 +176,11 @@ class RunViewSet(viewsets.ReadOnlyModelViewSet):
         queryset = Run.objects.filter(project__in=visible_projects(self.request.user)).select_related(
             "model_profile", "team", "epic"
         )
-        for field in ("project", "epic", "status"):
-            value = self.request.query_params.get(field)
-            if value:
-                queryset = queryset.filter(**{field: value})
-        return queryset
+        return queryset.filter(**_query(RunFilterSerializer, self.request))
+
+    @extend_schema(parameters=[RunFilterSerializer])
+    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().list(request, *args, **kwargs)
 
     @extend_schema(request=None, responses=RunSerializer)
     @action(detail=True, methods=["post"])
@@ -166,15 +188,12 @@ class RunViewSet(viewsets.ReadOnlyModelViewSet):
         run = engine.run_cancel(run=self.get_object())
         return Response(RunSerializer(Run.objects.get(pk=run.pk)).data)
 
-    @extend_schema(parameters=[OpenApiParameter("after", int), OpenApiParameter("limit", int)])
+    @extend_schema(parameters=[RunEventsQuerySerializer])
     @action(detail=True, methods=["get"])
     def events(self, request: Request, pk: str | None = None) -> Response:
         run = self.get_object()
-        try:
-            after = int(request.query_params.get("after", 0))
-            limit = min(int(request.query_params.get("limit", MAX_EVENTS_PAGE)), MAX_EVENTS_PAGE)
-        except ValueError as error:
-            raise ValidationError({"after": "after and limit must be whole numbers"}) from error
+        query = _query(RunEventsQuerySerializer, request)
+        after, limit = query["after"], min(query["limit"], MAX_EVENTS_PAGE)
         events: list[RunEvent] = list(events_after(run, after, limit))
         return Response({"run": run.pk, "last_seq": run.last_seq, "events": [event_frame(e) for e in events]})
 

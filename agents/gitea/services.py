@@ -5,7 +5,6 @@ turns are started through the engine's run_start. See docs/gitea.md for the rule
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +33,7 @@ from boards import machine
 from boards import services as board_services
 from boards.actors import Actor
 from boards.models import TITLE_MAX, Card, Project
+from orket_site import untrusted_json
 from orket_site.errors import OrketError
 
 logger = logging.getLogger(__name__)
@@ -159,9 +159,9 @@ def delivery_receive(*, link: GiteaLink, headers: dict[str, str], body: bytes) -
     if not signature_valid(link.webhook_secret(), body, signature):
         return _refuse(link, 401, "signature_invalid", "The signature does not match the body and the secret.")
     try:
-        payload = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        return Received(400, "malformed_json", "The body is not valid JSON.")
+        payload = untrusted_json.loads(body)
+    except untrusted_json.MalformedJSON as error:
+        return Received(400, "malformed_json", f"The body is not acceptable JSON: {error.message}")
     if not isinstance(payload, dict):
         return Received(400, "malformed_json", "The body is not a JSON object.")
     event = headers.get("x-gitea-event") or headers.get("x-gogs-event") or headers.get("x-github-event") or ""

@@ -261,6 +261,8 @@ class CardViewSet(WorkItemViewSet):
         if "seat" in params:
             queryset = queryset.filter(seat=params["seat"])
         label = params.get("label", "")
+        if "\x00" in label:  # PostgreSQL refuses it inside jsonb, failing the whole transaction
+            raise InvalidInput("The label filter cannot hold a NUL character.", code="bad_filter")
         if label:
             queryset = _with_label(queryset, label)
         if params.get("priority"):

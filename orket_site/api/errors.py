@@ -10,7 +10,7 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from orket_site.errors import OrketError, has_out_of_range_id, is_number_out_of_range
+from orket_site.errors import OrketError, has_out_of_range_id, is_number_out_of_range, is_unstorable_text
 
 
 class PayloadTooLarge(exceptions.APIException):
@@ -50,6 +50,11 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
             return Response({"detail": "Not found.", "code": "not_found"}, status=status.HTTP_404_NOT_FOUND)
         return Response(
             {"detail": "A number in the request is too large.", "code": "out_of_range"},
+            status=status.HTTP_400_BAD_REQUEST,
+        )
+    if is_unstorable_text(exc):
+        return Response(
+            {"detail": "A value in the request holds a NUL character.", "code": "invalid_unicode"},
             status=status.HTTP_400_BAD_REQUEST,
         )
     if isinstance(exc, Http404):

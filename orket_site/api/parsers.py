@@ -1,8 +1,8 @@
-"""A JSON parser that refuses bodies over the size cap even when no Content-Length was sent."""
+"""The API's JSON parser: the body size cap (even without a Content-Length) and Orket's decoder of
+untrusted JSON (no lone surrogates, NaN, infinite numbers, giant integers or deep nesting)."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import IO, Any
 
@@ -10,6 +10,7 @@ from django.conf import settings
 from rest_framework.exceptions import ParseError
 from rest_framework.parsers import JSONParser
 
+from orket_site import untrusted_json
 from orket_site.api.errors import PayloadTooLarge
 
 
@@ -24,6 +25,7 @@ class LimitedJSONParser(JSONParser):
         if not raw.strip():
             raise ParseError("The request body is empty; send a JSON object.", code="parse_error")
         try:
-            return json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise ParseError(f"Malformed JSON: {error}", code="parse_error") from error
+            return untrusted_json.loads(raw)
+        except untrusted_json.MalformedJSON as error:
+            code = "parse_error" if error.code == "syntax" else error.code
+            raise ParseError(error.message, code=code) from error

@@ -2,6 +2,9 @@
    computed from the card history (boards.settings_pages.epic_flow). Vanilla JS and Chart.js 4. */
 (function () {
   "use strict";
+  // The progress bar's width comes from a data attribute: the page's policy refuses style attributes.
+  var bar = document.querySelector("#progress .progress span[data-percent]");
+  if (bar) { bar.style.width = Math.max(0, Math.min(100, Number(bar.dataset.percent) || 0)) + "%"; }
   var holder = document.getElementById("epic-charts");
   if (!holder) { return; }
   var data = JSON.parse(holder.textContent);

@@ -107,6 +107,15 @@ def test_dangerous_links_lose_their_address() -> None:
     assert "href" not in render("<javascript:alert(1)>")
 
 
+def test_links_that_browsers_read_as_protocol_relative_lose_their_address() -> None:
+    # Browsers treat a backslash like a slash in http(s) addresses: each of these goes to evil.example.
+    for url in ("/\\evil.example/x", "\\\\evil.example/x", "\\/evil.example"):
+        html = render(f"[click]({url})")
+        assert "href" not in html and "click" in html, (url, html)
+        assert safe_href(url) is None
+    assert safe_href("/cards/4/\\x") == "/cards/4/\\x"  # a backslash later in a path is harmless
+
+
 def test_attributes_cannot_be_broken_out_of() -> None:
     html = render('[x](https://example.org/"onmouseover="alert(1))')
     assert_safe('[x](https://example.org/"onmouseover="alert(1))')

@@ -3,6 +3,7 @@ with ORKET_REQUIRE_SERVICES=1) when it or Playwright is missing."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -45,3 +46,19 @@ async def log_in_through_page(page: Any, base: str, password: str, username: str
     async with page.expect_navigation():
         await page.click("main form button[type=submit]")
     assert "/accounts/login/" not in page.url, "signing in through the login page failed"
+
+
+async def wait_until(page: Any, expression: str, *, timeout: float = 30_000, interval: float = 0.05) -> Any:
+    """Poll a JavaScript expression until it is truthy; its value, or TimeoutError after `timeout` ms.
+
+    Playwright's wait_for_function re-evaluates its string with eval() from page callbacks, which
+    the pages' Content-Security-Policy (no 'unsafe-eval') refuses; page.evaluate runs through the
+    DevTools protocol, which the policy does not govern."""
+    deadline = asyncio.get_running_loop().time() + timeout / 1000
+    while True:
+        value = await page.evaluate(expression)
+        if value:
+            return value
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError(f"still false after {timeout / 1000:.0f} s: {expression}")
+        await asyncio.sleep(interval)

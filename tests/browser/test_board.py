@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.browser.chromium import chromium_or_skip, launch_chromium, log_in_through_page
+from tests.browser.chromium import chromium_or_skip, launch_chromium, log_in_through_page, wait_until
 from tests.processes import PYTHON, REPO, app_env, started, wait_for_http
 from tests.services import free_port
 
@@ -72,7 +72,7 @@ async def test_board_moves_are_governed_live_and_filters_survive_a_reload(tmp_pa
                 board_url = f"{base}/projects/{demo['project']}/board/?epic={demo['epic']}"
                 await page.goto(board_url)
                 await page.wait_for_selector("#board[data-ready='1']")
-                await page.wait_for_function("window.orketBoard.state().connected")
+                await wait_until(page, "window.orketBoard.state().connected")
 
                 # Create a card with the keyboard shortcut n.
                 await page.keyboard.press("n")
@@ -84,13 +84,13 @@ async def test_board_moves_are_governed_live_and_filters_survive_a_reload(tmp_pa
                 card_id = int(await created.get_attribute("data-card") or 0)
                 assert await page.locator(f"{_column('ready')} {_card(card_id)}").count() == 1
                 # The board hears its own creation back over the WebSocket; let that redraw settle first.
-                await page.wait_for_function(
-                    f"window.orketBoard.state().heard.includes({card_id}) && window.orketBoard.state().idle"
+                await wait_until(
+                    page, f"window.orketBoard.state().heard.includes({card_id}) && window.orketBoard.state().idle"
                 )
 
                 # Drag it to in_progress: it stays there, also after a reload.
                 await page.drag_and_drop(_card(card_id), _column("in_progress"))
-                await page.wait_for_function("window.orketBoard.state().moves >= 1")
+                await wait_until(page, "window.orketBoard.state().moves >= 1")
                 assert (await page.evaluate(CARD_JS, card_id))["status"] == "in_progress"
                 await page.reload()
                 await page.wait_for_selector("#board[data-ready='1']")
@@ -127,7 +127,7 @@ async def test_board_moves_are_governed_live_and_filters_survive_a_reload(tmp_pa
                 await log_in_through_page(other, base, password)
                 await other.goto(board_url)
                 await other.wait_for_selector("#board[data-ready='1']")
-                await other.wait_for_function("window.orketBoard.state().connected")
+                await wait_until(other, "window.orketBoard.state().connected")
                 await other.wait_for_selector(f"{_column('blocked')} {_card(card_id)}")
                 # The move menu on the card: blocked to in_progress.
                 await _menu(page, card_id, "in_progress")
@@ -139,7 +139,7 @@ async def test_board_moves_are_governed_live_and_filters_survive_a_reload(tmp_pa
                 # Filters narrow the board and survive a reload through the URL.
                 await page.select_option("#filter-seat", "writer")
                 await page.fill("#filter-q", "guide")
-                await page.wait_for_function("location.search.includes('q=guide')")
+                await wait_until(page, "location.search.includes('q=guide')")
                 assert "seat=writer" in page.url
                 await page.reload()
                 await page.wait_for_selector("#board[data-ready='1']")

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.browser.chromium import chromium_or_skip, launch_chromium, log_in_through_page
+from tests.browser.chromium import chromium_or_skip, launch_chromium, log_in_through_page, wait_until
 from tests.processes import PYTHON, REPO, app_env, login_over_http, run_manage, started, wait_for_http
 from tests.services import free_port
 
@@ -96,7 +96,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 async def _open_board(page: Any, url: str) -> None:
     await page.goto(url)
     await page.wait_for_selector("#board[data-ready='1']")
-    await page.wait_for_function("window.orketBoard.state().connected && window.orketBoard.state().drawn")
+    await wait_until(page, "window.orketBoard.state().connected && window.orketBoard.state().drawn")
 
 
 def _card(card_id: int) -> str:
@@ -182,7 +182,7 @@ async def test_order_within_a_column_persists_and_shows_live(server: Server) -> 
 
         # Drag Delta onto the top half of Alpha: it lands first, here, on the server and on the other board.
         await page.drag_and_drop(_card(d), _card(a), target_position={"x": 30, "y": 6})
-        await page.wait_for_function("window.orketBoard.state().reorders >= 1")
+        await wait_until(page, "window.orketBoard.state().reorders >= 1")
         await _wait_order(page, "ready", [d, a, b, c])
         assert _server_order(server, epic, "ready") == [d, a, b, c]
         live = await _wait_order(other, "ready", [d, a, b, c], timeout=3.0)
@@ -192,13 +192,13 @@ async def test_order_within_a_column_persists_and_shows_live(server: Server) -> 
         box = await page.locator(_card(c)).bounding_box()
         assert box is not None
         await page.drag_and_drop(_card(a), _card(c), target_position={"x": 30, "y": box["height"] - 6})
-        await page.wait_for_function("window.orketBoard.state().reorders >= 2")
+        await wait_until(page, "window.orketBoard.state().reorders >= 2")
         await _wait_order(page, "ready", [d, b, c, a])
 
         # The keyboard: Shift+Up on Charlie; then the move menu by keyboard (m, End, Enter): Delta to the bottom.
         await page.focus(_card(c))
         await page.keyboard.press("Shift+ArrowUp")
-        await page.wait_for_function("window.orketBoard.state().reorders >= 3")
+        await wait_until(page, "window.orketBoard.state().reorders >= 3")
         await _wait_order(page, "ready", [d, c, b, a])
         await page.focus(_card(d))
         await page.keyboard.press("m")
@@ -209,16 +209,16 @@ async def test_order_within_a_column_persists_and_shows_live(server: Server) -> 
         assert await page.evaluate("document.activeElement.dataset.value") == "order:bottom"
         await page.keyboard.press("Enter")
         await page.wait_for_selector("#move-popup", state="hidden")
-        await page.wait_for_function("window.orketBoard.state().reorders >= 4")
+        await wait_until(page, "window.orketBoard.state().reorders >= 4")
         await _wait_order(page, "ready", [c, b, a, d])
         await _wait_order(other, "ready", [c, b, a, d], timeout=3.0)
 
         # A drop into another column at a position: the move, then the place.
         await _menu(page, b, "in_progress")
         await page.wait_for_selector(f"{_column('in_progress')} {_card(b)}")
-        await page.wait_for_function("window.orketBoard.state().moves >= 1 && window.orketBoard.state().idle")
+        await wait_until(page, "window.orketBoard.state().moves >= 1 && window.orketBoard.state().idle")
         await page.drag_and_drop(_card(a), _card(b), target_position={"x": 30, "y": 6})
-        await page.wait_for_function("window.orketBoard.state().reorders >= 5")
+        await wait_until(page, "window.orketBoard.state().reorders >= 5")
         await _wait_order(page, "in_progress", [a, b])
         assert _server_order(server, epic, "in_progress") == [a, b]
 
@@ -282,7 +282,7 @@ async def test_drawer_dependencies_markdown_turns_and_prompt(server: Server) -> 
         await page.click("#dep-add")
         refusal = page.locator("#dep-error")
         await refusal.wait_for()
-        await page.wait_for_function("document.getElementById('dep-error').textContent.includes('cycle')")
+        await wait_until(page, "document.getElementById('dep-error').textContent.includes('cycle')")
         said = await refusal.text_content() or ""
         assert f"#{first}" in said and f"#{second}" in said and "'Schema'" in said, said
         assert await page.locator("#drawer-deps [data-dep]").count() == 0
@@ -297,7 +297,7 @@ async def test_drawer_dependencies_markdown_turns_and_prompt(server: Server) -> 
         assert await page.locator(f"{_card(first)} [data-flag=dependency]").count() == 0
 
         # The prompt preview for a chosen role.
-        await page.wait_for_function("document.querySelectorAll('#prompt-role option').length > 1")
+        await wait_until(page, "document.querySelectorAll('#prompt-role option').length > 1")
         await page.select_option("#prompt-role", index=1)
         await page.click("#prompt-show")
         await page.wait_for_selector("#prompt-view .prompt-message[open] pre")
@@ -357,12 +357,12 @@ async def test_swimlanes_survive_a_reload_and_badges_show_review_state(server: S
         assert await page.locator(f"{_column('canceled')}.folded").count() == 1
         await page.check("#lanes-toggle")
         await page.wait_for_selector(f"#board.lanes .lane[data-epic='{server.demo_epic}']")
-        await page.wait_for_function("location.search.includes('lanes=epic')")
+        await wait_until(page, "location.search.includes('lanes=epic')")
         lanes = await page.eval_on_selector_all("#board .lane", "nodes => nodes.map(n => Number(n.dataset.epic))")
         assert server.demo_epic in lanes and epic in lanes
         assert await page.locator(f".lane[data-epic='{epic}'] {_card(card)}").count() == 1
         await page.check("#show-canceled")
-        await page.wait_for_function("location.search.includes('canceled=1')")
+        await wait_until(page, "location.search.includes('canceled=1')")
         await page.reload()
         await page.wait_for_selector("#board[data-ready='1']")
         assert await page.is_checked("#lanes-toggle") and await page.is_checked("#show-canceled")
@@ -380,7 +380,7 @@ async def test_swimlanes_survive_a_reload_and_badges_show_review_state(server: S
         )
         # Turning lanes off again shows the one epic.
         await page.uncheck("#lanes-toggle")
-        await page.wait_for_function("!location.search.includes('lanes=epic')")
+        await wait_until(page, "!location.search.includes('lanes=epic')")
         await page.wait_for_selector("#board:not(.lanes) .column[data-status='in_progress'] .board-card")
 
         # A narrow window: the board scrolls sideways, the drawer takes the whole width.

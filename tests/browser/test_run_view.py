@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.browser.chromium import chromium_or_skip, launch_chromium, log_in_through_page
+from tests.browser.chromium import chromium_or_skip, launch_chromium, log_in_through_page, wait_until
 from tests.processes import PYTHON, REPO, app_env, started, wait_for_http
 from tests.services import free_port
 
@@ -174,19 +174,19 @@ async def test_run_view_streams_the_demo_run_survives_a_dropped_socket_and_equal
 
         # Cut the socket as a network drop would; the page must reconnect by itself.
         assert await page.evaluate("window.orketRun.dropConnection()") is True
-        await page.wait_for_function("window.orketRun.state().reconnects >= 1", timeout=10 * MS)
-        await page.wait_for_function("window.orketRun.state().connected", timeout=20 * MS)
+        await wait_until(page, "window.orketRun.state().reconnects >= 1", timeout=10 * MS)
+        await wait_until(page, "window.orketRun.state().connected", timeout=20 * MS)
         after_drop = await page.evaluate("window.orketRun.state()")
         assert after_drop["lastSeq"] >= before["lastSeq"]
 
-        await page.wait_for_function("window.orketRun.state().done", timeout=90 * MS)
+        await wait_until(page, "window.orketRun.state().done", timeout=90 * MS)
         stored = await page.evaluate(STORED_EVENTS_JS, run_id)
         run = stored["run"]
         assert run["status"] == "succeeded", run
-        await page.wait_for_function(
-            "document.querySelector('[data-field=status]').textContent === 'succeeded'", timeout=10 * MS
+        await wait_until(
+            page, "document.querySelector('[data-field=status]').textContent === 'succeeded'", timeout=10 * MS
         )
-        await page.wait_for_function("window.orketRun.charts.turnRecords.size > 0", timeout=10 * MS)
+        await wait_until(page, "window.orketRun.charts.turnRecords.size > 0", timeout=10 * MS)
         await asyncio.sleep(1.0)  # the throttled chart redraw after the last turn
 
         transcript = await page.evaluate(PAGE_TRANSCRIPT_JS)
@@ -196,10 +196,10 @@ async def test_run_view_streams_the_demo_run_survives_a_dropped_socket_and_equal
         # The replay view plays the stored run, then an export file, through the same renderer.
         last_seq = stored["last_seq"]
         await page.goto(f"{base}/runs/{run_id}/replay/")
-        await page.wait_for_function("window.orketRun.state().total > 0", timeout=15 * MS)
+        await wait_until(page, "window.orketRun.state().total > 0", timeout=15 * MS)
         await page.select_option("#replay-speed", "0")
         await page.click("#replay-play")
-        await page.wait_for_function(f"window.orketRun.state().lastSeq === {last_seq}", timeout=20 * MS)
+        await wait_until(page, f"window.orketRun.state().lastSeq === {last_seq}", timeout=20 * MS)
         replayed_stored = await page.evaluate(PAGE_TRANSCRIPT_JS)
 
         export = await page.evaluate(EXPORT_JS, run_id)
@@ -207,20 +207,20 @@ async def test_run_view_streams_the_demo_run_survives_a_dropped_socket_and_equal
         export_path = tmp_path / f"run-{run_id}.jsonl"
         export_path.write_text(export["text"])
         await page.set_input_files("#replay-file", str(export_path))
-        await page.wait_for_function(
-            "window.orketRun.state().lastSeq === 0 && window.orketRun.state().total > 0", timeout=15 * MS
+        await wait_until(
+            page, "window.orketRun.state().lastSeq === 0 && window.orketRun.state().total > 0", timeout=15 * MS
         )
         await page.click("#replay-play")
-        await page.wait_for_function(f"window.orketRun.state().lastSeq === {last_seq}", timeout=20 * MS)
+        await wait_until(page, f"window.orketRun.state().lastSeq === {last_seq}", timeout=20 * MS)
         replayed_file = await page.evaluate(PAGE_TRANSCRIPT_JS)
 
         # Refusals, errors and blocked cards stand out, and model text is never taken as HTML.
         hostile_path = tmp_path / "hostile.jsonl"
         hostile_path.write_text(hostile_export())
         await page.set_input_files("#replay-file", str(hostile_path))
-        await page.wait_for_function("window.orketRun.state().lastSeq === 0", timeout=15 * MS)
+        await wait_until(page, "window.orketRun.state().lastSeq === 0", timeout=15 * MS)
         await page.click("#replay-play")
-        await page.wait_for_function(f"window.orketRun.state().lastSeq === {len(HOSTILE_EVENTS)}", timeout=20 * MS)
+        await wait_until(page, f"window.orketRun.state().lastSeq === {len(HOSTILE_EVENTS)}", timeout=20 * MS)
         hostile = await page.evaluate(HOSTILE_CHECK_JS)
         await page.screenshot(path=str(tmp_path / "run-view-refusals.png"), full_page=True)
 
@@ -310,8 +310,8 @@ async def test_the_cancel_button_stops_a_streaming_run_and_the_page_says_so(tmp_
 
         page.once("dialog", accept)
         await page.click("#run-cancel")
-        await page.wait_for_function(
-            "document.querySelector('[data-field=status]').textContent === 'canceled'", timeout=30 * MS
+        await wait_until(
+            page, "document.querySelector('[data-field=status]').textContent === 'canceled'", timeout=30 * MS
         )
         shown = await page.evaluate(CANCEL_STATE_JS)
         stored = await page.evaluate(STORED_EVENTS_JS, run_id)

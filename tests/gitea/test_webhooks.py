@@ -207,6 +207,27 @@ def test_non_json_bodies_are_refused_with_400(project: Any, body: bytes) -> None
     _nothing_stored(project, 0, counted=False)
 
 
+MALFORMED_VALUES = {
+    "nan": b"NaN",
+    "infinity": b"-Infinity",
+    "overflowing float": b"1e999",
+    "huge integer": b"9" * 5000,
+    "deep nesting": b"[" * 100_000 + b"]" * 100_000,
+    "lone surrogate": b'"\\ud800"',
+}
+
+
+@pytest.mark.parametrize("shape", MALFORMED_VALUES)
+def test_signed_payloads_that_are_not_storable_json_are_refused_as_malformed(project: Any, shape: str) -> None:
+    """A real pull request payload with one value Orket cannot store (or send back) added to it."""
+    secret, _, _ = _setup_for(project, "HookPullRequest.json")
+    body = b'{"orket_probe": ' + MALFORMED_VALUES[shape] + b", " + fixture_bytes("HookPullRequest.json").lstrip()[1:]
+    response = post(project.pk, body, signed_headers(secret, body, event="pull_request"))
+    assert response.status_code == 400, response.content
+    assert response.json()["code"] == "malformed_json"
+    _nothing_stored(project, 0, counted=False)
+
+
 def test_unknown_projects_and_other_methods(project: Any) -> None:
     body = b"{}"
     assert post(99999, body, signed_headers("x", body, event="pull_request")).status_code == 404
