@@ -17,6 +17,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Count
 from django.utils import timezone
 
+from agents import outbound_policy
 from agents.gitea import hooks as gitea_hooks
 from agents.models import (
     TURN_ACTIVE_STATUSES,
@@ -70,11 +71,18 @@ def profile_by_reference(reference: Any) -> ModelProfile:
     return profile
 
 
-def ollama_answers(base_url: str, timeout: float = 0.5) -> bool:
+def _probe(url: str, timeout: float, headers: dict[str, str] | None = None) -> int | None:
+    """The status of a GET of `url`, or None when it could not be made; connections follow the
+    operator's outbound policy, like the provider's own."""
     try:
-        return httpx.get(base_url.rstrip("/") + "/api/tags", timeout=timeout).status_code == 200
+        with httpx.Client(timeout=timeout, **outbound_policy.http_client_options()) as client:
+            return client.get(url, headers=headers or {}).status_code
     except httpx.HTTPError:
-        return False
+        return None
+
+
+def ollama_answers(base_url: str, timeout: float = 0.5) -> bool:
+    return _probe(base_url.rstrip("/") + "/api/tags", timeout) == 200
 
 
 def model_server_answers(profile: ModelProfile, timeout: float = 2.0) -> bool:
@@ -87,11 +95,8 @@ def model_server_answers(profile: ModelProfile, timeout: float = 2.0) -> bool:
 
     url = chat_url(profile.base_url).removesuffix("/chat/completions") + "/models"
     key = profile.api_key()
-    try:
-        response = httpx.get(url, timeout=timeout, headers={"Authorization": f"Bearer {key}"} if key else {})
-    except httpx.HTTPError:
-        return False
-    return response.status_code < 500
+    status = _probe(url, timeout, {"Authorization": f"Bearer {key}"} if key else None)
+    return status is not None and status < 500
 
 
 def default_profile(project_id: int) -> ModelProfile:

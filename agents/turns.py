@@ -154,7 +154,7 @@ def _provider(profile: ModelProfile) -> Any:
     if profile.provider == ModelProfile.Provider.SCRIPTED:
         speed = profile.tokens_per_second or float(os.environ.get("ORKET_SCRIPTED_TOKENS_PER_SECOND", "0")) or None
         return provider_for("scripted", replies=scripted_reply, tokens_per_second=speed)
-    return provider_for(profile.provider)
+    return provider_for(profile.provider, **profile.connection_options())
 
 
 class _Watch:
