@@ -71,11 +71,13 @@ def profile_by_reference(reference: Any) -> ModelProfile:
     return profile
 
 
-def _probe(url: str, timeout: float, headers: dict[str, str] | None = None) -> int | None:
+def _probe(
+    url: str, timeout: float, headers: dict[str, str] | None = None, options: dict[str, Any] | None = None
+) -> int | None:
     """The status of a GET of `url`, or None when it could not be made; connections follow the
     operator's outbound policy, like the provider's own."""
     try:
-        with httpx.Client(timeout=timeout, **outbound_policy.http_client_options()) as client:
+        with httpx.Client(timeout=timeout, **(options or outbound_policy.http_client_options())) as client:
             return client.get(url, headers=headers or {}).status_code
     except httpx.HTTPError:
         return None
@@ -90,12 +92,12 @@ def model_server_answers(profile: ModelProfile, timeout: float = 2.0) -> bool:
     if profile.provider == ModelProfile.Provider.SCRIPTED:
         return True
     if profile.provider == ModelProfile.Provider.OLLAMA:
-        return ollama_answers(profile.base_url, timeout)
+        return _probe(profile.base_url.rstrip("/") + "/api/tags", timeout, None, profile.connection_options()) == 200
     from agents.providers.openai import chat_url
 
     url = chat_url(profile.base_url).removesuffix("/chat/completions") + "/models"
     key = profile.api_key()
-    status = _probe(url, timeout, {"Authorization": f"Bearer {key}"} if key else None)
+    status = _probe(url, timeout, {"Authorization": f"Bearer {key}"} if key else None, profile.connection_options())
     return status is not None and status < 500
 
 

@@ -15,7 +15,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator, RegexVa
 from django.db import models
 from django.utils import timezone
 
-from agents import outbound_policy
+from agents import outbound, outbound_policy
 from agents.catalog import is_env_var_name, unknown_tools
 from agents.outbound_policy import validate_outbound_url, validate_secret_variable
 
@@ -155,7 +155,13 @@ class ModelProfile(models.Model):
 
     def connection_options(self) -> dict[str, Any]:
         """httpx options for the provider: every connection to the model server is checked against
-        the operator's outbound policy (ORKET_OUTBOUND_HOSTS) when it is made."""
+        the operator's outbound policy (ORKET_OUTBOUND_HOSTS) when it is made; a profile naming an API
+        key variable that is not marked for secrets (a row from before the rule) connects nowhere."""
+        if self.api_key_env:
+            try:
+                outbound_policy.secret_variable_check(self.api_key_env)
+            except outbound_policy.SecretVariableNotAllowed as refused:
+                return {"transport": outbound.RefusingTransport(refused.message), "trust_env": False}
         return outbound_policy.http_client_options()
 
     def api_key(self) -> str | None:

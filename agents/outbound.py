@@ -128,7 +128,10 @@ def url_target(url: str) -> Target:
     spaces or control characters, a plain host name or an IP address."""
     if _UNSAFE_URL.search(url):
         raise OutboundRefused("The URL has spaces, backslashes or control characters.")
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as error:  # a bracketed host that is not an address
+        raise OutboundRefused("The URL's host is not a valid host name or address.") from error
     scheme = parts.scheme.lower()
     if scheme not in DEFAULT_PORTS:
         raise OutboundRefused("The URL must start with http:// or https://.")
@@ -271,6 +274,17 @@ class GuardedTransport(httpx.HTTPTransport):
             max_keepalive_connections=httpx.Limits().max_keepalive_connections,
             network_backend=_GuardedBackend(policy, resolver),
         )
+
+
+class RefusingTransport(httpx.BaseTransport):
+    """A transport that connects nowhere, for a caller that must not send what it would send (an API
+    key read from a variable that is not marked for secrets, say)."""
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError(self.message, request=request) from OutboundRefused(self.message)
 
 
 def refused_cause(error: BaseException) -> OutboundRefused | None:

@@ -178,6 +178,9 @@ def gitea_delivery_reprocess_page(request: HttpRequest, project_id: int, deliver
 
 
 class GiteaLinkSerializer(serializers.ModelSerializer):
+    # Checked by the service, which answers a refused host or variable with its own code.
+    base_url = serializers.CharField(max_length=300)
+    token_env = serializers.CharField(max_length=100, required=False, allow_blank=True, default="")
     token = serializers.CharField(write_only=True, required=False, allow_blank=True, default="")
     has_token = serializers.BooleanField(read_only=True)
     regenerate_secret = serializers.BooleanField(write_only=True, required=False, default=False)
