@@ -73,7 +73,9 @@ class GiteaLink(models.Model):
         return crypto.decrypt(self.token_encrypted)
 
     def _refused_key(self) -> str:
-        return f"orket:gitea:refused:{self.project_id}"
+        # The creation time keeps a new link from inheriting the count of an earlier row with its id.
+        created = self.created_at.timestamp() if self.created_at else 0
+        return f"orket:gitea:refused:{self.pk}:{created:.6f}"
 
     def refused_count(self) -> None:
         """Count one refused delivery (in the cache: an unsigned caller writes nothing to the database)."""

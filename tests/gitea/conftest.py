@@ -37,16 +37,6 @@ def fixture_json(name: str) -> dict[str, Any]:
     return json.loads(fixture_bytes(name))
 
 
-@pytest.fixture(autouse=True)
-def _fresh_cache() -> Iterator[None]:
-    """Refused deliveries are counted in the cache, keyed by project id, which tests reuse."""
-    from django.core.cache import cache
-
-    cache.clear()
-    yield
-    cache.clear()
-
-
 @pytest.fixture
 def fake_gitea() -> Iterator[FakeGitea]:
     with FakeGitea() as fake:
