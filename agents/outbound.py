@@ -221,10 +221,6 @@ class OutboundPolicy:
             raise refusal(host)
         return [str(a) for a in addresses]
 
-    def url_addresses(self, url: str, resolver: Resolver = system_resolve) -> list[str]:
-        target = url_target(url)
-        return self.addresses(target.host, target.port, resolver)
-
 
 # ---------------------------------------------------------------------------------------------
 # Enforcing the policy when connecting

@@ -60,7 +60,6 @@ class LinkSaved:
     new_secret: str  # the webhook secret when one was generated now (shown once), else ""
 
 
-@transaction.atomic
 def gitea_link_save(
     *,
     project: Project,
@@ -100,24 +99,54 @@ def gitea_link_save(
     if problems:
         raise GiteaLinkInvalid(" ".join(problems))
     token_env = outbound_policy.secret_variable_check(token_env)
-    outbound_policy.url_check(base_url)
+    outbound_policy.url_check(base_url)  # may resolve the host name: before the transaction
+    with transaction.atomic():
+        return _link_write(
+            project=project,
+            base_url=base_url,
+            owner=owner,
+            repo=repo,
+            base_branch=base_branch,
+            token_env=token_env,
+            token=token.strip(),
+            policy={
+                "required_reviewers": [name.strip() for name in required_reviewers or [] if name.strip()],
+                "required_approvals": required_approvals,
+                "auto_merge": auto_merge,
+                "auto_deploy": auto_deploy,
+                "escalation_cycle": escalation_cycle,
+                "max_cycles": max_cycles,
+                "enabled": enabled,
+            },
+            regenerate_secret=regenerate_secret,
+        )
+
+
+def _link_write(
+    *,
+    project: Project,
+    base_url: str,
+    owner: str,
+    repo: str,
+    base_branch: str,
+    token_env: str,
+    token: str,
+    policy: dict[str, Any],
+    regenerate_secret: bool,
+) -> LinkSaved:
     link = GiteaLink.objects.select_for_update().filter(project=project).first() or GiteaLink(project=project)
     moved = link.pk is not None and (link.base_url, link.owner, link.repo) != (base_url, owner, repo)
-    credentials_given = bool(token.strip() or token_env)
     link.base_url, link.owner, link.repo = base_url, owner, repo
     link.base_branch = base_branch.strip() or "main"
     link.token_env = token_env
-    if link.token_env or (moved and not token.strip()):
+    if link.token_env or (moved and not token):
         link.token_encrypted = ""
-    if token.strip() and not link.token_env:
-        link.token_encrypted = encrypt(token.strip())
-    if moved and not credentials_given:
+    if token and not link.token_env:
+        link.token_encrypted = encrypt(token)
+    if moved and not (token or token_env):  # the secret Gitea signs with does not follow either
         link.webhook_secret_encrypted = ""
-    link.required_reviewers = [name.strip() for name in required_reviewers or [] if name.strip()]
-    link.required_approvals = required_approvals
-    link.auto_merge, link.auto_deploy = auto_merge, auto_deploy
-    link.escalation_cycle, link.max_cycles = escalation_cycle, max_cycles
-    link.enabled = enabled
+    for field, value in policy.items():
+        setattr(link, field, value)
     secret = ""
     if regenerate_secret or not link.webhook_secret_encrypted:
         secret = new_secret()
