@@ -3,6 +3,7 @@ from django.http import HttpRequest
 
 from agents.models import (
     Dialect,
+    EpicAgentSettings,
     ModelProfile,
     ProjectAgentSettings,
     Role,
@@ -12,6 +13,7 @@ from agents.models import (
     SeatNote,
     Team,
     Turn,
+    TurnStep,
 )
 
 
@@ -53,7 +55,19 @@ class DialectAdmin(admin.ModelAdmin):
 
 @admin.register(ModelProfile)
 class ModelProfileAdmin(admin.ModelAdmin):
-    list_display = ["name", "provider", "model", "base_url", "context_size", "supports_native_tools", "api_key_env"]
+    list_display = [
+        "name",
+        "provider",
+        "model",
+        "base_url",
+        "context_size",
+        "max_steps",
+        "supports_native_tools",
+        "supports_json_schema",
+        "json_schema_shape",
+        "api_key_env",
+    ]
+    readonly_fields = ["json_schema_shape", "chars_per_token"]
     list_filter = ["provider", "supports_native_tools", "supports_json_schema"]
     search_fields = ["name", "model", "base_url"]
     list_select_related = ["dialect"]
@@ -84,9 +98,21 @@ class RunAdmin(admin.ModelAdmin):
         return False
 
 
+class TurnStepInline(admin.TabularInline):
+    model = TurnStep
+    extra = 0
+    fields = ["number", "outcome", "request_tokens", "tokens_in", "tokens_out", "model_ms", "engine_ms", "calls"]
+    readonly_fields = fields
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
 @admin.register(Turn)
 class TurnAdmin(ReadOnlyAdmin):
-    list_display = ["id", "run", "card", "number", "seat", "role", "status", "attempts", "duration_ms"]
+    inlines = [TurnStepInline]
+    list_display = ["id", "run", "card", "number", "seat", "role", "purpose", "status", "attempts", "duration_ms"]
     list_filter = ["status", "role", "provider"]
     search_fields = ["seat", "role", "outcome", "raw_answer"]
     list_select_related = ["run", "card"]
@@ -112,3 +138,10 @@ class ProjectAgentSettingsAdmin(admin.ModelAdmin):
 
 
 from agents.gitea import admin as gitea_admin  # noqa: E402, F401  (registers the Gitea admin)
+
+
+@admin.register(EpicAgentSettings)
+class EpicAgentSettingsAdmin(admin.ModelAdmin):
+    list_display = ["epic", "model_profile"]
+    list_select_related = ["epic", "model_profile"]
+    search_fields = ["epic__name"]

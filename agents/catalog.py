@@ -15,6 +15,10 @@ TOOL_NAMES: tuple[str, ...] = (
     "create_card",
     "add_note",
     "run_verification",
+    "search_code",
+    "edit_file",
+    "git_diff",
+    "finish_turn",
 )
 
 PROVIDERS: tuple[str, ...] = ("ollama", "openai", "scripted")

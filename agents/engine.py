@@ -10,6 +10,7 @@ Every visible happening becomes a run event.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -21,11 +22,13 @@ from agents import outbound_policy
 from agents.gitea import hooks as gitea_hooks
 from agents.models import (
     TURN_ACTIVE_STATUSES,
+    EpicAgentSettings,
     ModelProfile,
     ProjectAgentSettings,
     Role,
     Run,
     RunStatus,
+    Seat,
     Team,
     Turn,
     TurnFailure,
@@ -157,6 +160,7 @@ def run_start(
         card=card,
         team=team_for(epic),
         model_profile=profile or default_profile(epic.project_id),
+        profile_is_override=profile is not None,
         requested_by=user,
         max_parallel=max_parallel,
     )
@@ -279,9 +283,20 @@ def run_advance(*, run_id: int) -> Run | None:
             _finish_run(
                 run, RunStatus.SUCCEEDED, f"The agents' work is done; {len(waiting)} card(s) await review in Gitea."
             )
+        elif _only_people_review_left(cards):
+            people = sum(card.status == machine.BLOCKED for card in cards)
+            _finish_run(
+                run, RunStatus.SUCCEEDED, f"The agents' work is done; {people} card(s) wait for review by a person."
+            )
         else:
             _finish_run(run, RunStatus.FAILED, _blocked_summary(cards))
     return run
+
+
+def _only_people_review_left(cards: list[Card]) -> bool:
+    """Every card is finished or waits for a person's review, and at least one waits."""
+    waiting = [card for card in cards if card.status == machine.BLOCKED and card.wait_reason == "review"]
+    return bool(waiting) and all(card.status in machine.FINAL_STATUSES or card in waiting for card in cards)
 
 
 def _cards_waiting_for_model(run: Run, cards: list[Card]) -> list[Card]:
@@ -354,25 +369,38 @@ def _start_turns(run: Run, cards: list[Card], slots: int) -> int:
             block_card(run, card, "input", f"The card used its budget of {run.turns_per_card} turns in this run.")
             continue
         try:
-            seat, role = choose_seat(run.team, card)
+            choice = choose_seat(run.team, card)
+        except ReviewByPerson as wait:
+            block_card(run, card, "review", wait.message)
+            continue
         except EngineError as error:
             block_card(run, card, "input", error.message)
             continue
+        profile = turn_profile(run, choice.seat, card)
         try:
             with transaction.atomic():
                 turn = Turn.objects.create(
                     run=run,
                     card=card,
                     number=counts.get(card.pk, 0) + 1,
-                    seat=seat,
-                    role=role.name,
-                    model=model_label(run.model_profile),
-                    provider=run.model_profile.provider,
+                    seat=choice.seat.name,
+                    role=choice.role.name,
+                    purpose=choice.purpose,
+                    model=model_label(profile),
+                    provider=profile.provider,
+                    model_profile=profile,
                 )
         except IntegrityError:
             continue  # another run or advance already has an active turn on this card
         event_append(
-            run.pk, "turn.queued", turn_id=turn.pk, card_id=card.pk, seat=seat, role=role.name, number=turn.number
+            run.pk,
+            "turn.queued",
+            turn_id=turn.pk,
+            card_id=card.pk,
+            seat=turn.seat,
+            role=turn.role,
+            purpose=turn.purpose,
+            number=turn.number,
         )
         dispatch_turn(turn.pk)
         started += 1
@@ -395,15 +423,32 @@ def block_card(run: Run, card: Card, wait_reason: str, report: str) -> None:
     event_append(run.pk, "card.blocked", card_id=card.pk, wait_reason=wait_reason, report=report)
 
 
-def choose_seat(team: Team, card: Card) -> tuple[str, Role]:
-    """Review states go to a finalizing seat that did not do the last work; others to the card's seat."""
+class ReviewByPerson(EngineError):
+    """No seat may review the card (the only finalizers did its work): a person must."""
+
+    code = "review_by_person"
+
+
+@dataclass(frozen=True)
+class SeatChoice:
+    seat: Seat
+    role: Role
+    purpose: str  # "work" or "review"
+
+
+def choose_seat(team: Team, card: Card) -> SeatChoice:
+    """What the turn is for decides the role. Review states go to a finalizing seat that did not do
+    the last work; otherwise the card's assigned seat does the work, whatever roles it holds."""
     seats = list(team.seats.prefetch_related("roles").order_by("order", "name"))
     if card.status in (machine.CODE_REVIEW, machine.READY_FOR_TESTING):
         for seat in seats:
             finalizing = [role for role in seat.roles.all() if role.can_finalize]
             if finalizing and seat.name != card.last_worked_by_seat:
-                return seat.name, finalizing[0]
-        raise EngineError(f"Team {team.name!r} has no finalizing seat other than {card.last_worked_by_seat!r}.")
+                return SeatChoice(seat, finalizing[0], "review")
+        raise ReviewByPerson(
+            f"Team {team.name!r} has no finalizing seat other than {card.last_worked_by_seat!r}, which did the "
+            "work; a person must review the card."
+        )
     named = [seat for seat in seats if seat.name == card.seat]
     workers = named or [
         seat
@@ -413,5 +458,21 @@ def choose_seat(team: Team, card: Card) -> tuple[str, Role]:
     for seat in workers:
         roles = [role for role in seat.roles.all() if not role.can_finalize] or list(seat.roles.all())
         if roles:
-            return seat.name, roles[0]
+            return SeatChoice(seat, roles[0], "work")
     raise EngineError(f"Team {team.name!r} has no seat that can work card #{card.pk}.")
+
+
+def turn_profile(run: Run, seat: Seat, card: Card) -> ModelProfile:
+    """The model a turn uses: the run's own choice, then the seat's, then the epic's, then the project default."""
+    if run.profile_is_override:
+        return run.model_profile
+    if seat.model_profile_id is not None:
+        return seat.model_profile
+    epic_profile = (
+        EpicAgentSettings.objects.filter(epic_id=card.epic_id, model_profile__isnull=False)
+        .select_related("model_profile")
+        .first()
+    )
+    if epic_profile is not None:
+        return epic_profile.model_profile
+    return run.model_profile

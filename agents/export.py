@@ -16,7 +16,7 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from django.core.serializers.json import DjangoJSONEncoder
 
-from agents.models import Run, RunEvent, Turn
+from agents.models import Run, RunEvent, Turn, TurnStep
 from agents.run_events import event_frame
 
 EXPORT_FORMAT = 1
@@ -29,8 +29,10 @@ TURN_FIELDS = (
     "number",
     "seat",
     "role",
+    "purpose",
     "model",
     "provider",
+    "model_profile_id",
     "status",
     "outcome",
     "failure",
@@ -54,6 +56,26 @@ TURN_FIELDS = (
     "started_at",
     "finished_at",
 )
+STEP_FIELDS = (
+    "number",
+    "request_tokens",
+    "request_messages",
+    "shortened",
+    "schema_shape",
+    "raw_answer",
+    "reasoning",
+    "native_calls",
+    "answer_recorded_at",
+    "calls",
+    "tokens_in",
+    "tokens_out",
+    "time_to_first_token_ms",
+    "model_ms",
+    "engine_ms",
+    "outcome",
+    "created_at",
+    "finished_at",
+)
 
 
 class _Encoder(DjangoJSONEncoder):
@@ -65,7 +87,7 @@ class _Encoder(DjangoJSONEncoder):
         return super().default(o)
 
 
-_EXPORTED_NAMES = {"run_id": "run", "card_id": "card"}
+_EXPORTED_NAMES = {"run_id": "run", "card_id": "card", "model_profile_id": "model_profile"}
 
 
 def _line(item: dict[str, Any]) -> str:
@@ -87,6 +109,8 @@ def run_record(run: Run) -> dict[str, Any]:
         "max_parallel": run.max_parallel,
         "turns_per_card": run.turns_per_card,
         "token_budget": run.token_budget,
+        "card_token_budget": run.card_token_budget,
+        "profile_is_override": run.profile_is_override,
         "tokens_in": run.tokens_in,
         "tokens_out": run.tokens_out,
         "last_seq": run.last_seq,
@@ -105,6 +129,9 @@ def run_record(run: Run) -> dict[str, Any]:
             "seed": profile.seed,
             "context_size": profile.context_size,
             "max_tokens": profile.max_tokens,
+            "max_steps": profile.max_steps,
+            "supports_json_schema": profile.supports_json_schema,
+            "json_schema_shape": profile.json_schema_shape,
         },
         "team": {"id": team.pk, "name": team.name, "seats": list(team.seats.values_list("name", flat=True))},
         "epic": {"id": epic.pk, "name": epic.name},
@@ -112,15 +139,24 @@ def run_record(run: Run) -> dict[str, Any]:
     }
 
 
-def turn_record(values: dict[str, Any]) -> dict[str, Any]:
-    """A turn's row as exported: `run` and `card` for the two keys, every other field by its name."""
-    return {_EXPORTED_NAMES.get(name, name): values[name] for name in TURN_FIELDS}
+def turn_record(values: dict[str, Any], steps: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """A turn's row as exported: `run`, `card` and `model_profile` for the keys, every other field by
+    its name, and its steps in order."""
+    record = {_EXPORTED_NAMES.get(name, name): values[name] for name in TURN_FIELDS}
+    record["steps"] = steps or []
+    return record
 
 
 def _turn_pages(run_id: int) -> Iterator[dict[str, Any]]:
     last_id = 0
     while True:
         page = list(Turn.objects.filter(run_id=run_id, id__gt=last_id).order_by("id").values(*TURN_FIELDS)[:PAGE_SIZE])
+        steps: dict[int, list[dict[str, Any]]] = {}
+        rows = TurnStep.objects.filter(turn_id__in=[turn["id"] for turn in page]).order_by("turn_id", "number")
+        for step in rows.values("turn_id", *STEP_FIELDS):
+            steps.setdefault(step.pop("turn_id"), []).append(step)
+        for turn in page:
+            turn["steps"] = steps.get(turn["id"], [])
         yield from page
         if len(page) < PAGE_SIZE:
             return
@@ -145,7 +181,7 @@ def export_lines(run: Run) -> Iterator[str]:
     run = Run.objects.select_related("model_profile", "team", "epic", "project", "requested_by").get(pk=run.pk)
     yield _line({"type": "run", "format": EXPORT_FORMAT, "run": run_record(run)})
     for values in _turn_pages(run.pk):
-        yield _line({"type": "turn", "turn": turn_record(values)})
+        yield _line({"type": "turn", "turn": turn_record(values, values["steps"])})
     for event in _event_pages(run.pk, run.last_seq):
         yield _line({"type": "event", "event": event_frame(event)})
 

@@ -28,8 +28,12 @@ MAX_CALLS_PER_TURN = 20
 MAX_FILE_BYTES = 1024 * 1024
 MAX_PATH_CHARS = 1024
 MAX_SEGMENT_CHARS = 255
-PATH_TOOLS = frozenset({"read_file", "write_file", "list_directory", "delete_file"})
-WRITE_TOOLS = frozenset({"write_file", "delete_file"})
+PATH_TOOLS = frozenset(
+    {"read_file", "write_file", "edit_file", "list_directory", "delete_file", "search_code", "git_diff"}
+)
+WRITE_TOOLS = frozenset({"write_file", "edit_file", "delete_file"})
+# Tools whose path may name a folder or be left out (the whole workspace).
+FOLDER_TOOLS = frozenset({"list_directory", "search_code", "git_diff"})
 
 _DRIVE = re.compile(r"^[A-Za-z]:")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -67,8 +71,8 @@ def check_call(
 ) -> Decision:
     """Whether one tool call may run.
 
-    calls_in_turn: how many calls of this turn came before this one (the 0-based position of this call), so the
-    21st call of a turn (calls_in_turn=20) is refused.
+    calls_in_turn: how many calls of this step's answer came before this one (the 0-based position of this
+    call), so the 21st call of one answer (calls_in_turn=20) is refused.
     """
     if not isinstance(name, str) or name not in TOOL_SCHEMAS:
         known = ", ".join(sorted(TOOL_SCHEMAS))
@@ -85,8 +89,8 @@ def check_call(
         return Decision(
             False,
             "too_many_calls",
-            f"A turn may make at most {MAX_CALLS_PER_TURN} tool calls; this was call {calls_in_turn + 1}.",
-            "Finish this turn and continue in the next one, with fewer, larger steps.",
+            f"One answer may make at most {MAX_CALLS_PER_TURN} tool calls; this was call {calls_in_turn + 1}.",
+            "Make fewer calls per answer; you will see their results before your next answer.",
         )
     if not isinstance(arguments, Mapping):
         return Decision(False, "bad_arguments", f"{name}: arguments must be a JSON object.", _example(name))
@@ -100,8 +104,8 @@ def check_call(
             "delete_file deletes only with confirm: true.",
             'Call delete_file again with "confirm": true if you really mean to delete the file.',
         )
-    if name == "write_file":
-        size = len(arguments["content"].encode("utf-8", errors="surrogatepass"))
+    if name in ("write_file", "edit_file"):
+        size = len(arguments["content" if name == "write_file" else "new_text"].encode("utf-8", errors="surrogatepass"))
         if size > MAX_FILE_BYTES:
             return Decision(
                 False,
@@ -111,10 +115,10 @@ def check_call(
             )
     if name in PATH_TOOLS:
         path = arguments.get("path", "")
-        decision = check_path(path, write=name in WRITE_TOOLS, allow_root=name == "list_directory")
+        decision = check_path(path, write=name in WRITE_TOOLS, allow_root=name in FOLDER_TOOLS)
         if not decision.allowed:
             return decision
-        if governance_on and name == "write_file" and not path_in_component(path):
+        if governance_on and name in ("write_file", "edit_file") and not path_in_component(path):
             refusal = check_workspace_path(path)
             return Decision(
                 False,

@@ -124,7 +124,30 @@ class ModelProfile(models.Model):
         help_text="Scripted provider only: streaming speed (empty: as fast as possible).",
     )
     supports_native_tools = models.BooleanField(default=False)
-    supports_json_schema = models.BooleanField(default=False)
+    supports_json_schema = models.BooleanField(
+        default=False, help_text="Ask for constrained output: a JSON schema admitting exactly one allowed action."
+    )
+    json_schema_shape = models.CharField(
+        max_length=20,
+        blank=True,
+        help_text="How the server took a schema, found out on first use (json_schema, json_object, ollama_format).",
+    )
+    chars_per_token = models.FloatField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0.5), MaxValueValidator(16.0)],
+        help_text="Characters per token measured with the server's tokenizer; empty: a conservative estimate.",
+    )
+    max_steps = models.PositiveSmallIntegerField(
+        default=16,
+        validators=[MinValueValidator(1), MaxValueValidator(200)],
+        help_text="Model calls one turn may make before it ends.",
+    )
+    turn_seconds = models.PositiveIntegerField(
+        default=1800,
+        validators=[MinValueValidator(10), MaxValueValidator(86_400)],
+        help_text="Wall time one turn may take; no new step starts after it.",
+    )
     api_key_env = models.CharField(
         max_length=128,
         blank=True,
@@ -245,6 +268,12 @@ class Run(models.Model):
     max_parallel = models.PositiveSmallIntegerField(default=2, validators=[MinValueValidator(1), MaxValueValidator(16)])
     turns_per_card = models.PositiveSmallIntegerField(default=12)
     token_budget = models.PositiveIntegerField(default=500_000)
+    card_token_budget = models.PositiveIntegerField(
+        default=200_000, help_text="Tokens one card may use in this run before it waits for a person."
+    )
+    profile_is_override = models.BooleanField(
+        default=False, help_text="The run's profile was chosen when starting it and wins over seat and epic profiles."
+    )
     tokens_in = models.PositiveBigIntegerField(default=0)
     tokens_out = models.PositiveBigIntegerField(default=0)
     last_seq = models.PositiveBigIntegerField(default=0, help_text="Sequence number of the latest run event.")
@@ -297,6 +326,10 @@ class Turn(models.Model):
     role = models.CharField(max_length=80)
     model = models.CharField(max_length=200)
     provider = models.CharField(max_length=20)
+    model_profile = models.ForeignKey(
+        ModelProfile, null=True, blank=True, on_delete=models.SET_NULL, related_name="turns"
+    )
+    purpose = models.CharField(max_length=10, default="work", help_text="work or review")
     status = models.CharField(max_length=20, choices=TurnStatus.choices, default=TurnStatus.QUEUED)
     outcome = models.TextField(blank=True, max_length=20_000)
     failure = models.CharField(max_length=40, choices=TurnFailure.choices, default=TurnFailure.NONE, blank=True)
@@ -340,6 +373,48 @@ class Turn(models.Model):
 
     def __str__(self) -> str:
         return f"turn {self.pk} ({self.seat} on card {self.card_id}, {self.status})"
+
+
+class TurnStep(models.Model):
+    """One model call of a turn and what its tool calls did, stored as it completes so that a turn
+    cut off resumes at its next step without asking the model again or repeating a call."""
+
+    turn = models.ForeignKey(Turn, on_delete=models.CASCADE, related_name="steps")
+    number = models.PositiveIntegerField(help_text="The step's number within the turn, from 1.")
+    request_tokens = models.PositiveIntegerField(default=0, help_text="Estimated size of the prompt sent.")
+    request_messages = models.PositiveIntegerField(default=0)
+    shortened = models.PositiveIntegerField(default=0, help_text="Messages shortened to fit the context.")
+    schema_shape = models.CharField(max_length=20, blank=True, help_text="Constrained output used, if any.")
+    raw_answer = models.TextField(blank=True)
+    reasoning = models.TextField(blank=True)
+    native_calls = models.JSONField(default=list, blank=True)
+    answer_recorded_at = models.DateTimeField(null=True, blank=True)
+    calls = models.JSONField(default=list, blank=True, help_text="Each call's record with its result or refusal.")
+    tokens_in = models.PositiveIntegerField(default=0)
+    tokens_out = models.PositiveIntegerField(default=0)
+    time_to_first_token_ms = models.PositiveIntegerField(null=True, blank=True)
+    model_ms = models.PositiveIntegerField(null=True, blank=True)
+    engine_ms = models.PositiveIntegerField(null=True, blank=True, help_text="Time spent outside the model.")
+    outcome = models.CharField(max_length=40, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["turn_id", "number"]
+        constraints = [models.UniqueConstraint(fields=["turn", "number"], name="turn_step_unique_number")]
+
+    def __str__(self) -> str:
+        return f"step {self.number} of turn {self.turn_id}"
+
+
+class EpicAgentSettings(models.Model):
+    """Per-epic choices of the agent engine: the model its turns use unless a run or seat says otherwise."""
+
+    epic = models.OneToOneField("boards.Epic", on_delete=models.CASCADE, related_name="agent_settings")
+    model_profile = models.ForeignKey(ModelProfile, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+
+    def __str__(self) -> str:
+        return f"agent settings of epic {self.epic_id}"
 
 
 class RunEvent(models.Model):

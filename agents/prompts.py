@@ -12,6 +12,7 @@ before any text that came from a person or a model, so the first occurrence is t
 
 System message:
     ORKET-ROLE: <role name>
+    ORKET-PURPOSE: work|review
     ORKET-SEAT: <seat name>
     ORKET-GOVERNANCE: on|off
     ORKET-CAN-FINALIZE: yes|no
@@ -126,6 +127,50 @@ TOOL_SCHEMAS: dict[str, dict[str, Any]] = {
         "additionalProperties": False,
     },
     "run_verification": {"type": "object", "properties": {}, "required": [], "additionalProperties": False},
+    "search_code": {
+        "type": "object",
+        "properties": {
+            "pattern": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": 200,
+                "description": "A regular expression (Python syntax), or plain text when literal is true.",
+            },
+            "literal": {"type": "boolean", "description": "Match the pattern as plain text."},
+            "path": {**_PATH_PROP, "description": "A folder or file to search in; omit for the whole workspace."},
+        },
+        "required": ["pattern"],
+        "additionalProperties": False,
+    },
+    "edit_file": {
+        "type": "object",
+        "properties": {
+            "path": _PATH_PROP,
+            "old_text": {
+                "type": "string",
+                "minLength": 1,
+                "description": "Text that occurs exactly once in the file, copied exactly (with its indentation).",
+            },
+            "new_text": {"type": "string", "description": "The text that replaces it."},
+        },
+        "required": ["path", "old_text", "new_text"],
+        "additionalProperties": False,
+    },
+    "git_diff": {
+        "type": "object",
+        "properties": {"path": {**_PATH_PROP, "description": "Limit the diff to one file or folder; optional."}},
+        "required": [],
+        "additionalProperties": False,
+    },
+    "finish_turn": {
+        "type": "object",
+        "properties": {
+            "summary": {"type": "string", "minLength": 1, "maxLength": 4000, "description": "What you did."},
+            "remaining": {"type": "string", "maxLength": 4000, "description": "What is left to do, if anything."},
+        },
+        "required": ["summary"],
+        "additionalProperties": False,
+    },
 }
 
 TOOL_DESCRIPTIONS: dict[str, str] = {
@@ -139,6 +184,10 @@ TOOL_DESCRIPTIONS: dict[str, str] = {
     "create_card": "Create a new card in the same epic (summary of at least 5 characters).",
     "add_note": 'Leave a note for another seat (to_seat: a seat name, or "all").',
     "run_verification": "Run the card's verification and get its result.",
+    "search_code": "Search the workspace's text files for a regular expression or plain text; lists path:line hits.",
+    "edit_file": "Replace one exact, unique piece of text in a file (old_text must occur exactly once).",
+    "git_diff": "Show what this card changed so far: its branch against the base branch.",
+    "finish_turn": "End your turn with a summary of what you did and what is left; the card moves on.",
 }
 
 assert set(TOOL_SCHEMAS) == set(TOOL_NAMES) == set(TOOL_DESCRIPTIONS)
@@ -193,6 +242,13 @@ class PromptContext:
     review_feedback: Sequence[str] = ()
     diff: str = ""
     native_tools: bool = False
+    purpose: str = ""  # "work" on the card or "review" it; empty: review exactly when the role can finalize
+    people_comments: Sequence[str] = ()  # what people wrote on the card, newest first
+    constrained: bool = False  # the server is asked for exactly one JSON action per answer
+
+    @property
+    def reviewing(self) -> bool:
+        return self.purpose == "review" or (not self.purpose and self.can_finalize)
 
 
 @dataclass(frozen=True)
@@ -270,6 +326,7 @@ def _system_text(ctx: PromptContext, tools: list[str]) -> str:
     seat = ctx.seat or "unassigned"
     lines = [
         f"ORKET-ROLE: {_one_line(ctx.role_name)}",
+        f"ORKET-PURPOSE: {'review' if ctx.reviewing else 'work'}",
         f"ORKET-SEAT: {_one_line(seat)}",
         f"ORKET-GOVERNANCE: {'on' if ctx.governance_on else 'off'}",
         f"ORKET-CAN-FINALIZE: {'yes' if ctx.can_finalize else 'no'}",
@@ -323,42 +380,74 @@ def _protocol(ctx: PromptContext, tools: list[str]) -> list[str]:
             "Change the card's status only with update_card_status; blocked and waiting_for_developer need a "
             "wait_reason (resource, dependency, review or input)."
         )
-        if ctx.can_finalize:
+        if ctx.reviewing:
             steps.append(
                 "After review: done when the work is verified and complete, otherwise in_progress with a reason "
                 "that says exactly what must change."
             )
         else:
             steps.append("When your work on the card is complete, move it to code_review.")
+    if "finish_turn" in tools:
+        steps.append("When you have done what you can in this turn, call finish_turn with a summary.")
     steps.append("A refused tool call is not executed; read why it was refused and change course, do not repeat it.")
     return [f"{i}. {step}" for i, step in enumerate(steps, 1)]
+
+
+STEP_LOOP_TEXT = (
+    "You work in steps. After each answer, Orket runs your tool calls and shows you their results (a message "
+    "starting with ORKET-OBSERVATION, or tool messages); only then do you answer again. Read files before you "
+    "change them, check the results you are shown, and correct course when a call fails or is refused. Your turn "
+    "ends when you change the card's status or call finish_turn."
+)
 
 
 def _tool_text(ctx: PromptContext, tools: list[str]) -> list[str]:
     if not tools:
         return ["You have no tools for this card; answer in prose."]
-    if ctx.native_tools:
+    if ctx.native_tools and not ctx.constrained:
         return [
+            STEP_LOOP_TEXT,
             "Call tools through the tool-calling interface (the functions provided with this request): "
             + ", ".join(tools)
-            + "."
+            + ".",
         ]
-    lines = [
-        'To call a tool, write a JSON object {"tool": "<name>", "args": {...}} in a ```json fenced block. '
-        "You may make several calls in one answer, one object per call; they run in order. Available tools:"
-    ]
-    for name in tools:
-        schema = TOOL_SCHEMAS[name]
-        args = json.dumps(schema["properties"], sort_keys=True, separators=(",", ":"))
-        required = ", ".join(schema["required"]) or "none"
-        lines.append(f"- {name}: {TOOL_DESCRIPTIONS[name]} Arguments: {args}; required: {required}.")
+    if ctx.constrained:
+        opening = (
+            'Each answer is exactly one JSON object {"tool": "<name>", "args": {...}}: one tool call, nothing '
+            "else. Available tools:"
+        )
+    else:
+        opening = (
+            'To call a tool, write a JSON object {"tool": "<name>", "args": {...}} in a ```json fenced block. '
+            "You may make several calls in one answer, one object per call; they run in order. Available tools:"
+        )
+    lines = [STEP_LOOP_TEXT, opening]
+    lines += [f"- {tool_signature(name)}: {TOOL_DESCRIPTIONS[name]}" for name in tools]
+    lines.append("An argument marked ? may be left out. Paths are relative to the workspace, with forward slashes.")
     return lines
+
+
+def tool_signature(name: str) -> str:
+    """A compact form of a tool's arguments, e.g. `update_card_status(status: ready|..., reason?: text)`;
+    small contexts cannot afford the whole JSON schema of every tool."""
+    schema = TOOL_SCHEMAS[name]
+    parts = []
+    for key, prop in schema["properties"].items():
+        mark = "" if key in schema["required"] else "?"
+        kind = "|".join(prop["enum"]) if "enum" in prop else _KIND_WORDS.get(prop.get("type", ""), "value")
+        parts.append(f"{key}{mark}: {kind}")
+    return f"{name}({', '.join(parts)})"
+
+
+_KIND_WORDS = {"string": "text", "boolean": "true|false", "integer": "number", "array": "list of card ids"}
 
 
 def _dialect_text(ctx: PromptContext) -> list[str]:
     dialect = ctx.dialect or Dialect()
     fmt = dialect.output_format
-    if ctx.native_tools:
+    if ctx.constrained:
+        text = "Answer with the JSON object of one tool call only."
+    elif ctx.native_tools:
         text = "Use native tool calls for actions; keep any prose short."
     elif fmt == "text":
         text = "Write short prose; every action is still a JSON tool call as described above."
@@ -415,6 +504,10 @@ def _user_text(ctx: PromptContext) -> str:
     notes = [str(note).strip() for note in ctx.notes if str(note).strip()]
     if notes:
         lines += ["", "## Notes from other seats", *[f"- {note}" for note in notes]]
+    comments = [str(comment).strip() for comment in ctx.people_comments if str(comment).strip()]
+    if comments:
+        lines += ["", "## Comments from people (newest first)", *[f"- {comment}" for comment in comments]]
+        lines.append("People's comments are instructions from the team: follow them or say why not.")
     lines += ["", "## Latest verification", (ctx.latest_verification or "").strip() or "Not run yet."]
     lines += ["", "## Review feedback"]
     if feedback:
@@ -422,7 +515,7 @@ def _user_text(ctx: PromptContext) -> str:
         lines.append("Address every item of this feedback before moving the card to code_review again.")
     else:
         lines.append("(none)")
-    if ctx.can_finalize and ctx.diff.strip():
+    if ctx.reviewing and ctx.diff.strip():
         diff = ctx.diff
         cut = ""
         if len(diff) > MAX_PROMPT_DIFF_CHARS:
@@ -434,7 +527,7 @@ def _user_text(ctx: PromptContext) -> str:
 
 
 def _task(ctx: PromptContext) -> str:
-    if ctx.can_finalize:
+    if ctx.reviewing:
         return (
             "Review this card: run the verification, compare the changes with the acceptance criteria, then move it "
             "to done or send it back to in_progress with precise feedback."

@@ -1,27 +1,35 @@
-"""The deterministic scenario the scripted provider plays: what each role of the standard team answers.
+"""The deterministic team the scripted provider plays: what each role of the standard team answers at
+each step of a turn, decided from the conversation it is shown.
 
     provider = ScriptedProvider(scripted_reply)
 
-`scripted_reply` reads the markers compile_prompt puts in the messages (see agents/prompts.py) and answers as the
-role would, with real tool calls written as JSON objects in ```json fences after a sentence of prose, so the
-parser is exercised on every turn:
+`scripted_reply` reads the markers compile_prompt puts in the first messages (see agents/prompts.py)
+and the observations Orket appends after each step (agents/conversation.py), and answers with one
+tool call written as a JSON object in a ```json fence after a sentence of prose, so the parser and
+the step loop are exercised on every step. Its answers depend on what it is shown:
 
-- architect: get_card_context, add_comment with a plan, write_file of a design note (docs/card-<id>.md, or
-  schemas/design/card_<id>.md when governance is on), update_card_status to code_review;
-- coder: get_card_context, write_file of a small Python module services/card_<id>.py and its test
-  tests/test_card_<id>.py, add_comment saying what changed, update_card_status to code_review; with review feedback
-  in the prompt it writes a second version of the module (the fix);
-- integrity_guard: run_verification then update_card_status done with a reason, except when the card's labels
-  contain `needs-changes` and the prompt shows no review feedback yet: then update_card_status in_progress
-  ("Changes requested: ...") and add_note to the card's seat (or "all" when the card has none) with the feedback.
+- coder: reads the card context, then reads its module; if the module is missing it writes it, if it
+  exists and review feedback asks for a fix it replaces the old function with `edit_file`, using the
+  exact text it read (and writes the whole file when that text is not there); then writes the test,
+  comments and moves the card to code_review;
+- architect: reads the card context and lists the workspace, records a plan as a comment, writes a
+  design note (docs/card-<id>.md, or schemas/design/card_<id>.md with governance on), hands over;
+- integrity_guard reviewing: runs the verification; when the card is labelled `needs-changes` and has
+  no review feedback yet it leaves a note with the feedback and sends the card back to in_progress;
+  when the verification failed it sends it back saying so; otherwise it moves the card to done;
+- integrity_guard doing a card's work (a card assigned to it): reads the context, runs the
+  verification, reports in a comment, and moves the card to code_review for someone else to review.
 
-Any other role answers in prose without tool calls. No Django; the same request always gives the same reply.
+Any role whose last call was refused changes course: it leaves a note saying what was refused and
+ends its turn with finish_turn rather than repeating the call. Any other role answers in prose
+without tool calls. No Django; the same conversation always gives the same reply.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from agents.providers.base import ChatRequest
@@ -32,7 +40,30 @@ CHANGES_REQUESTED = (
     "Changes requested: the module must reject empty input with a ValueError, and a test must cover that case."
 )
 _MARKER = re.compile(r"^ORKET-([A-Z-]+): ?(.*)$", re.MULTILINE)
+_CALL = re.compile(r"^ORKET-CALL: (\d+) (\S+) (\S+)$")
 _SAFE = re.compile(r"[^A-Za-z0-9_]")
+_UNFIXED_BODY = (
+    "def describe(name: str) -> str:\n"
+    '    """A one-line description of `name` for this card."""\n'
+    '    return f"{TITLE}: {name}"\n'
+)
+_FIXED_BODY = (
+    "def describe(name: str) -> str:\n"
+    '    """A one-line description of `name` for this card; empty names are refused."""\n'
+    "    if not name.strip():\n"
+    '        raise ValueError("name must not be empty")\n'
+    '    return f"{TITLE}: {name.strip()}"\n'
+)
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What one earlier call of this turn did, as the conversation shows it."""
+
+    name: str
+    decision: str  # executed, failed, refused or not_run
+    arguments: dict[str, Any]
+    body: str  # the result text shown under the call
 
 
 def markers(request: ChatRequest) -> dict[str, str]:
@@ -46,19 +77,64 @@ def markers(request: ChatRequest) -> dict[str, str]:
     return found
 
 
+def observations(request: ChatRequest) -> list[Observation]:
+    """Every call result of this turn so far, in order, from the ORKET-OBSERVATION messages."""
+    seen: list[Observation] = []
+    for message in request.messages:
+        content = str(message.get("content") or "")
+        if message.get("role") == "user" and content.startswith("ORKET-OBSERVATION:"):
+            seen += _sections(content)
+    return seen
+
+
+def _sections(content: str) -> list[Observation]:
+    found: list[Observation] = []
+    lines = content.split("\n")
+    index = 0
+    while index < len(lines):
+        match = _CALL.match(lines[index])
+        if match is None:
+            index += 1
+            continue
+        arguments: dict[str, Any] = {}
+        start = index + 1
+        if start < len(lines) and lines[start].startswith("arguments: "):
+            try:
+                decoded = json.loads(lines[start].removeprefix("arguments: "))
+                arguments = decoded if isinstance(decoded, dict) else {}
+            except ValueError:
+                arguments = {}
+            start += 1
+        end = start
+        while end < len(lines) and not _CALL.match(lines[end]):
+            end += 1
+        body = "\n".join(lines[start:end])
+        if end < len(lines):  # the blank line that separates it from the next call's section
+            body = body.removesuffix("\n")
+        found.append(Observation(match.group(2), match.group(3), arguments, body))
+        index = end
+    return found
+
+
 def scripted_reply(request: ChatRequest) -> ScriptedReply:
-    """The scripted team's answer to one prompt compiled by agents.prompts.compile_prompt."""
+    """The scripted team's next answer in a conversation that started with agents.prompts.compile_prompt."""
     found = markers(request)
     role = found.get("ROLE", "")
-    card = found.get("CARD", "")
-    if not card:
+    if not found.get("CARD", ""):
         return ScriptedReply(text="I see no card in this prompt, so there is nothing for me to do.")
+    seen = observations(request)
+    if seen and seen[-1].decision == "refused":
+        return ScriptedReply(text=_change_course(seen[-1], found))
+    refused = [index for index, obs in enumerate(seen) if obs.decision == "refused"]
+    if refused and _done(seen[refused[-1] :], "add_note"):
+        return ScriptedReply(text=_stop_after_refusal(seen[refused[-1]]))
     if role == "architect":
-        return ScriptedReply(text=_architect(found))
+        return ScriptedReply(text=_architect(found, seen))
     if role == "coder":
-        return ScriptedReply(text=_coder(found))
+        return ScriptedReply(text=_coder(found, seen))
     if role == "integrity_guard":
-        return ScriptedReply(text=_integrity_guard(found))
+        reviewing = found.get("PURPOSE", "review") == "review"
+        return ScriptedReply(text=_integrity_guard(found, seen) if reviewing else _guard_at_work(found, seen))
     return ScriptedReply(text=f"The {role or 'unknown'} role has no scripted part in this scenario; I make no calls.")
 
 
@@ -86,35 +162,76 @@ def _call(prose: str, tool: str, args: dict[str, Any]) -> str:
     return f"{prose}\n\n```json\n{payload}\n```\n"
 
 
-def _answer(*parts: str) -> str:
-    return "\n".join(parts).rstrip() + "\n"
+def _done(seen: list[Observation], name: str, **arguments: Any) -> bool:
+    """Whether a call to `name` (with these arguments, when given) took effect in this turn."""
+    return any(
+        obs.name == name
+        and obs.decision == "executed"
+        and all(obs.arguments.get(key) == value for key, value in arguments.items())
+        for obs in seen
+    )
 
 
-def _architect(found: dict[str, str]) -> str:
+def _last(seen: list[Observation], name: str) -> Observation | None:
+    return next((obs for obs in reversed(seen) if obs.name == name), None)
+
+
+def _change_course(refused: Observation, found: dict[str, str]) -> str:
+    reason = refused.body.removeprefix("REFUSED by rule ").split(" The call was not run.")[0]
+    if refused.name == "add_note":
+        return _call(
+            "My note was refused as well; I end this turn and leave the card as it is.",
+            "finish_turn",
+            {
+                "summary": f"Stopped after {refused.name} was refused.",
+                "remaining": reason,
+            },
+        )
+    if refused.name == "finish_turn":
+        return "Even ending my turn was refused; I stop here without further calls."
+    return _call(
+        f"My {refused.name} call was refused ({reason[:200]}). I will not repeat it; I leave a note instead.",
+        "add_note",
+        {"body": f"{refused.name} was refused on card {found['CARD']}: {reason}", "to_seat": "all"},
+    )
+
+
+def _stop_after_refusal(refused: Observation) -> str:
+    return _call(
+        "I noted the refusal; rather than try the same thing again, I end my turn.",
+        "finish_turn",
+        {"summary": f"Stopped after {refused.name} was refused.", "remaining": refused.body[:1000]},
+    )
+
+
+def _architect(found: dict[str, str], seen: list[Observation]) -> str:
     card = found["CARD"]
     title = found.get("CARD-TITLE", "") or f"card {card}"
-    governance = found.get("GOVERNANCE") == "on"
-    path = design_path(card, governance_on=governance)
-    plan = (
-        f"Plan for card {card} ({title}): 1. keep the change in one service module with a unit test; "
-        f"2. record the design in {path}; 3. hand over to review."
-    )
-    note = (
-        f"# Design: card {card}\n\n## {title}\n\n"
-        "- One service module holds the behaviour; nothing else depends on it yet.\n"
-        "- A unit test covers the normal case and empty input.\n"
-        "- The integrity guard verifies before the card is done.\n"
-    )
-    return _answer(
-        f"I am taking card {card} as the architect; first I read its context.",
-        _call("Reading the card context.", "get_card_context", {}),
-        _call("Here is the plan I am recording on the card.", "add_comment", {"body": plan}),
-        _call("I am writing the design note into the workspace.", "write_file", {"path": path, "content": note}),
-        _call(
-            "The design is ready for review.",
-            "update_card_status",
-            {"status": "code_review", "reason": f"Design for card {card} recorded in {path}."},
-        ),
+    path = design_path(card, governance_on=found.get("GOVERNANCE") == "on")
+    if not _done(seen, "get_card_context"):
+        return _call(f"I am taking card {card} as the architect; first I read its context.", "get_card_context", {})
+    if not _last(seen, "list_directory"):
+        return _call("Next, what the workspace already holds.", "list_directory", {"path": "."})
+    listing = _last(seen, "list_directory")
+    existing = "an empty workspace" if listing is None or '"entries": []' in listing.body else "the existing files"
+    if not _done(seen, "add_comment"):
+        plan = (
+            f"Plan for card {card} ({title}), building on {existing}: 1. keep the change in one service module with "
+            f"a unit test; 2. record the design in {path}; 3. hand over to review."
+        )
+        return _call("Here is the plan I am recording on the card.", "add_comment", {"body": plan})
+    if not _done(seen, "write_file", path=path):
+        note = (
+            f"# Design: card {card}\n\n## {title}\n\n"
+            "- One service module holds the behaviour; nothing else depends on it yet.\n"
+            "- A unit test covers the normal case and empty input.\n"
+            "- The integrity guard verifies before the card is done.\n"
+        )
+        return _call("I am writing the design note into the workspace.", "write_file", {"path": path, "content": note})
+    return _call(
+        "The design is ready for review.",
+        "update_card_status",
+        {"status": "code_review", "reason": f"Design for card {card} recorded in {path}."},
     )
 
 
@@ -123,13 +240,6 @@ def _module(card: str, title: str, *, fixed: bool) -> tuple[str, str]:
     doc_title = title.replace("\\", "/").replace('"', "'")
     header = f'"""Card {card}: {doc_title}."""\n\nfrom __future__ import annotations\n\nTITLE = {title!r}\n\n\n'
     if fixed:
-        body = (
-            "def describe(name: str) -> str:\n"
-            '    """A one-line description of `name` for this card; empty names are refused."""\n'
-            "    if not name.strip():\n"
-            '        raise ValueError("name must not be empty")\n'
-            '    return f"{TITLE}: {name.strip()}"\n'
-        )
         test = (
             f'"""Tests of services/card_{slug}.py."""\n\n'
             "import pytest\n\n"
@@ -141,70 +251,117 @@ def _module(card: str, title: str, *, fixed: bool) -> tuple[str, str]:
             '        describe("  ")\n'
         )
     else:
-        body = (
-            "def describe(name: str) -> str:\n"
-            '    """A one-line description of `name` for this card."""\n'
-            '    return f"{TITLE}: {name}"\n'
-        )
         test = (
             f'"""Tests of services/card_{slug}.py."""\n\n'
             f"from services.card_{slug} import TITLE, describe\n\n\n"
             "def test_describe_names_the_card() -> None:\n"
             '    assert describe("widget") == f"{TITLE}: widget"\n'
         )
-    return header + body, test
+    return header + (_FIXED_BODY if fixed else _UNFIXED_BODY), test
 
 
-def _coder(found: dict[str, str]) -> str:
+def _coder(found: dict[str, str], seen: list[Observation]) -> str:
     card = found["CARD"]
     title = found.get("CARD-TITLE", "") or f"card {card}"
     feedback = _count(found.get("REVIEW-FEEDBACK", "0"))
     fixed = feedback > 0
     module, test = _module(card, title, fixed=fixed)
     mpath, tpath = module_path(card), module_test_path(card)
-    if fixed:
-        opening = f"I am applying the review feedback on card {card} ({feedback} item(s))."
-        comment = f"Applied the review feedback: {mpath} now refuses empty names, and {tpath} covers that case."
-        reason = f"Review feedback on card {card} addressed."
-    else:
-        opening = f"I am implementing card {card}: {title}."
-        comment = f"Added {mpath} with describe() and its unit test {tpath}."
-        reason = f"Implementation of card {card} is complete."
-    return _answer(
-        opening,
-        _call("First the card context.", "get_card_context", {}),
-        _call("Now the module itself.", "write_file", {"path": mpath, "content": module}),
-        _call("And its test.", "write_file", {"path": tpath, "content": test}),
-        _call("Reporting what changed.", "add_comment", {"body": comment}),
-        _call("The card is ready for review.", "update_card_status", {"status": "code_review", "reason": reason}),
-    )
+    if not _done(seen, "get_card_context"):
+        opening = (
+            f"I am applying the review feedback on card {card} ({feedback} item(s))."
+            if fixed
+            else f"I am implementing card {card}: {title}."
+        )
+        return _call(f"{opening} First the card context.", "get_card_context", {})
+    read = _last(seen, "read_file")
+    if read is None:
+        return _call("Before I change anything I read the module as it is now.", "read_file", {"path": mpath})
+    if not (_done(seen, "write_file", path=mpath) or _done(seen, "edit_file", path=mpath)):
+        return _module_change(read, seen, mpath, module, fixed)
+    if not _done(seen, "write_file", path=tpath):
+        return _call("Now its test.", "write_file", {"path": tpath, "content": test})
+    if not _done(seen, "add_comment"):
+        how = "replaced describe() in place" if _done(seen, "edit_file", path=mpath) else f"wrote {mpath}"
+        comment = (
+            f"Applied the review feedback: {how} so it refuses empty names, and {tpath} covers that case."
+            if fixed
+            else f"Added {mpath} with describe() and its unit test {tpath}."
+        )
+        return _call("Reporting what changed.", "add_comment", {"body": comment})
+    reason = f"Review feedback on card {card} addressed." if fixed else f"Implementation of card {card} is complete."
+    return _call("The card is ready for review.", "update_card_status", {"status": "code_review", "reason": reason})
 
 
-def _integrity_guard(found: dict[str, str]) -> str:
+def _module_change(read: Observation, seen: list[Observation], mpath: str, module: str, fixed: bool) -> str:
+    """Edit what was read when the fix can be made in place; otherwise write the whole module."""
+    edit = _last(seen, "edit_file")
+    if read.decision == "executed" and fixed and _UNFIXED_BODY in read.body and edit is None:
+        return _call(
+            f"{mpath} exists; I replace the old describe() with one that refuses empty names.",
+            "edit_file",
+            {"path": mpath, "old_text": _UNFIXED_BODY, "new_text": _FIXED_BODY},
+        )
+    why = "it does not exist yet" if read.decision != "executed" else "I rewrite it whole"
+    if edit is not None and edit.decision == "failed":
+        why = "the edit did not apply, so I write the whole file"
+    return _call(f"Writing {mpath}: {why}.", "write_file", {"path": mpath, "content": module})
+
+
+def _verification_status(seen: list[Observation]) -> str:
+    run = _last(seen, "run_verification")
+    if run is None or run.decision != "executed":
+        return "error"
+    try:
+        return str(json.loads(run.body).get("status", "unknown"))
+    except (ValueError, AttributeError):
+        return "unknown"
+
+
+def _integrity_guard(found: dict[str, str], seen: list[Observation]) -> str:
     card = found["CARD"]
     labels = [label.strip().lower() for label in found.get("LABELS", "").split(",")]
     feedback = _count(found.get("REVIEW-FEEDBACK", "0"))
     seat = found.get("CARD-SEAT", "") or "all"
-    run = _call(f"I am reviewing card {card}; first the verification.", "run_verification", {})
+    if not _last(seen, "run_verification"):
+        return _call(f"I am reviewing card {card}; first the verification.", "run_verification", {})
+    status = _verification_status(seen)
     if NEEDS_CHANGES_LABEL in labels and feedback == 0:
-        return _answer(
-            run,
-            _call(
-                "The work does not meet the acceptance criteria yet, so I send it back.",
-                "update_card_status",
-                {"status": "in_progress", "reason": CHANGES_REQUESTED},
-            ),
-            _call(
-                "The feedback, for the seat doing the work.", "add_note", {"body": CHANGES_REQUESTED, "to_seat": seat}
-            ),
+        if not _done(seen, "add_note"):
+            return _call(
+                "The work does not meet the acceptance criteria yet; first the feedback, for the seat doing the work.",
+                "add_note",
+                {"body": CHANGES_REQUESTED, "to_seat": seat},
+            )
+        return _call(
+            "Now I send it back.", "update_card_status", {"status": "in_progress", "reason": CHANGES_REQUESTED}
         )
-    return _answer(
-        run,
-        _call(
-            "The verification and the acceptance criteria are satisfied.",
+    if status == "failed":
+        return _call(
+            "The verification failed, so the card goes back.",
             "update_card_status",
-            {"status": "done", "reason": f"Card {card} verified: the checks pass and the acceptance criteria are met."},
-        ),
+            {"status": "in_progress", "reason": "The verification failed; make it pass before review."},
+        )
+    return _call(
+        f"The verification says {status} and the acceptance criteria are satisfied.",
+        "update_card_status",
+        {"status": "done", "reason": f"Card {card} verified ({status}): the acceptance criteria are met."},
+    )
+
+
+def _guard_at_work(found: dict[str, str], seen: list[Observation]) -> str:
+    card = found["CARD"]
+    if not _done(seen, "get_card_context"):
+        return _call(f"Card {card} is assigned to me; I start from its context.", "get_card_context", {})
+    if not _last(seen, "run_verification"):
+        return _call("What the card's verification says now.", "run_verification", {})
+    if not _done(seen, "add_comment"):
+        report = f"Checked card {card}: the verification says {_verification_status(seen)}."
+        return _call("My findings, on the card.", "add_comment", {"body": report})
+    return _call(
+        "Another seat must review what I did.",
+        "update_card_status",
+        {"status": "code_review", "reason": f"Card {card} checked; ready for review."},
     )
 
 

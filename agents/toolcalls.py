@@ -9,15 +9,18 @@ every object in one of the accepted shapes becomes a call:
 
 A list of such objects, or an object {"tool_calls": [...]}, counts too. Code fences, prose around the JSON
 and several objects in one text are fine. Scanning decodes with a real JSON decoder at each candidate
-position, so braces inside strings are handled. Reasoning blocks (<think>...</think> and the like) are
-blanked out first: they are kept in the record but never parsed for calls.
+position, so braces inside strings are handled, and a value once decoded is taken whole: JSON inside its
+strings (a file's content, say) is content, never a call of its own. Reasoning blocks (<think>...</think> and
+the like) are kept in the record but never parsed for calls; a reasoning tag inside a decoded JSON string is
+content too, so a file whose content mentions <think> is written as it is.
 """
 
 from __future__ import annotations
 
+import bisect
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,10 +40,7 @@ _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
 # A JSON object or a list of objects starts here.
 _CANDIDATE = re.compile(r"\{\s*\"|\[\s*\{\s*\"")
 _REASONING_TAGS = ("think", "thinking", "reasoning", "thought")
-_REASONING_BLOCK = re.compile(
-    r"<(?P<tag>" + "|".join(_REASONING_TAGS) + r")>.*?(?:</(?P=tag)>|\Z)", re.DOTALL | re.IGNORECASE
-)
-_REASONING_CLOSE = re.compile(r"</(?:" + "|".join(_REASONING_TAGS) + r")>", re.IGNORECASE)
+_REASONING_TAG = re.compile(r"<(?P<close>/?)(?P<tag>" + "|".join(_REASONING_TAGS) + r")>", re.IGNORECASE)
 _DECODER = json.JSONDecoder()
 
 
@@ -91,18 +91,7 @@ def strip_reasoning(text: str) -> str:
     Handles <think>...</think> (and thinking/reasoning/thought), an unclosed <think> running to the end, and a
     lone </think> with everything before it (models whose template opens the block in the prompt).
     """
-
-    def blank(match: re.Match[str]) -> str:
-        return re.sub(r"[^\n]", " ", match.group(0))
-
-    text = _REASONING_BLOCK.sub(blank, text)
-    last_close = None
-    for last_close in _REASONING_CLOSE.finditer(text):  # noqa: B007 - we want the last one
-        pass
-    if last_close is not None:
-        end = last_close.end()
-        text = re.sub(r"[^\n]", " ", text[:end]) + text[end:]
-    return text
+    return _blank(text, _reasoning_regions(text, ()))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -139,7 +128,27 @@ def _parse_text(text: str, result: ParseResult) -> None:
             ParseProblem(f"the answer is longer than {MAX_INPUT_CHARS} characters; only the start was scanned")
         )
         text = text[:MAX_INPUT_CHARS]
-    text = strip_reasoning(text)
+    scan = _scan_json(text)
+    regions = _reasoning_regions(text, [span for _, span in scan.values])
+    for problem in scan.problems:
+        if problem.span is None or not _inside(problem.span[0], regions):
+            result.problems.append(problem)
+    for value, span in scan.values:
+        if _inside(span[0], regions):
+            continue
+        if not _take_value(value, span, result):
+            return
+
+
+@dataclass
+class _Scan:
+    values: list[tuple[Any, tuple[int, int]]] = field(default_factory=list)
+    problems: list[ParseProblem] = field(default_factory=list)
+
+
+def _scan_json(text: str) -> _Scan:
+    """Every JSON object or list of objects in `text`, outermost only, with where it was found."""
+    scan = _Scan()
     position = 0
     failed_chars = 0
     failed = 0
@@ -148,7 +157,7 @@ def _parse_text(text: str, result: ParseResult) -> None:
     while True:
         match = _CANDIDATE.search(text, position)
         if match is None:
-            return
+            return scan
         start = match.start()
         if start - base > _WINDOW_SLACK:
             base, doc = start, text[start:]
@@ -159,24 +168,63 @@ def _parse_text(text: str, result: ParseResult) -> None:
             failed += 1
             failed_chars += max(exc.pos + base - start, 1)
             if failed_chars > MAX_FAILED_SCAN_CHARS or failed > MAX_FAILED_DECODES:
-                result.problems.append(ParseProblem("too much malformed JSON; the rest of the answer was not scanned"))
-                return
+                scan.problems.append(ParseProblem("too much malformed JSON; the rest of the answer was not scanned"))
+                return scan
             position = start + 1
             continue
         except RecursionError:
             # Nesting deeper than the decoder allows is junk, and so is every candidate inside it on this line.
             too_deep += 1
             if too_deep == 1:
-                result.problems.append(ParseProblem("JSON nested too deeply was skipped", text[start : start + 80]))
+                scan.problems.append(
+                    ParseProblem("JSON nested too deeply was skipped", text[start : start + 80], (start, start + 1))
+                )
             if too_deep > MAX_TOO_DEEP:
-                result.problems.append(ParseProblem("JSON nested too deeply; the rest of the answer was not scanned"))
-                return
+                scan.problems.append(ParseProblem("JSON nested too deeply; the rest of the answer was not scanned"))
+                return scan
             newline = text.find("\n", start)
             position = len(text) if newline < 0 else newline + 1
             continue
         position = end
-        if not _take_value(value, (start, end), result):
-            return
+        scan.values.append((value, (start, end)))
+
+
+def _reasoning_regions(text: str, protected: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Where the reasoning is: blocks from an opening tag to its closing one (or the end), and everything up to
+    the last closing tag that closes nothing. Tags inside `protected` spans (decoded JSON) are content."""
+    regions: list[tuple[int, int]] = []
+    open_tag: str | None = None
+    open_at = 0
+    lone_close_end = 0
+    for match in _REASONING_TAG.finditer(text):
+        if _inside(match.start(), protected):
+            continue
+        tag, closing = match.group("tag").lower(), bool(match.group("close"))
+        if open_tag is None and not closing:
+            open_tag, open_at = tag, match.start()
+        elif open_tag is None:
+            lone_close_end = match.end()
+        elif closing and tag == open_tag:
+            regions.append((open_at, match.end()))
+            open_tag = None
+    if open_tag is not None:
+        regions.append((open_at, len(text)))
+    if lone_close_end:
+        regions = [(0, lone_close_end)] + [(start, end) for start, end in regions if end > lone_close_end]
+    return regions
+
+
+def _inside(position: int, regions: Sequence[tuple[int, int]]) -> bool:
+    """Whether `position` is in one of `regions` (sorted, not overlapping)."""
+    at = bisect.bisect_right(regions, position, key=lambda region: region[0]) - 1
+    return at >= 0 and regions[at][0] <= position < regions[at][1]
+
+
+def _blank(text: str, regions: Sequence[tuple[int, int]]) -> str:
+    chars = list(text)
+    for start, end in regions:
+        chars[start:end] = re.sub(r"[^\n]", " ", text[start:end])
+    return "".join(chars)
 
 
 def _take_value(value: Any, span: tuple[int, int], result: ParseResult) -> bool:

@@ -3,13 +3,19 @@ the boards services, so the state machine rules apply to agents exactly as to pe
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agents.gate import PathRefused, resolve_in_workspace
+import regex
+
+from agents import safe_files
+from agents.gate import check_path
 from agents.models import SeatNote
+from agents.safe_files import WorkspaceFileError
 from boards import services as board_services
 from boards.actors import Actor
 from boards.models import Card, CardDependency, Comment
@@ -18,6 +24,11 @@ from orket_site.errors import OrketError
 MAX_READ_BYTES = 1024 * 1024
 MAX_LISTING = 500
 MAX_COMMENTS_IN_CONTEXT = 20
+SEARCH_MAX_MATCHES = 100
+SEARCH_MAX_FILES = 5_000
+SEARCH_MAX_FILE_BYTES = 1024 * 1024
+SEARCH_LINE_CHARS = 300
+SEARCH_SECONDS = 5.0
 
 
 class ToolFailed(Exception):
@@ -37,56 +48,139 @@ class ToolContext:
     workspace: Path
     seats: list[str]
     verification: Callable[[Card], dict[str, Any]]
+    diff: Callable[[str], str] = lambda path: ""
     files_changed: set[str] = field(default_factory=set)
     status_changed_to: str | None = None
+    finished: bool = False
 
 
-def _path(context: ToolContext, raw: str, *, write: bool = False, allow_root: bool = False) -> Path:
+def _checked(path: str, *, write: bool = False, allow_root: bool = False) -> str:
+    """The path after the textual path policy; the file functions then never follow a link."""
+    decision = check_path(path, write=write, allow_root=allow_root)
+    if not decision.allowed:
+        raise ToolFailed(decision.message, rule=decision.rule, governance=True)
+    return path
+
+
+@contextmanager
+def _file_errors() -> Iterator[None]:
+    """File errors become tool errors the agent can read, naming only workspace-relative paths."""
     try:
-        return resolve_in_workspace(context.workspace, raw, write=write, allow_root=allow_root)
-    except PathRefused as refused:
-        raise ToolFailed(refused.message, rule=refused.rule, governance=True) from refused
+        yield
+    except WorkspaceFileError as failed:
+        governance = failed.reason == "symlink"
+        raise ToolFailed(failed.message, rule=failed.reason, governance=governance) from None
+
+
+def _read_text(context: ToolContext, path: str) -> str:
+    with _file_errors():
+        data = safe_files.read_bytes(str(context.workspace), _checked(path), limit=MAX_READ_BYTES)
+    return data.decode("utf-8", errors="replace")
+
+
+def _write_text(context: ToolContext, path: str, content: str) -> int:
+    data = content.encode("utf-8", errors="replace")
+    with _file_errors():
+        safe_files.write_bytes(str(context.workspace), _checked(path, write=True), data)
+    context.files_changed.add(path)
+    return len(data)
 
 
 def read_file(context: ToolContext, path: str) -> dict[str, Any]:
-    target = _path(context, path)
-    if not target.is_file():
-        raise ToolFailed(f"{path} does not exist or is not a file.", rule="not_found")
-    data = target.read_bytes()
-    if len(data) > MAX_READ_BYTES:
-        raise ToolFailed(f"{path} is larger than {MAX_READ_BYTES} bytes.", rule="too_large")
-    return {"path": path, "content": data.decode("utf-8", errors="replace")}
+    return {"path": path, "content": _read_text(context, path)}
 
 
 def write_file(context: ToolContext, path: str, content: str) -> dict[str, Any]:
-    target = _path(context, path, write=True)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(content, encoding="utf-8")
-    context.files_changed.add(path)
-    return {"path": path, "bytes": len(content.encode("utf-8"))}
+    return {"path": path, "bytes": _write_text(context, path, content)}
+
+
+def edit_file(context: ToolContext, path: str, old_text: str, new_text: str) -> dict[str, Any]:
+    content = _read_text(context, path)
+    found = content.count(old_text)
+    if found == 0:
+        raise ToolFailed(
+            f"old_text was not found in {path}; read the file again and copy the text exactly, indentation included.",
+            rule="edit_not_found",
+        )
+    if found > 1:
+        raise ToolFailed(
+            f"old_text occurs {found} times in {path}; include more of the surrounding lines so it occurs once.",
+            rule="edit_not_unique",
+        )
+    updated = content.replace(old_text, new_text, 1)
+    if len(updated.encode("utf-8", errors="replace")) > MAX_READ_BYTES:
+        raise ToolFailed(f"After the edit {path} would be larger than {MAX_READ_BYTES} bytes.", rule="too_large")
+    size = _write_text(context, path, updated)
+    line = content[: content.index(old_text)].count("\n") + 1
+    return {"path": path, "bytes": size, "replaced_at_line": line}
 
 
 def list_directory(context: ToolContext, path: str = ".") -> dict[str, Any]:
-    target = _path(context, path or ".", allow_root=True)
-    if not target.is_dir():
-        raise ToolFailed(f"{path} is not a directory.", rule="not_found")
-    entries = []
-    for child in sorted(target.iterdir()):
-        if child.name == ".git":
-            continue
-        entries.append(child.name + ("/" if child.is_dir() else ""))
-        if len(entries) >= MAX_LISTING:
-            break
-    return {"path": path or ".", "entries": entries}
+    with _file_errors():
+        entries = safe_files.list_folder(
+            str(context.workspace), _checked(path or ".", allow_root=True), limit=MAX_LISTING
+        )
+    return {"path": path or ".", "entries": [entry.name + ("/" if entry.is_dir else "") for entry in entries]}
 
 
 def delete_file(context: ToolContext, path: str, confirm: bool = False) -> dict[str, Any]:
-    target = _path(context, path, write=True)
-    if not target.is_file():
-        raise ToolFailed(f"{path} does not exist or is not a file.", rule="not_found")
-    target.unlink()
+    with _file_errors():
+        safe_files.delete_file(str(context.workspace), _checked(path, write=True))
     context.files_changed.add(path)
     return {"path": path, "deleted": True}
+
+
+def search_code(context: ToolContext, pattern: str, literal: bool = False, path: str = ".") -> dict[str, Any]:
+    try:
+        compiled = regex.compile(regex.escape(pattern) if literal else pattern)
+    except regex.error as problem:
+        raise ToolFailed(f"The pattern is not a valid regular expression: {problem}.", rule="bad_pattern") from None
+    deadline = time.monotonic() + SEARCH_SECONDS
+    matches: list[str] = []
+    scanned = 0
+    with _file_errors():
+        for relative, folder in safe_files.walk_files(str(context.workspace), _checked(path or ".", allow_root=True)):
+            scanned += 1
+            if scanned > SEARCH_MAX_FILES or len(matches) >= SEARCH_MAX_MATCHES:
+                break
+            data = safe_files.read_in_folder(folder, relative.rsplit("/", 1)[-1], limit=SEARCH_MAX_FILE_BYTES)
+            if not data or b"\0" in data[:8192]:
+                continue
+            try:
+                matches += _matching_lines(compiled, relative, data.decode("utf-8", errors="replace"), deadline)
+            except TimeoutError:
+                raise ToolFailed(
+                    f"The search took longer than {SEARCH_SECONDS:g} s; use a simpler pattern or a smaller folder.",
+                    rule="search_timeout",
+                ) from None
+    cut = len(matches) > SEARCH_MAX_MATCHES or scanned > SEARCH_MAX_FILES
+    return {"pattern": pattern, "matches": matches[:SEARCH_MAX_MATCHES], "truncated": cut, "files_searched": scanned}
+
+
+def _matching_lines(compiled: regex.Pattern[str], relative: str, text: str, deadline: float) -> list[str]:
+    found = []
+    for number, line in enumerate(text.splitlines(), 1):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError
+        if compiled.search(line, timeout=remaining):
+            shown = line if len(line) <= SEARCH_LINE_CHARS else line[:SEARCH_LINE_CHARS] + " [...]"
+            found.append(f"{relative}:{number}: {shown}")
+            if len(found) > SEARCH_MAX_MATCHES:
+                break
+    return found
+
+
+def git_diff(context: ToolContext, path: str = "") -> dict[str, Any]:
+    if path:
+        _checked(path, allow_root=True)
+    diff = context.diff(path)
+    return {"path": path or ".", "diff": diff or "(no changes on this card yet)"}
+
+
+def finish_turn(context: ToolContext, summary: str, remaining: str = "") -> dict[str, Any]:
+    context.finished = True
+    return {"finished": True, "summary": summary, "remaining": remaining}
 
 
 def get_card_context(context: ToolContext) -> dict[str, Any]:
@@ -177,6 +271,10 @@ TOOLS: dict[str, Callable[..., dict[str, Any]]] = {
     "create_card": create_card,
     "add_note": add_note,
     "run_verification": run_verification,
+    "search_code": search_code,
+    "edit_file": edit_file,
+    "git_diff": git_diff,
+    "finish_turn": finish_turn,
 }
 
 

@@ -190,12 +190,15 @@ class ProjectWorkspace:
             )
             return self._git(path, "rev-parse", "HEAD").stdout.strip()
 
-    def card_diff(self, card_id: int | str, *, max_bytes: int = MAX_DIFF_BYTES) -> str:
-        """The card branch's changes since it left main (main...card/<id>), cut at `max_bytes` with a note."""
+    def card_diff(self, card_id: int | str, *, path: str = "", max_bytes: int = MAX_DIFF_BYTES) -> str:
+        """The card branch's changes since it left main (main...card/<id>), limited to `path` when
+        given, cut at `max_bytes` with a note."""
         branch = self.card_branch(card_id)
         if not self._branch_exists(branch):
             return ""
         args = ["git", "diff", "--no-ext-diff", "--no-textconv", "--no-color", f"{MAIN}...{branch}"]
+        if path:
+            args += ["--", f":(literal){path}"]
         with subprocess.Popen(
             args, cwd=self.repo, env=git_env(), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
         ) as proc:

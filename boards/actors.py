@@ -19,16 +19,25 @@ class Actor:
     roles: tuple[str, ...] = ()
     can_finalize: bool = False
     system: bool = False
+    # A seat carrying out a decision a person made elsewhere (an approval in the code forge).
+    for_person: bool = False
 
     @classmethod
     def for_user(cls, user: Any) -> Actor:
         return cls(user=user)
 
     @classmethod
-    def for_seat(cls, seat: str, roles: tuple[str, ...] | list[str] = (), *, can_finalize: bool = False) -> Actor:
+    def for_seat(
+        cls,
+        seat: str,
+        roles: tuple[str, ...] | list[str] = (),
+        *,
+        can_finalize: bool = False,
+        for_person: bool = False,
+    ) -> Actor:
         if not seat.strip():
             raise ValueError("An agent actor needs a seat name.")
-        return cls(seat=seat.strip(), roles=tuple(roles), can_finalize=can_finalize)
+        return cls(seat=seat.strip(), roles=tuple(roles), can_finalize=can_finalize, for_person=for_person)
 
     @classmethod
     def orket(cls, what: str = "orket") -> Actor:
@@ -59,6 +68,7 @@ class Actor:
             roles=frozenset(self.roles),
             is_maintainer=False,
             can_finalize=self.can_finalize and not self.system,
+            decided_by_person=self.for_person,
         )
 
     def history_fields(self) -> dict[str, Any]:

@@ -105,6 +105,7 @@ class ActorFacts:
     roles: frozenset[str] = field(default_factory=frozenset)
     is_maintainer: bool = False
     can_finalize: bool = False
+    decided_by_person: bool = False  # an agent seat carrying out a person's approval
 
     @property
     def is_project_manager(self) -> bool:
@@ -120,6 +121,7 @@ class TransitionRequest:
     wait_reason: str = ""
     last_worked_by_seat: str = ""
     last_verification: str = ""
+    verification_required: bool = False
     unfinished_children: int = 0
 
 
@@ -191,6 +193,14 @@ def check_transition(request: TransitionRequest) -> None:
             raise Refusal(
                 "verification_failed",
                 "The latest verification of this card failed; it cannot be done until a verification passes.",
+            )
+        agent_decides = actor.seat and not actor.decided_by_person
+        if agent_decides and request.verification_required and request.last_verification != VERIFICATION_PASSED:
+            raise Refusal(
+                "verification_required",
+                "The card's latest code has not passed a verification, and this project requires one before an "
+                "agent may move a card to done. A card without a verification fixture is not verified: a person "
+                "must add a fixture, approve the card, or turn the requirement off in the project settings.",
             )
 
     if target == CANCELED and not (actor.is_maintainer or actor.is_project_manager):

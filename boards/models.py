@@ -44,6 +44,10 @@ class Project(models.Model):
         default=7, help_text="Epics with more cards than this need architecture governance to run."
     )
     wip_limits = models.JSONField(default=dict, blank=True, help_text="Work-in-progress limits per status.")
+    require_verification = models.BooleanField(
+        default=True,
+        help_text="Agents may move a card to done only when its latest code passed a verification.",
+    )
 
     class Meta:
         ordering = ["name", "id"]

@@ -49,12 +49,23 @@ def _unique_slug(name: str, requested: str = "") -> str:
 
 
 @transaction.atomic
-def project_create(*, name: str, creator: AbstractBaseUser | None, slug: str = "", description: str = "") -> Project:
+def project_create(
+    *,
+    name: str,
+    creator: AbstractBaseUser | None,
+    slug: str = "",
+    description: str = "",
+    require_verification: bool = True,
+) -> Project:
     name = name.strip()
     if not name:
         raise InvalidInput("A project needs a name.", code="name_required")
     project = Project.objects.create(
-        name=name, slug=_unique_slug(name, slug), description=description, created_by=creator
+        name=name,
+        slug=_unique_slug(name, slug),
+        description=description,
+        created_by=creator,
+        require_verification=require_verification,
     )
     if creator is not None:
         Membership.objects.create(project=project, user=creator, role=ProjectRole.MAINTAINER)
@@ -175,6 +186,7 @@ def _apply_transition(*, item: WorkItem, to_status: str, actor: Actor, wait_reas
         wait_reason=wait_reason,
         last_worked_by_seat=getattr(item, "last_worked_by_seat", ""),
         last_verification=getattr(item, "last_verification", ""),
+        verification_required=isinstance(item, Card) and _project_requires_verification(item.project_id),
         unfinished_children=_unfinished_children(item) if to_status == machine.DONE else 0,
     )
     try:
@@ -363,11 +375,16 @@ def card_review_record(
     return locked
 
 
+def _project_requires_verification(project_id: int) -> bool:
+    return bool(Project.objects.filter(pk=project_id).values_list("require_verification", flat=True).first())
+
+
 @transaction.atomic
 def card_record_verification(*, card: Card, result: str, actor: Actor, reason: str = "") -> Card:
     """Record the outcome of the card's latest verification: `passed` or `failed` (anything that did not
-    pass, a timeout or an error included, is recorded as failed, which keeps the card out of done)."""
-    if result not in (machine.VERIFICATION_PASSED, machine.VERIFICATION_FAILED):
+    pass, a timeout or an error included, is recorded as failed, which keeps the card out of done), or
+    "" when the card's code changed since, so the earlier result no longer speaks for it."""
+    if result not in machine.VERIFICATION_RESULTS:
         raise InvalidInput(
             f"A verification result is {machine.VERIFICATION_PASSED} or {machine.VERIFICATION_FAILED}, not {result!r}.",
             code="bad_verification_result",
@@ -620,6 +637,7 @@ def project_settings_update(
     architecture_governance: bool | None = None,
     complexity_threshold: int | None = None,
     wip_limits: dict[str, int] | None = None,
+    require_verification: bool | None = None,
 ) -> Project:
     """The work-model settings of a project; maintainers only."""
     actor.facts(project.pk, minimum=ProjectRole.MAINTAINER)
@@ -641,6 +659,8 @@ def project_settings_update(
                     f"The limit for {status_name} must be a positive whole number.", code="bad_wip_limits"
                 )
         locked.wip_limits = dict(wip_limits)
+    if require_verification is not None:
+        locked.require_verification = require_verification
     locked.save()
     return locked
 

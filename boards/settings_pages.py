@@ -96,6 +96,7 @@ class MemberRemoveForm(forms.Form):
 class GovernanceForm(forms.Form):
     architecture_governance = forms.BooleanField(label="Architecture governance", required=False)
     complexity_threshold = forms.IntegerField(label="Complexity threshold", min_value=1, max_value=1_000)
+    require_verification = forms.BooleanField(label="Require a passed verification", required=False)
 
 
 class WipForm(forms.Form):
@@ -205,8 +206,9 @@ def _apply(project: Project, actor: Actor, section: str, data: Any) -> str:
             actor=actor,
             architecture_governance=form.cleaned_data["architecture_governance"],
             complexity_threshold=form.cleaned_data["complexity_threshold"],
+            require_verification=form.cleaned_data["require_verification"],
         )
-        return "Architecture governance and the complexity threshold were saved."
+        return "Architecture governance, the complexity threshold and the verification rule were saved."
     if section == "wip":
         form = WipForm(data)
         if not form.is_valid():

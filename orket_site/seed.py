@@ -46,8 +46,13 @@ def seed_first_run() -> SeedResult:
         demo = project_create(
             name="Demo",
             slug=DEMO_PROJECT_SLUG,
-            description="A demo project seeded on first run: press Run on its epic to watch the team work.",
+            description=(
+                "A demo project seeded on first run: press Run on its epic to watch the team work. Its cards have "
+                "no verification fixtures, so it does not require a passed verification before done; turn that "
+                "on in the project settings once you add fixtures."
+            ),
             creator=owner,
+            require_verification=False,
         )
         epic_import(project=demo, data=DEMO_EPIC, actor=Actor.orket("seed"))
         demo_created = True

@@ -9,6 +9,7 @@ Two modes:
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -35,6 +36,14 @@ ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", [] if PRODUCTION else ["127.0.0.1", "l
 if PRODUCTION and not ALLOWED_HOSTS:
     raise ImproperlyConfigured("ALLOWED_HOSTS is required when ORKET_ENV=production")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+# WebSockets accept exactly the origins above; outside production also the page origin the socket's
+# own Host header names (scheme from ws/wss, host and port exact), as `make run` is reached directly.
+ORKET_SOCKET_ORIGIN_FROM_HOST = not PRODUCTION
+# Open WebSockets re-check their session and project this often (seconds), besides at once when a
+# logout, password or membership change is announced on the channel layer.
+ORKET_SOCKET_RECHECK_SECONDS = env_int("ORKET_SOCKET_RECHECK_SECONDS", 30)
+if ORKET_SOCKET_RECHECK_SECONDS < 1:
+    raise ImproperlyConfigured("ORKET_SOCKET_RECHECK_SECONDS must be at least 1")
 
 DATABASE_URL = env_str("DATABASE_URL")
 REDIS_URL = env_str("REDIS_URL")
@@ -42,7 +51,7 @@ EMBEDDED = not (DATABASE_URL and REDIS_URL)
 
 INSTALLED_APPS = [
     "daphne",
-    "django.contrib.admin",
+    "orket_site.apps.OrketAdminConfig",  # django.contrib.admin with the sign-in limited password change
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -50,7 +59,7 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",
+    "knox",
     "drf_spectacular",
     "channels",
     "orket_site",
@@ -68,6 +77,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "orket_site.login_limits.SignInLimitMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "orket_site.middleware.LoginRequiredByDefaultMiddleware",
@@ -172,6 +182,25 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# Sign-in limits and API tokens (docs/operations.md, "Sign-in limits and API tokens").
+# Every password goes through this backend, which refuses while the account or address is locked;
+# a backend added later must come after it, so that its refusal stops the others too.
+AUTHENTICATION_BACKENDS = ["orket_site.login_limits.SignInLimitedModelBackend"]
+ORKET_TOKEN_TTL_HOURS = env_int("ORKET_TOKEN_TTL_HOURS", 720)
+if ORKET_TOKEN_TTL_HOURS < 1:
+    raise ImproperlyConfigured("ORKET_TOKEN_TTL_HOURS must be at least 1")
+KNOX_TOKEN_MODEL = "orket_site.ApiToken"  # noqa: S105 - a model name, not a secret
+# knox's own model is swapped out for that one; its migrations would still create its table, unused
+# yet referencing users (which PostgreSQL then refuses to truncate alone).
+MIGRATION_MODULES = {"knox": None}
+REST_KNOX = {
+    "TOKEN_TTL": timedelta(hours=ORKET_TOKEN_TTL_HOURS),
+    "AUTH_HEADER_PREFIX": "Token",
+    # Marks Orket's keys for secret scanners, and tells them from the retired 40-character DRF keys.
+    "TOKEN_PREFIX": "orket_",
+    "AUTO_REFRESH": False,
+}
+
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"

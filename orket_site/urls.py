@@ -6,11 +6,10 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from orket_site import health, metrics, views
 
-admin.site.site_header = "Orket administration"
-admin.site.site_title = "Orket admin"
-
 api_patterns = [
-    path("auth/token/", views.ObtainTokenView.as_view(), name="api-token"),
+    path("auth/token/", views.TokenView.as_view(), name="api-token"),
+    path("auth/tokens/", views.ApiTokenListView.as_view(), name="api-token-list"),
+    path("auth/tokens/<int:pk>/", views.ApiTokenDetailView.as_view(), name="api-token-detail"),
     path("system/worker-ping/", views.WorkerPingView.as_view(), name="api-worker-ping"),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
@@ -26,7 +25,7 @@ urlpatterns = [
     path("metrics", metrics.metrics_view, name="metrics"),
     path("accounts/login/", views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
-    path("accounts/password/", auth_views.PasswordChangeView.as_view(), name="password_change"),
+    path("accounts/password/", views.PasswordChangeView.as_view(), name="password_change"),
     path("accounts/password/done/", auth_views.PasswordChangeDoneView.as_view(), name="password_change_done"),
     path("api/", include(api_patterns)),
     path("", include("agents.gitea.urls")),  # /hooks/gitea/<project>/ (signed, no login), Gitea pages and API

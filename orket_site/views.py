@@ -8,13 +8,12 @@ from typing import Any
 from celery.exceptions import TimeoutError as CeleryTimeout
 from django.contrib.auth import authenticate
 from django.contrib.auth import views as auth_views
-from django.contrib.auth.forms import AuthenticationForm
+from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_safe
 from drf_spectacular.utils import extend_schema, inline_serializer
-from rest_framework import serializers, status
-from rest_framework.authtoken.models import Token
+from rest_framework import generics, serializers, status
 from rest_framework.permissions import AllowAny, IsAdminUser
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -22,7 +21,10 @@ from rest_framework.throttling import AnonRateThrottle
 from rest_framework.views import APIView
 
 from boards.access import visible_projects
-from orket_site.login_limits import login_failed, login_limit, login_succeeded
+from orket_site.api_tokens import api_token_create, api_token_revoke, api_tokens_of
+from orket_site.errors import OrketError
+from orket_site.forms import SignInLimitedPasswordChangeForm
+from orket_site.models import ApiToken
 from orket_site.tasks import worker_ping
 
 WORKER_PING_TIMEOUT_SECONDS = 5.0
@@ -37,44 +39,101 @@ def home(request: HttpRequest) -> HttpResponse:
 class CredentialsSerializer(serializers.Serializer):
     username = serializers.CharField(max_length=150)
     password = serializers.CharField(max_length=4096, trim_whitespace=False)
+    name = serializers.CharField(
+        max_length=100, required=False, default="", allow_blank=True, help_text="What the token is for."
+    )
+
+
+class IssuedTokenSerializer(serializers.Serializer):
+    token = serializers.CharField(help_text="Send as `Authorization: Token <token>`; shown only this once.")
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    expires_at = serializers.DateTimeField()
+
+
+class ApiTokenSerializer(serializers.ModelSerializer):
+    prefix = serializers.CharField(source="token_key", help_text="The key's first characters, to recognise it.")
+    expires_at = serializers.DateTimeField(source="expiry")
+    current = serializers.SerializerMethodField(help_text="True for the token this request was made with.")
+
+    class Meta:
+        model = ApiToken
+        fields = ["id", "name", "prefix", "created", "expires_at", "last_used", "current"]
+
+    def get_current(self, token: ApiToken) -> bool:
+        return token == self.context["request"].auth
+
+
+class NotTokenAuthenticated(OrketError):
+    code = "not_token_authenticated"
 
 
 class LoginThrottle(AnonRateThrottle):
     rate = "30/min"
 
 
-class ObtainTokenView(APIView):
-    """Exchange a username and password for an API token."""
+class TokenView(APIView):
+    """POST: exchange a username and password for a new API token. DELETE: revoke the token this
+    request is made with."""
 
-    authentication_classes: list[type] = []
-    permission_classes = [AllowAny]
-    throttle_classes = [LoginThrottle]
+    @property
+    def presents_password(self) -> bool:
+        # The schema generator asks before it has set a request.
+        return getattr(self.request, "method", None) == "POST"
+
+    def get_authenticators(self) -> list[Any]:
+        return [] if self.presents_password else super().get_authenticators()
+
+    def get_permissions(self) -> list[Any]:
+        return [AllowAny()] if self.presents_password else super().get_permissions()
+
+    def get_throttles(self) -> list[Any]:
+        return [LoginThrottle()] if self.presents_password else super().get_throttles()
 
     @extend_schema(
         request=CredentialsSerializer,
-        responses={200: inline_serializer("TokenResponse", {"token": serializers.CharField()})},
+        responses={200: IssuedTokenSerializer},
+        description="Exchange a username and password for a new API token, named for the client that uses it.",
     )
     def post(self, request: Request) -> Response:
         credentials = CredentialsSerializer(data=request.data)
         credentials.is_valid(raise_exception=True)
-        username = credentials.validated_data["username"]
-        limit = login_limit(request._request, username)
-        if limit.locked:
-            return Response(
-                {"detail": limit.message, "code": "too_many_attempts"},
-                status=status.HTTP_429_TOO_MANY_REQUESTS,
-                headers={"Retry-After": str(limit.retry_after_seconds)},
-            )
-        user = authenticate(request._request, **credentials.validated_data)
-        if user is None or not user.is_active:
-            login_failed(request._request, username)
+        data = credentials.validated_data
+        # The sign-in limits apply inside authenticate() (orket_site.login_limits).
+        user = authenticate(request._request, username=data["username"], password=data["password"])
+        if user is None:
             return Response(
                 {"detail": "Those credentials are not valid.", "code": "invalid_credentials"},
                 status=status.HTTP_400_BAD_REQUEST,
             )
-        login_succeeded(request._request, username)
-        token, _ = Token.objects.get_or_create(user=user)
-        return Response({"token": token.key})
+        token, key = api_token_create(user=user, name=data["name"])
+        return Response(
+            IssuedTokenSerializer({"token": key, "id": token.pk, "name": token.name, "expires_at": token.expiry}).data
+        )
+
+    @extend_schema(request=None, responses={204: None}, description="Revoke the token this request is made with.")
+    def delete(self, request: Request) -> Response:
+        if not isinstance(request.auth, ApiToken):
+            raise NotTokenAuthenticated("This request was not made with an API token.")
+        api_token_revoke(user=request.user, token_id=request.auth.pk)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class ApiTokenListView(generics.ListAPIView):
+    """Your API tokens that have not expired, newest first; the keys themselves are never shown again."""
+
+    serializer_class = ApiTokenSerializer
+
+    def get_queryset(self) -> QuerySet[ApiToken]:
+        return api_tokens_of(self.request.user)
+
+
+class ApiTokenDetailView(APIView):
+    @extend_schema(request=None, responses={204: None})
+    def delete(self, request: Request, pk: int) -> Response:
+        """Revoke one of your API tokens."""
+        api_token_revoke(user=request.user, token_id=pk)
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class WorkerPingView(APIView):
@@ -115,24 +174,15 @@ class WorkerPingView(APIView):
 
 
 class LoginView(auth_views.LoginView):
-    """Django's login page, refusing further attempts once an account or address failed too often."""
+    """Django's login page; the sign-in limits apply inside authenticate() (orket_site.login_limits)."""
 
     redirect_authenticated_user = True
 
-    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        username = str(request.POST.get("username", ""))[:150]
-        limit = login_limit(request, username)
-        if limit.locked:
-            context = self.get_context_data(form=self.form_class(request), login_locked=limit.message)
-            response = self.render_to_response(context, status=429)
-            response["Retry-After"] = str(limit.retry_after_seconds)
-            return response
-        return super().post(request, *args, **kwargs)
 
-    def form_invalid(self, form: AuthenticationForm) -> HttpResponse:
-        login_failed(self.request, str(self.request.POST.get("username", ""))[:150])
-        return super().form_invalid(form)
+class PasswordChangeView(auth_views.PasswordChangeView):
+    """Django's password change, with the old password checked through the sign-in limits."""
 
-    def form_valid(self, form: AuthenticationForm) -> HttpResponse:
-        login_succeeded(self.request, form.get_user().get_username())
-        return super().form_valid(form)
+    form_class = SignInLimitedPasswordChangeForm
+
+    def get_form_kwargs(self) -> dict[str, Any]:
+        return {**super().get_form_kwargs(), "request": self.request}

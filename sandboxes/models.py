@@ -73,9 +73,7 @@ class PortLease(models.Model):
     class Meta:
         ordering = ["port"]
         constraints = [
-            models.CheckConstraint(
-                condition=models.Q(port__gte=1024, port__lte=65535), name="port_lease_unprivileged"
-            ),
+            models.CheckConstraint(condition=models.Q(port__gte=1024, port__lte=65535), name="port_lease_unprivileged"),
             models.UniqueConstraint(fields=["sandbox", "service"], name="port_lease_one_per_service"),
         ]
 

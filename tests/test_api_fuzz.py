@@ -20,11 +20,11 @@ from django.core.wsgi import get_wsgi_application
 from django.db import close_old_connections
 from drf_spectacular.generators import SchemaGenerator
 from hypothesis import HealthCheck, settings
-from rest_framework.authtoken.models import Token
 
 from agents.models import ModelProfile, Run, Team
 from agents.services import seed_standard_configuration
 from boards.models import Card, Epic, Project, ProjectRole
+from orket_site.api_tokens import api_token_create
 
 MAX_EXAMPLES = int(os.environ.get("ORKET_FUZZ_EXAMPLES", "12"))
 
@@ -58,7 +58,8 @@ def member_token(django_user_model: Any) -> str:
         team=Team.objects.order_by("pk").first(),
         model_profile=ModelProfile.objects.get(name="scripted-demo"),
     )
-    return Token.objects.create(user=user).key
+    _, key = api_token_create(user=user, name="fuzzing")
+    return key
 
 
 @pytest.mark.slow
@@ -82,7 +83,7 @@ HUGE = 2**63  # one past the largest id a row can have
 
 
 @pytest.mark.django_db
-def test_numbers_too_large_for_the_database_are_refused_not_crashed(member_token: str) -> None:
+def test_numbers_too_large_for_the_database_are_refused_not_crashed(member_token: str, django_user_model: Any) -> None:
     from django.test import Client
 
     api = Client(HTTP_AUTHORIZATION=f"Token {member_token}")
@@ -92,6 +93,6 @@ def test_numbers_too_large_for_the_database_are_refused_not_crashed(member_token
     # SQLite cannot hold the number (400 out_of_range); PostgreSQL compares it and finds no project (404).
     assert (response.status_code, response.json()["code"]) in ((400, "out_of_range"), (404, "not_found"))
     page = Client()
-    page.force_login(Token.objects.get(key=member_token).user)
+    page.force_login(django_user_model.objects.get(username="fuzzer"))
     assert page.get(f"/projects/{HUGE}/board/").status_code == 404
     assert page.get(f"/runs/{HUGE}/").status_code == 404

@@ -98,7 +98,7 @@ def test_request_id_is_echoed_when_well_formed_and_replaced_otherwise(client: Cl
         "/admin/boards/project/",
         "/admin/boards/membership/",
         "/admin/auth/user/",
-        "/admin/authtoken/tokenproxy/",
+        "/admin/orket_site/apitoken/",
     ],
 )
 def test_admin_console_lists_models_for_superusers(client: Client, django_user_model, project, path):

@@ -52,7 +52,7 @@ PUBLIC = {
     "readyz": {200, 503, 405},
     "login": {200, 302, 405},
     "logout": {200, 302, 405},
-    "api-token": {400, 405},
+    "api-token": {400, 401, 405},  # 401: DELETE revokes the token the request is made with
     "gitea-webhook": {400, 401, 404, 405, 413},
     "metrics": {200, 403, 404, 405},  # 200 only from an address ORKET_METRICS_ALLOWED_IPS lists
 }

@@ -17,8 +17,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from agents import engine
-from agents.export import export_chunks, export_chunks_async
-from agents.models import Role, Run, RunEvent, Turn
+from agents.export import STEP_FIELDS, export_chunks, export_chunks_async
+from agents.models import Role, Run, RunEvent, Turn, TurnStep
 from agents.prompts import compile_prompt
 from agents.run_events import event_frame, events_after
 from agents.turns import prompt_context
@@ -95,7 +95,15 @@ class RunSerializer(serializers.ModelSerializer):
         ]
 
 
+class TurnStepSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = TurnStep
+        fields = list(STEP_FIELDS)
+
+
 class TurnSerializer(serializers.ModelSerializer):
+    steps = TurnStepSerializer(many=True, read_only=True)
+
     class Meta:
         model = Turn
         fields = [
@@ -105,6 +113,8 @@ class TurnSerializer(serializers.ModelSerializer):
             "number",
             "seat",
             "role",
+            "purpose",
+            "model_profile",
             "model",
             "provider",
             "status",
@@ -125,6 +135,7 @@ class TurnSerializer(serializers.ModelSerializer):
             "created_at",
             "started_at",
             "finished_at",
+            "steps",
         ]
 
 
@@ -182,7 +193,7 @@ class RunViewSet(viewsets.ReadOnlyModelViewSet):
     @action(detail=True, methods=["get"])
     def turns(self, request: Request, pk: str | None = None) -> Response:
         run = self.get_object()
-        page = self.paginate_queryset(Turn.objects.filter(run=run).order_by("id"))
+        page = self.paginate_queryset(Turn.objects.filter(run=run).order_by("id").prefetch_related("steps"))
         return self.get_paginated_response(TurnSerializer(page, many=True).data)
 
 
@@ -278,7 +289,8 @@ def card_prompt(request: Request, card_id: int) -> Response:
             raise ValidationError({"role": f"No seat of team {team.name!r} holds the role {role_name!r}."})
         seat_name, role = seat.name, Role.objects.get(name=role_name)
     else:
-        seat_name, role = engine.choose_seat(team, card)
+        choice = engine.choose_seat(team, card)
+        seat_name, role = choice.seat.name, choice.role
     profile = engine.default_profile(card.project_id)
     context = prompt_context(card=card, team=team, seat=seat_name, role=role, profile=profile)
     prompt = compile_prompt(context)

@@ -56,10 +56,15 @@ class ModelProfileSerializer(serializers.ModelSerializer):
             "tokens_per_second",
             "supports_native_tools",
             "supports_json_schema",
+            "json_schema_shape",
+            "chars_per_token",
+            "max_steps",
+            "turn_seconds",
             "api_key_env",
             "api_key_configured",
             "dialect",
         ]
+        read_only_fields = ["json_schema_shape", "chars_per_token"]  # found out by Orket, not set
 
     def get_api_key_configured(self, profile: ModelProfile) -> bool:
         return profile.api_key() is not None

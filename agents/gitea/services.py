@@ -451,10 +451,10 @@ def _finalize(card: Card, reason: str) -> str:
     from agents import engine
 
     try:
-        seat, role = engine.choose_seat(engine.team_for(card.epic), card)
+        choice = engine.choose_seat(engine.team_for(card.epic), card)
     except OrketError as error:
         return error.message
-    actor = Actor.for_seat(seat, (role.name,), can_finalize=True)
+    actor = Actor.for_seat(choice.seat.name, (choice.role.name,), can_finalize=True, for_person=True)
     try:
         with transaction.atomic():
             board_services.card_transition(card=card, to_status=machine.DONE, actor=actor, reason=reason)

@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from agents.providers.base import (
+    SCHEMA_SHAPES,
     ChatRequest,
     Finished,
     Provider,
@@ -24,13 +25,15 @@ from agents.providers.base import (
     ProviderTimeout,
     ProviderUnavailable,
     ReasoningDelta,
+    SchemaRefusal,
+    SchemaUnsupported,
     StreamEvent,
     TextDelta,
     ToolCall,
     ToolCallsDone,
 )
 from agents.providers.ollama import OllamaProvider
-from agents.providers.openai import OpenAIProvider
+from agents.providers.openai import OpenAIProvider, next_schema_shape
 from agents.providers.retry import Retrying, RetryPolicy, stream_with_retry
 from agents.providers.scripted import ScriptedProvider, ScriptedReply
 
@@ -53,6 +56,7 @@ def provider_for(kind: str, **options: Any) -> Provider:
 
 __all__ = [
     "PROVIDER_KINDS",
+    "SCHEMA_SHAPES",
     "ChatRequest",
     "Finished",
     "OllamaProvider",
@@ -66,12 +70,15 @@ __all__ = [
     "ReasoningDelta",
     "RetryPolicy",
     "Retrying",
+    "SchemaRefusal",
+    "SchemaUnsupported",
     "ScriptedProvider",
     "ScriptedReply",
     "StreamEvent",
     "TextDelta",
     "ToolCall",
     "ToolCallsDone",
+    "next_schema_shape",
     "provider_for",
     "stream_with_retry",
 ]

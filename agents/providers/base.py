@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import codecs
 import json
-from collections.abc import Iterator, Mapping
+import re
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -17,6 +18,22 @@ import httpx
 DEFAULT_MAX_RESPONSE_BYTES = 16 * 1024 * 1024
 # How much of an error body is read to build a message.
 ERROR_BODY_LIMIT = 64 * 1024
+
+# The ways servers take a JSON schema for constrained output (ChatRequest.schema_shape):
+#   json_schema:   response_format {"type": "json_schema", "json_schema": {"name", "schema"}} (OpenAI, vLLM,
+#                  LM Studio, llama.cpp's llama-server)
+#   json_object:   response_format {"type": "json_object", "schema": ...} (llama-cpp-python's server)
+#   ollama_format: Ollama's "format": schema
+SHAPE_JSON_SCHEMA = "json_schema"
+SHAPE_JSON_OBJECT = "json_object"
+SHAPE_OLLAMA_FORMAT = "ollama_format"
+SCHEMA_SHAPES = (SHAPE_JSON_SCHEMA, SHAPE_JSON_OBJECT, SHAPE_OLLAMA_FORMAT)
+# What a server's error says when it refuses the schema or the way it was sent, rather than failing otherwise.
+_SCHEMA_REFUSAL_WORDS = re.compile(
+    r"response_format|json_schema|json_object|schema|grammar|guided|structured output|xgrammar|outlines",
+    re.IGNORECASE,
+)
+SCHEMA_REFUSAL_STATUSES = frozenset({400, 422, 500})
 
 
 @dataclass(frozen=True)
@@ -71,6 +88,9 @@ class ChatRequest:
     tools: JSON-schema function specs, either `{"type": "function", "function": {...}}` or the bare
     `{"name", "description", "parameters"}`.
     timeout: seconds allowed between two chunks of the answer (and for sending the request).
+    response_schema: a JSON schema the answer must follow (constrained output), or None.
+    schema_shape: how the server takes the schema (one of SCHEMA_SHAPES), when known from an earlier answer's
+    Finished.metadata["schema_shape"]; None lets the OpenAI provider find out. Ollama always uses its `format`.
     """
 
     messages: list[dict[str, Any]]
@@ -84,6 +104,7 @@ class ChatRequest:
     connect_timeout: float = 10.0
     tools: list[dict[str, Any]] | None = None
     response_schema: dict[str, Any] | None = None
+    schema_shape: str | None = None
     api_key: str | None = None
     max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
 
@@ -146,6 +167,49 @@ class ProviderRefused(ProviderError):
     """The server refused the request (4xx: bad key, unknown model, unsupported option). Fix, do not retry."""
 
     retryable = False
+
+
+@dataclass(frozen=True)
+class SchemaRefusal:
+    """One shape of the response schema that the server refused, with what it said."""
+
+    shape: str
+    status: int
+    detail: str
+
+    def __str__(self) -> str:
+        said = f": {self.detail}" if self.detail else ""
+        return f"{self.shape} refused with HTTP {self.status}{said}"
+
+
+class SchemaUnsupported(ProviderRefused):
+    """The server refused the response schema in every shape tried.
+
+    Not retried: the profile needs constrained output switched off, or a server that takes a JSON schema. A
+    remembered shape that is refused should be forgotten, so the next request finds the shape again.
+    """
+
+    def __init__(self, refusals: Sequence[SchemaRefusal], *, base_url: str = "", model: str = "") -> None:
+        self.refusals = list(refusals)
+        tried = "; ".join(str(refusal) for refusal in self.refusals)
+        super().__init__(
+            f"the server does not take the JSON schema for constrained output in any shape tried ({tried}); "
+            "switch constrained output off for this profile or use a server that supports it",
+            base_url=base_url,
+            model=model,
+            status_code=self.refusals[-1].status if self.refusals else None,
+            detail=tried,
+        )
+
+
+def is_schema_refusal(status: int, detail: str) -> bool:
+    """Whether an error answer to a request with a response schema refuses the schema (or its shape).
+
+    Servers say so with 400 (llama-server, vLLM), 422 (llama-cpp-python's request validation) or 500 (older
+    servers whose schema conversion throws), always naming the schema or response_format. Anything else (a
+    bad key, an unknown model, an overloaded or crashed server) is not a refusal of the schema.
+    """
+    return status in SCHEMA_REFUSAL_STATUSES and bool(_SCHEMA_REFUSAL_WORDS.search(detail))
 
 
 # ---------------------------------------------------------------------------------------------------------------

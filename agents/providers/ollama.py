@@ -1,4 +1,8 @@
-"""Ollama's native chat API: POST {base}/api/chat, streamed as NDJSON lines."""
+"""Ollama's native chat API: POST {base}/api/chat, streamed as NDJSON lines.
+
+A response schema always goes in Ollama's `format` (shape "ollama_format", reported in Finished.metadata). An
+Ollama too old to take a schema there (before 0.5 `format` was only "json") refuses with SchemaUnsupported.
+"""
 
 from __future__ import annotations
 
@@ -10,12 +14,16 @@ from typing import Any
 import httpx
 
 from agents.providers.base import (
+    SHAPE_OLLAMA_FORMAT,
     ChatRequest,
     Finished,
     ProviderBadResponse,
+    ProviderError,
     ProviderRefused,
     ProviderUnavailable,
     ReasoningDelta,
+    SchemaRefusal,
+    SchemaUnsupported,
     StreamEvent,
     TextDelta,
     ToolCall,
@@ -24,6 +32,7 @@ from agents.providers.base import (
     error_kwargs,
     error_text,
     http_timeout,
+    is_schema_refusal,
     iter_lines_limited,
     map_transport_error,
     message_tool_calls,
@@ -90,10 +99,18 @@ class OllamaProvider:
                 c.stream("POST", url, json=body) as response,
             ):
                 if response.status_code >= 400:
-                    raise status_error(response.status_code, read_error_body(response), request, self.kind)
+                    raise self._error(response, request)
                 yield from self._read(response, request)
         except httpx.HTTPError as exc:
             raise map_transport_error(exc, request) from exc
+
+    def _error(self, response: httpx.Response, request: ChatRequest) -> ProviderError:
+        detail = read_error_body(response)
+        status = response.status_code
+        refused = is_schema_refusal(status, detail) or (status == 400 and "format" in detail)
+        if request.response_schema is not None and refused:
+            return SchemaUnsupported([SchemaRefusal(SHAPE_OLLAMA_FORMAT, status, detail)], **error_kwargs(request))
+        return status_error(status, detail, request, self.kind)
 
     def _read(self, response: httpx.Response, request: ChatRequest) -> Iterator[StreamEvent]:
         calls: list[ToolCall] = []
@@ -129,6 +146,8 @@ class OllamaProvider:
                 if calls:
                     yield ToolCallsDone(calls)
                 metadata = {k: v for k, v in chunk.items() if k not in ("message", "done")}
+                if request.response_schema is not None:
+                    metadata["schema_shape"] = SHAPE_OLLAMA_FORMAT
                 yield Finished(
                     prompt_tokens=_int_or_none(chunk.get("prompt_eval_count")),
                     completion_tokens=_int_or_none(chunk.get("eval_count")),

@@ -2,6 +2,12 @@
 
 One implementation for OpenAI itself, llama.cpp's server, vLLM and LM Studio, so it tolerates what they leave
 out: usage, tool-call ids, the space after `data:`, the final `[DONE]` when a finish reason was already sent.
+
+Constrained output: these servers take a JSON schema in one of two shapes of `response_format` (see
+base.SCHEMA_SHAPES). With a response schema and no known shape, one stream() call tries json_schema, then
+json_object when the server refuses the first before answering, and reports the shape that worked in
+Finished.metadata["schema_shape"]; the caller remembers it and passes it as ChatRequest.schema_shape next
+time, which is then the only shape sent. The provider itself keeps no state.
 """
 
 from __future__ import annotations
@@ -14,12 +20,16 @@ from typing import Any
 import httpx
 
 from agents.providers.base import (
+    SHAPE_JSON_OBJECT,
+    SHAPE_JSON_SCHEMA,
     ChatRequest,
     Finished,
     ProviderBadResponse,
     ProviderRefused,
     ProviderUnavailable,
     ReasoningDelta,
+    SchemaRefusal,
+    SchemaUnsupported,
     StreamEvent,
     TextDelta,
     ToolCall,
@@ -28,6 +38,7 @@ from agents.providers.base import (
     error_kwargs,
     error_text,
     http_timeout,
+    is_schema_refusal,
     iter_lines_limited,
     map_transport_error,
     message_tool_calls,
@@ -36,7 +47,46 @@ from agents.providers.base import (
     tool_spec,
 )
 
-SCHEMA_NAME = "orket_turn"
+SCHEMA_NAME = "orket_step"
+# The response_format shapes in the order they are tried when the server's is not known yet.
+DISCOVERY_ORDER = (SHAPE_JSON_SCHEMA, SHAPE_JSON_OBJECT)
+
+
+def next_schema_shape(refused: str | None) -> str | None:
+    """The shape to try after `refused` was refused (the first one for None); None when none is left."""
+    if refused is None:
+        return DISCOVERY_ORDER[0]
+    if refused not in DISCOVERY_ORDER:
+        return None
+    position = DISCOVERY_ORDER.index(refused) + 1
+    return DISCOVERY_ORDER[position] if position < len(DISCOVERY_ORDER) else None
+
+
+def shapes_to_try(request: ChatRequest) -> list[str | None]:
+    """The shapes one stream() call may send, in order: [None] without a schema, the remembered shape alone, or
+    the discovery order. A remembered shape this provider does not know (another provider's) is found again."""
+    if request.response_schema is None:
+        return [None]
+    if request.schema_shape in DISCOVERY_ORDER:
+        return [request.schema_shape]
+    shapes: list[str | None] = []
+    shape = next_schema_shape(None)
+    while shape is not None:
+        shapes.append(shape)
+        shape = next_schema_shape(shape)
+    return shapes
+
+
+def response_format(schema: dict[str, Any], shape: str) -> dict[str, Any]:
+    """The `response_format` field carrying `schema` in `shape`.
+
+    json_schema is sent without strict mode: OpenAI's strict mode wants every property required, and optional
+    tool arguments are not; the servers that constrain locally (llama.cpp, vLLM, LM Studio) enforce the schema
+    either way.
+    """
+    if shape == SHAPE_JSON_OBJECT:
+        return {"type": "json_object", "schema": schema}
+    return {"type": "json_schema", "json_schema": {"name": SCHEMA_NAME, "schema": schema, "strict": False}}
 
 
 def chat_url(base_url: str) -> str:
@@ -62,7 +112,8 @@ def wire_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def request_body(request: ChatRequest) -> dict[str, Any]:
+def request_body(request: ChatRequest, schema_shape: str | None = None) -> dict[str, Any]:
+    """The JSON body; the response schema, when there is one, goes in `schema_shape` (default: json_schema)."""
     body: dict[str, Any] = {
         "model": request.model,
         "messages": wire_messages(request.messages),
@@ -77,10 +128,7 @@ def request_body(request: ChatRequest) -> dict[str, Any]:
     if request.tools:
         body["tools"] = [tool_spec(t) for t in request.tools]
     if request.response_schema is not None:
-        body["response_format"] = {
-            "type": "json_schema",
-            "json_schema": {"name": SCHEMA_NAME, "schema": request.response_schema, "strict": True},
-        }
+        body["response_format"] = response_format(request.response_schema, schema_shape or SHAPE_JSON_SCHEMA)
     return body
 
 
@@ -106,12 +154,12 @@ class _PartialCall:
 class _Assembler:
     """Collects the state of one streamed completion across chunks."""
 
-    def __init__(self, request: ChatRequest) -> None:
+    def __init__(self, request: ChatRequest, schema_shape: str | None) -> None:
         self.request = request
         self.calls: dict[int, _PartialCall] = {}
         self.finish_reason: str | None = None
         self.usage: dict[str, Any] | None = None
-        self.metadata: dict[str, Any] = {}
+        self.metadata: dict[str, Any] = {"schema_shape": schema_shape} if schema_shape else {}
 
     def feed(self, chunk: dict[str, Any]) -> Iterator[StreamEvent]:
         if "error" in chunk:
@@ -198,20 +246,31 @@ class OpenAIProvider:
         headers = {"Accept": "text/event-stream"}
         if request.api_key:
             headers["Authorization"] = f"Bearer {request.api_key}"
-        body = request_body(request)
+        refusals: list[SchemaRefusal] = []
         try:
-            with (
-                httpx.Client(timeout=http_timeout(request), transport=self._transport, trust_env=self._trust_env) as c,
-                c.stream("POST", url, json=body, headers=headers) as response,
-            ):
-                if response.status_code >= 400:
-                    raise status_error(response.status_code, read_error_body(response), request, self.kind)
-                yield from self._read(response, request)
+            with httpx.Client(
+                timeout=http_timeout(request), transport=self._transport, trust_env=self._trust_env
+            ) as client:
+                for shape in shapes_to_try(request):
+                    body = request_body(request, shape)
+                    with client.stream("POST", url, json=body, headers=headers) as response:
+                        if response.status_code < 400:
+                            yield from self._read(response, request, shape)
+                            return
+                        refusals.append(self._refusal(response, request, shape))
         except httpx.HTTPError as exc:
             raise map_transport_error(exc, request) from exc
+        raise SchemaUnsupported(refusals, **error_kwargs(request))
 
-    def _read(self, response: httpx.Response, request: ChatRequest) -> Iterator[StreamEvent]:
-        assembler = _Assembler(request)
+    def _refusal(self, response: httpx.Response, request: ChatRequest, shape: str | None) -> SchemaRefusal:
+        """The refusal of `shape` in this error answer; any other error is raised as it is."""
+        detail = read_error_body(response)
+        if shape is None or not is_schema_refusal(response.status_code, detail):
+            raise status_error(response.status_code, detail, request, self.kind)
+        return SchemaRefusal(shape, response.status_code, detail)
+
+    def _read(self, response: httpx.Response, request: ChatRequest, shape: str | None) -> Iterator[StreamEvent]:
+        assembler = _Assembler(request, shape)
         pending: list[str] = []  # data lines of an event not yet complete (multi-line `data:` events)
         for line in iter_lines_limited(response, request):
             if not line.strip():

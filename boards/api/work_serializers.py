@@ -318,9 +318,10 @@ class HistorySerializer(serializers.ModelSerializer):
 class ProjectSettingsSerializer(serializers.ModelSerializer):
     class Meta:
         model = Project
-        fields = ["architecture_governance", "complexity_threshold", "wip_limits"]
+        fields = ["architecture_governance", "complexity_threshold", "wip_limits", "require_verification"]
         extra_kwargs = {
             "architecture_governance": {"required": False},
+            "require_verification": {"required": False},
             "complexity_threshold": {"required": False},
             "wip_limits": {"required": False},
         }

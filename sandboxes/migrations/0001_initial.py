@@ -6,128 +6,266 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('boards', '0003_card_metrics_default'),
+        ("boards", "0003_card_metrics_default"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Sandbox',
+            name="Sandbox",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('pull_request_number', models.PositiveIntegerField(blank=True, null=True)),
-                ('name', models.CharField(help_text='Compose project name, sanitised.', max_length=63, unique=True)),
-                ('workspace_path', models.CharField(max_length=1000)),
-                ('stack', models.JSONField(blank=True, default=dict, help_text='What stack detection decided.')),
-                ('backend', models.CharField(choices=[('docker', 'Docker'), ('local', 'Local process')], max_length=10)),
-                ('isolation', models.CharField(blank=True, help_text='Plain words on how it is isolated.', max_length=200)),
-                ('status', models.CharField(choices=[('creating', 'Creating'), ('running', 'Running'), ('unhealthy', 'Unhealthy'), ('stopping', 'Stopping'), ('stopped', 'Stopped'), ('deleted', 'Deleted'), ('failed', 'Failed')], default='creating', max_length=12)),
-                ('last_error', models.TextField(blank=True, max_length=20000)),
-                ('urls', models.JSONField(blank=True, default=dict, help_text='Service name to URL on 127.0.0.1.')),
-                ('health_checks_passed', models.PositiveIntegerField(default=0)),
-                ('health_checks_failed', models.PositiveIntegerField(default=0)),
-                ('last_health_check_at', models.DateTimeField(blank=True, null=True)),
-                ('expires_at', models.DateTimeField(blank=True, null=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('card', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='sandboxes', to='boards.card')),
-                ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('project', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='sandboxes', to='boards.project')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("pull_request_number", models.PositiveIntegerField(blank=True, null=True)),
+                ("name", models.CharField(help_text="Compose project name, sanitised.", max_length=63, unique=True)),
+                ("workspace_path", models.CharField(max_length=1000)),
+                ("stack", models.JSONField(blank=True, default=dict, help_text="What stack detection decided.")),
+                (
+                    "backend",
+                    models.CharField(choices=[("docker", "Docker"), ("local", "Local process")], max_length=10),
+                ),
+                (
+                    "isolation",
+                    models.CharField(blank=True, help_text="Plain words on how it is isolated.", max_length=200),
+                ),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("creating", "Creating"),
+                            ("running", "Running"),
+                            ("unhealthy", "Unhealthy"),
+                            ("stopping", "Stopping"),
+                            ("stopped", "Stopped"),
+                            ("deleted", "Deleted"),
+                            ("failed", "Failed"),
+                        ],
+                        default="creating",
+                        max_length=12,
+                    ),
+                ),
+                ("last_error", models.TextField(blank=True, max_length=20000)),
+                ("urls", models.JSONField(blank=True, default=dict, help_text="Service name to URL on 127.0.0.1.")),
+                ("health_checks_passed", models.PositiveIntegerField(default=0)),
+                ("health_checks_failed", models.PositiveIntegerField(default=0)),
+                ("last_health_check_at", models.DateTimeField(blank=True, null=True)),
+                ("expires_at", models.DateTimeField(blank=True, null=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "card",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="sandboxes",
+                        to="boards.card",
+                    ),
+                ),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "project",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="sandboxes", to="boards.project"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at', '-id'],
+                "ordering": ["-created_at", "-id"],
             },
         ),
         migrations.CreateModel(
-            name='PortLease',
+            name="PortLease",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('port', models.PositiveIntegerField(unique=True)),
-                ('service', models.CharField(max_length=63)),
-                ('leased_at', models.DateTimeField(auto_now_add=True)),
-                ('sandbox', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='port_leases', to='sandboxes.sandbox')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("port", models.PositiveIntegerField(unique=True)),
+                ("service", models.CharField(max_length=63)),
+                ("leased_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "sandbox",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="port_leases", to="sandboxes.sandbox"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['port'],
+                "ordering": ["port"],
             },
         ),
         migrations.CreateModel(
-            name='VerificationFixture',
+            name="VerificationFixture",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=200)),
-                ('sha256', models.CharField(max_length=64)),
-                ('storage_path', models.CharField(max_length=1000)),
-                ('scenario_count', models.PositiveIntegerField(default=0)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('card', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='verification_fixtures', to='boards.card')),
-                ('project', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='verification_fixtures', to='boards.project')),
-                ('uploaded_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("name", models.CharField(max_length=200)),
+                ("sha256", models.CharField(max_length=64)),
+                ("storage_path", models.CharField(max_length=1000)),
+                ("scenario_count", models.PositiveIntegerField(default=0)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "card",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="verification_fixtures",
+                        to="boards.card",
+                    ),
+                ),
+                (
+                    "project",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="verification_fixtures",
+                        to="boards.project",
+                    ),
+                ),
+                (
+                    "uploaded_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at', '-id'],
+                "ordering": ["-created_at", "-id"],
             },
         ),
         migrations.CreateModel(
-            name='VerificationRun',
+            name="VerificationRun",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(choices=[('fixture', 'Fixture scenarios'), ('http', 'HTTP scenarios against a sandbox'), ('pytest', "The agents' own test suite")], default='fixture', max_length=10)),
-                ('backend', models.CharField(choices=[('docker', 'Docker'), ('local', 'Local process')], max_length=10)),
-                ('isolation', models.CharField(blank=True, max_length=200)),
-                ('status', models.CharField(choices=[('queued', 'Queued'), ('running', 'Running'), ('passed', 'Passed'), ('failed', 'Failed'), ('error', 'Error'), ('timed_out', 'Timed out')], default='queued', max_length=10)),
-                ('passed', models.PositiveIntegerField(default=0)),
-                ('failed', models.PositiveIntegerField(default=0)),
-                ('errors', models.PositiveIntegerField(default=0)),
-                ('results', models.JSONField(blank=True, default=list, help_text='One entry per scenario.')),
-                ('output', models.TextField(blank=True, max_length=200000)),
-                ('duration_ms', models.PositiveIntegerField(blank=True, null=True)),
-                ('requested_by', models.CharField(blank=True, help_text='A user or a seat.', max_length=120)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('started_at', models.DateTimeField(blank=True, null=True)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('card', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='verification_runs', to='boards.card')),
-                ('fixture', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='runs', to='sandboxes.verificationfixture')),
-                ('sandbox', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='sandboxes.sandbox')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("fixture", "Fixture scenarios"),
+                            ("http", "HTTP scenarios against a sandbox"),
+                            ("pytest", "The agents' own test suite"),
+                        ],
+                        default="fixture",
+                        max_length=10,
+                    ),
+                ),
+                (
+                    "backend",
+                    models.CharField(choices=[("docker", "Docker"), ("local", "Local process")], max_length=10),
+                ),
+                ("isolation", models.CharField(blank=True, max_length=200)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("queued", "Queued"),
+                            ("running", "Running"),
+                            ("passed", "Passed"),
+                            ("failed", "Failed"),
+                            ("error", "Error"),
+                            ("timed_out", "Timed out"),
+                        ],
+                        default="queued",
+                        max_length=10,
+                    ),
+                ),
+                ("passed", models.PositiveIntegerField(default=0)),
+                ("failed", models.PositiveIntegerField(default=0)),
+                ("errors", models.PositiveIntegerField(default=0)),
+                ("results", models.JSONField(blank=True, default=list, help_text="One entry per scenario.")),
+                ("output", models.TextField(blank=True, max_length=200000)),
+                ("duration_ms", models.PositiveIntegerField(blank=True, null=True)),
+                ("requested_by", models.CharField(blank=True, help_text="A user or a seat.", max_length=120)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("started_at", models.DateTimeField(blank=True, null=True)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "card",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="verification_runs", to="boards.card"
+                    ),
+                ),
+                (
+                    "fixture",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="runs",
+                        to="sandboxes.verificationfixture",
+                    ),
+                ),
+                (
+                    "sandbox",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to="sandboxes.sandbox",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at', '-id'],
+                "ordering": ["-created_at", "-id"],
             },
         ),
         migrations.AddIndex(
-            model_name='sandbox',
-            index=models.Index(fields=['project', 'status'], name='sandbox_project_status'),
+            model_name="sandbox",
+            index=models.Index(fields=["project", "status"], name="sandbox_project_status"),
         ),
         migrations.AddConstraint(
-            model_name='sandbox',
-            constraint=models.CheckConstraint(condition=models.Q(('status__in', ['creating', 'running', 'unhealthy', 'stopping', 'stopped', 'deleted', 'failed'])), name='sandbox_status_valid'),
+            model_name="sandbox",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    ("status__in", ["creating", "running", "unhealthy", "stopping", "stopped", "deleted", "failed"])
+                ),
+                name="sandbox_status_valid",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='sandbox',
-            constraint=models.CheckConstraint(condition=models.Q(('backend__in', ['docker', 'local'])), name='sandbox_backend_valid'),
+            model_name="sandbox",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("backend__in", ["docker", "local"])), name="sandbox_backend_valid"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='sandbox',
-            constraint=models.CheckConstraint(condition=models.Q(('name', ''), _negated=True), name='sandbox_name_not_empty'),
+            model_name="sandbox",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("name", ""), _negated=True), name="sandbox_name_not_empty"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='portlease',
-            constraint=models.CheckConstraint(condition=models.Q(('port__gte', 1024), ('port__lte', 65535)), name='port_lease_unprivileged'),
+            model_name="portlease",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("port__gte", 1024), ("port__lte", 65535)), name="port_lease_unprivileged"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='portlease',
-            constraint=models.UniqueConstraint(fields=('sandbox', 'service'), name='port_lease_one_per_service'),
+            model_name="portlease",
+            constraint=models.UniqueConstraint(fields=("sandbox", "service"), name="port_lease_one_per_service"),
         ),
         migrations.AddIndex(
-            model_name='verificationrun',
-            index=models.Index(fields=['card', '-created_at'], name='verification_card_latest'),
+            model_name="verificationrun",
+            index=models.Index(fields=["card", "-created_at"], name="verification_card_latest"),
         ),
         migrations.AddConstraint(
-            model_name='verificationrun',
-            constraint=models.CheckConstraint(condition=models.Q(('status__in', ['queued', 'running', 'passed', 'failed', 'error', 'timed_out'])), name='verification_status_valid'),
+            model_name="verificationrun",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("status__in", ["queued", "running", "passed", "failed", "error", "timed_out"])),
+                name="verification_status_valid",
+            ),
         ),
     ]

@@ -5,23 +5,38 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('boards', '0004_card_pull_request'),
-        ('sandboxes', '0001_initial'),
+        ("boards", "0004_card_pull_request"),
+        ("sandboxes", "0001_initial"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='SandboxSettings',
+            name="SandboxSettings",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('time_to_live_hours', models.PositiveIntegerField(default=24, help_text='A sandbox is deleted this long after it was created (0 keeps it until deleted).')),
-                ('max_sandboxes', models.PositiveIntegerField(default=5, help_text='Live sandboxes the project may hold at once.')),
-                ('project', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='sandbox_settings', to='boards.project')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "time_to_live_hours",
+                    models.PositiveIntegerField(
+                        default=24,
+                        help_text="A sandbox is deleted this long after it was created (0 keeps it until deleted).",
+                    ),
+                ),
+                (
+                    "max_sandboxes",
+                    models.PositiveIntegerField(default=5, help_text="Live sandboxes the project may hold at once."),
+                ),
+                (
+                    "project",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="sandbox_settings",
+                        to="boards.project",
+                    ),
+                ),
             ],
             options={
-                'verbose_name_plural': 'sandbox settings',
+                "verbose_name_plural": "sandbox settings",
             },
         ),
     ]

@@ -912,7 +912,7 @@
           connection("Your session has ended; log in again to keep watching.", "bad");
           return;
         }
-        if (event.code === 4404) {
+        if (event.code === 4404 || event.code === 4403) {
           connection("This run is not visible to you.", "bad");
           return;
         }

@@ -301,3 +301,81 @@ def openai_stream(
     if done:
         chunks.append(sse("[DONE]", space=space))
     return Reply(chunks=chunks, content_type="text/event-stream")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Constrained output: servers that take the JSON schema in only one shape and refuse the others with the error
+# answers real servers give.
+
+
+def sent_schema(body: dict[str, Any]) -> tuple[str | None, Any]:
+    """(shape, schema) of an OpenAI-compatible request body: how it carries its response schema, if at all."""
+    response_format = body.get("response_format")
+    if not isinstance(response_format, dict):
+        return None, None
+    kind = response_format.get("type")
+    if kind == "json_schema":
+        wrapper = response_format.get("json_schema")
+        return kind, wrapper.get("schema") if isinstance(wrapper, dict) else None
+    if kind == "json_object":
+        return kind, response_format.get("schema")
+    return kind, None
+
+
+def llama_server_refusal(shape: str, *, status: int = 400) -> Reply:
+    """llama.cpp's llama-server before json_schema support (400; some builds answered 500 for the same throw)."""
+    message = f'response_format type must be one of "text" or "json_object", but got: {shape}'
+    kind = "invalid_request_error" if status == 400 else "server_error"
+    payload = {"error": {"code": status, "message": message, "type": kind}}
+    return Reply(status=status, chunks=[json.dumps(payload).encode()], chunked=False)
+
+
+def vllm_refusal(shape: str) -> Reply:
+    """vLLM's answer to a request its pydantic model rejects."""
+    message = (
+        "1 validation error for ChatCompletionRequest\nresponse_format.type\n  Input should be 'text' or "
+        f"'json_object' [type=literal_error, input_value='{shape}', input_type=str]"
+    )
+    payload = {"object": "error", "message": message, "type": "BadRequestError", "param": None, "code": 400}
+    return Reply(status=400, chunks=[json.dumps(payload).encode()], chunked=False)
+
+
+def llama_cpp_python_refusal(shape: str) -> Reply:
+    """llama-cpp-python's server (FastAPI): request validation fails with 422 and a `detail` list."""
+    detail = [
+        {
+            "type": "literal_error",
+            "loc": ["body", "response_format", "type"],
+            "msg": "Input should be 'text' or 'json_object'",
+            "input": shape,
+            "ctx": {"expected": "'text' or 'json_object'"},
+        }
+    ]
+    return Reply(status=422, chunks=[json.dumps({"detail": detail}).encode()], chunked=False)
+
+
+def lm_studio_refusal(shape: str) -> Reply:
+    """LM Studio takes json_schema only."""
+    payload = {"error": f"'response_format.type' must be 'json_schema', got '{shape}'"}
+    return Reply(status=400, chunks=[json.dumps(payload).encode()], chunked=False)
+
+
+class SchemaShapeServer:
+    """A responder for FakeLLMServer that takes the response schema in `accepts` only.
+
+    A request in that shape, with a schema object in the right place, gets `answer` streamed as the content; any
+    other shape gets `refuse(shape)`. The schemas received are kept in `schemas`.
+    """
+
+    def __init__(self, accepts: str | None, refuse: Callable[[str], Reply], answer: str = '{"ok": true}') -> None:
+        self.accepts = accepts
+        self.refuse = refuse
+        self.answer = answer
+        self.schemas: list[Any] = []
+
+    def __call__(self, request: RecordedRequest) -> Reply:
+        shape, schema = sent_schema(request.json())
+        if shape is None or shape != self.accepts or not isinstance(schema, dict):
+            return self.refuse(str(shape))
+        self.schemas.append(schema)
+        return openai_stream([self.answer], usage={"prompt_tokens": 20, "completion_tokens": 9, "total_tokens": 29})

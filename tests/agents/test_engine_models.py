@@ -27,7 +27,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 def one_card_epic(settings, tmp_path: Path) -> Epic:
     settings.DATA_DIR = tmp_path
     seed_standard_configuration()
-    project = Project.objects.create(name="Lab", slug="lab")
+    project = Project.objects.create(name="Lab", slug="lab", require_verification=False)
     return epic_import(
         project=project,
         data={
@@ -58,16 +58,16 @@ def test_a_model_that_keeps_making_a_refused_call_ends_blocked_with_a_report(one
     card = Card.objects.get(epic=one_card_epic)
     assert run.status == "failed"
     assert (card.status, card.wait_reason) == ("blocked", "input")
-    assert Turn.objects.filter(run=run).count() == 2  # refused once with feedback, then blocked
+    turn = Turn.objects.get(run=run)  # refused once with feedback, then blocked at the next step
+    assert [step.outcome for step in turn.steps.order_by("number")] == ["calls", "blocked"]
     report = Comment.objects.filter(card=card).latest("id").body
     assert "write_file" in report and "What would fix it" in report
     assert not (tmp_path / "workspaces" / f"project-{card.project_id}" / "cards" / "outside.py").exists()
     assert not list(tmp_path.rglob("outside.py"))
-    first = Turn.objects.filter(run=run).order_by("number").first()
-    assert first.tool_calls[0]["decision"] == "refused"
-    # The refusal was fed back to the agent in its next prompt.
-    second_prompt = json.dumps(Turn.objects.filter(run=run).order_by("number").last().messages)
-    assert "Refused" in second_prompt
+    assert [call["decision"] for call in turn.tool_calls] == ["refused", "refused"]
+    # The refusal was fed back to the agent in its next step's conversation.
+    second = json.loads(fake_llm.requests[1].body)["messages"]
+    assert second[-1]["role"] == "user" and "REFUSED by rule path_refused" in second[-1]["content"]
 
 
 def test_the_same_call_three_times_in_a_row_blocks_the_card_for_input(one_card_epic, fake_llm):
@@ -82,18 +82,23 @@ def test_the_same_call_three_times_in_a_row_blocks_the_card_for_input(one_card_e
 
 
 def test_garbage_answers_use_up_the_turn_budget_and_block_the_card(one_card_epic, fake_llm):
-    fake_llm.queue(*[ollama_stream(["{not json at all", " \u0000 ", "}}}"]) for _ in range(3)])
+    fake_llm.queue(*[ollama_stream(["{not json at all", " \u0000 ", "}}}"]) for _ in range(5)])
     run = engine.run_start(epic=one_card_epic, profile=ollama_profile(fake_llm.base_url))
     Run.objects.filter(pk=run.pk).update(turns_per_card=2)
     run = drive(run.pk)
     card = Card.objects.get(epic=one_card_epic)
     assert run.status == "failed"
     assert (card.status, card.wait_reason) == ("blocked", "input")
-    assert [t.outcome for t in Turn.objects.filter(run=run)] == ["The model made no tool calls."] * 2
-    # NUL cannot be stored by PostgreSQL: it is kept visible as U+FFFD in the turn and its events alike.
-    assert Turn.objects.filter(run=run).first().raw_answer == "{not json at all \ufffd }}}"
+    no_calls = "The model made no tool calls, even after a reminder of the protocol."
+    assert [t.outcome for t in Turn.objects.filter(run=run)] == [no_calls] * 2
+    # Each turn reminded the model of the protocol once before giving up.
+    second = json.loads(fake_llm.requests[1].body)["messages"]
+    assert second[-1]["content"].startswith("ORKET-REMINDER:")
+    # NUL cannot be stored by PostgreSQL: it is kept visible as U+FFFD in the steps and their events alike.
+    step = Turn.objects.filter(run=run).first().steps.get(number=1)
+    assert step.raw_answer == "{not json at all \ufffd }}}"
     streamed = "".join(e.data["text"] for e in run.events.filter(kind="text").order_by("seq"))
-    assert streamed == "{not json at all \ufffd }}}" * 2
+    assert streamed == "{not json at all \ufffd }}}" * 4
 
 
 def _execute_queued(run_id: int) -> None:
@@ -165,7 +170,10 @@ def test_an_unknown_model_fails_at_once_with_an_actionable_message(one_card_epic
 
 
 def test_ollama_requests_carry_the_profile_settings(one_card_epic, fake_llm: FakeLLMServer):
-    fake_llm.queue(answer({"tool": "add_comment", "args": {"body": "Looking at it."}}), ollama_stream(["done"]))
+    fake_llm.queue(
+        answer({"tool": "add_comment", "args": {"body": "Looking at it."}}),
+        answer({"tool": "finish_turn", "args": {"summary": "Commented."}}),
+    )
     run = engine.run_start(epic=one_card_epic, profile=ollama_profile(fake_llm.base_url))
     Run.objects.filter(pk=run.pk).update(turns_per_card=1)
     drive(run.pk)
@@ -183,7 +191,7 @@ def test_a_slow_first_token_keeps_its_lease(one_card_epic, fake_llm, monkeypatch
     monkeypatch.setattr(leases, "HEARTBEAT_SECONDS", 0.3)
     slow = answer({"tool": "add_comment", "args": {"body": "Thought about it."}})
     slow.pauses = {0: 3.0}
-    fake_llm.queue(slow)
+    fake_llm.queue(slow, answer({"tool": "finish_turn", "args": {"summary": "Commented."}}))
     run = engine.run_start(epic=one_card_epic, profile=ollama_profile(fake_llm.base_url))
     Run.objects.filter(pk=run.pk).update(turns_per_card=1)
     stop = threading.Event()

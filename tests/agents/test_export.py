@@ -94,7 +94,18 @@ def test_export_of_a_finished_run_holds_the_run_every_turn_and_every_event(finis
         assert turn["run"] == run.pk and turn["card"] == stored["card"]
         assert turn["started_at"] and turn["finished_at"]
     stored_fields = {f.attname for f in Turn._meta.concrete_fields}
-    assert {{"run": "run_id", "card": "card_id"}.get(name, name) for name in turns[0]} == stored_fields
+    renamed = {"run": "run_id", "card": "card_id", "model_profile": "model_profile_id"}
+    assert {renamed.get(name, name) for name in turns[0] if name != "steps"} == stored_fields
+    # Every step of every turn, in order, as the turns API gives them.
+    for turn in turns:
+        assert [step["number"] for step in turn["steps"]] == list(range(1, len(turn["steps"]) + 1))
+        moments = ("answer_recorded_at", "created_at", "finished_at")  # the same instants, written two ways
+        assert [{k: v for k, v in step.items() if k not in moments} for step in turn["steps"]] == [
+            {k: v for k, v in step.items() if k not in moments} for step in by_id[turn["id"]]["steps"]
+        ]
+        assert [call for step in turn["steps"] for call in step["calls"]] == [
+            {key: value for key, value in call.items() if key != "step"} for call in turn["tool_calls"]
+        ]
     assert any(call.get("result") for turn in turns for call in turn["tool_calls"])
 
     events = [line["event"] for line in lines if line["type"] == "event"]

@@ -103,7 +103,7 @@ def test_key_schema_and_tools_are_sent(fake_llm: FakeLLMServer) -> None:
     body = received.json()
     assert body["response_format"] == {
         "type": "json_schema",
-        "json_schema": {"name": "orket_turn", "schema": SCHEMA, "strict": True},
+        "json_schema": {"name": "orket_step", "schema": SCHEMA, "strict": False},
     }
     assert body["tools"] == [READ_FILE_TOOL]
 

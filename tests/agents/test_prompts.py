@@ -158,8 +158,9 @@ def test_without_native_tools_the_descriptions_go_in_the_text() -> None:
     compiled = compile_prompt(context("integrity_guard"))
 
     assert compiled.tools == []
-    assert "- run_verification:" in compiled.system
-    assert "- write_file:" not in compiled.system
+    assert "- run_verification(): Run the card's verification" in compiled.system
+    assert "- update_card_status(status: ready|in_progress|" in compiled.system
+    assert "- write_file(" not in compiled.system
 
 
 def test_unknown_tools_are_left_out() -> None:

@@ -2,17 +2,20 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from agents.gate import check_call, resolve_in_workspace
+from agents.conversation import StepRecord, step_messages
+from agents.gate import check_call
 from agents.prompts import CardContext, Dialect, PromptContext, compile_prompt
 from agents.providers import ChatRequest, ScriptedProvider, TextDelta, ToolCallsDone
 from agents.scripted_team import CHANGES_REQUESTED, markers, module_path, module_test_path, scripted_reply
 from agents.seed_data import STANDARD_TEAM
 from agents.toolcalls import ParsedCall, parse_tool_calls
+from agents.tools import ToolContext, ToolFailed, execute_tool
 
 ROLES = {r["name"]: r for r in STANDARD_TEAM["roles"]}
 SEATS = {seat["roles"][0]: seat["name"] for seat in STANDARD_TEAM["seats"]}
@@ -55,16 +58,58 @@ def prompt(
     )
 
 
-def play(context: PromptContext) -> tuple[str, list[ParsedCall]]:
-    """Compile, stream through the scripted provider, and parse the answer as the engine would."""
+VERIFICATION = {"status": "not_configured", "message": "This card has no verification fixture."}
+
+
+def play(
+    context: PromptContext,
+    workspace: Path | None = None,
+    *,
+    verification: dict[str, Any] | None = None,
+    refuse: str = "",
+) -> tuple[str, list[ParsedCall]]:
+    """Play one whole turn as the engine would: compile, stream through the scripted provider, parse,
+    run the file tools for real in `workspace` (board tools answer as the board would), append the
+    observation, and ask again, until the seat hands the card on. `refuse` names a tool whose calls
+    are refused, to see the team change course."""
+    workspace = workspace or Path(tempfile.mkdtemp(prefix="scripted-"))
     compiled = compile_prompt(context)
-    request = ChatRequest(messages=compiled.messages, model="scripted", tools=compiled.tools or None)
-    events = list(ScriptedProvider(scripted_reply).stream(request))
-    assert not any(isinstance(e, ToolCallsDone) for e in events)  # calls live in the text
-    text = "".join(e.text for e in events if isinstance(e, TextDelta))
-    result = parse_tool_calls(text)
-    assert result.problems == []
-    return text, result.calls
+    messages = list(compiled.messages)
+    texts: list[str] = []
+    calls: list[ParsedCall] = []
+    for number in range(1, 20):
+        request = ChatRequest(messages=messages, model="scripted", tools=compiled.tools or None)
+        events = list(ScriptedProvider(scripted_reply).stream(request))
+        assert not any(isinstance(e, ToolCallsDone) for e in events)  # calls live in the text
+        text = "".join(e.text for e in events if isinstance(e, TextDelta))
+        result = parse_tool_calls(text)
+        assert result.problems == []
+        texts.append(text)
+        calls += result.calls
+        records = [_run(call, workspace, verification or VERIFICATION, refuse) for call in result.calls]
+        messages += step_messages(StepRecord(number, text, calls=records))
+        if not result.calls or any(call.name in ("update_card_status", "finish_turn") for call in result.calls):
+            break
+    return "\n".join(texts), calls
+
+
+def _run(call: ParsedCall, workspace: Path, verification: dict[str, Any], refuse: str) -> dict[str, Any]:
+    record: dict[str, Any] = {"name": call.name, "arguments": call.arguments}
+    if call.name == refuse:
+        return record | {"decision": "refused", "rule": "tool_not_allowed", "message": "Refused for the test."}
+    context = ToolContext(card=None, actor=None, workspace=workspace, seats=[], verification=lambda card: verification)
+    board = {
+        "get_card_context": {"id": 12, "title": "Parse ISO dates"},
+        "add_comment": {"comment": 1},
+        "add_note": {"note": 1, "to_seat": call.arguments.get("to_seat", "all")},
+        "update_card_status": {"card": 12, "status": call.arguments.get("status")},
+    }
+    if call.name in board:
+        return record | {"decision": "executed", "result": board[call.name]}
+    try:
+        return record | {"decision": "executed", "result": execute_tool(context, call.name, call.arguments)}
+    except ToolFailed as failed:
+        return record | {"decision": "failed", "rule": failed.rule, "message": failed.message}
 
 
 def assert_gate_passes(role_name: str, calls: list[ParsedCall], *, governance: bool = True) -> None:
@@ -91,7 +136,7 @@ def args_of(calls: list[ParsedCall], name: str) -> list[dict[str, Any]]:
 def test_architect_plans_writes_a_design_note_and_asks_for_review(governance: bool) -> None:
     text, calls = play(prompt("architect", governance=governance))
 
-    assert names(calls) == ["get_card_context", "add_comment", "write_file", "update_card_status"]
+    assert names(calls) == ["get_card_context", "list_directory", "add_comment", "write_file", "update_card_status"]
     assert "```json" in text and not text.startswith("```")
     note = args_of(calls, "write_file")[0]
     assert note["path"] == ("schemas/design/card_12.md" if governance else "docs/card-12.md")
@@ -104,7 +149,15 @@ def test_architect_plans_writes_a_design_note_and_asks_for_review(governance: bo
 def test_coder_writes_a_module_and_its_test_then_asks_for_review() -> None:
     _, calls = play(prompt("coder"))
 
-    assert names(calls) == ["get_card_context", "write_file", "write_file", "add_comment", "update_card_status"]
+    assert names(calls) == [
+        "get_card_context",
+        "read_file",
+        "write_file",
+        "write_file",
+        "add_comment",
+        "update_card_status",
+    ]
+    assert args_of(calls, "read_file") == [{"path": "services/card_12.py"}]  # it reads before it writes
     paths = [a["path"] for a in args_of(calls, "write_file")]
     assert paths == ["services/card_12.py", "tests/test_card_12.py"]
     assert paths == [module_path("12"), module_test_path("12")]
@@ -113,27 +166,43 @@ def test_coder_writes_a_module_and_its_test_then_asks_for_review() -> None:
     assert_gate_passes("coder", calls)
 
 
-def test_coder_with_review_feedback_writes_the_fix() -> None:
-    _, first = play(prompt("coder"))
-    _, second = play(prompt("coder", feedback=(CHANGES_REQUESTED,)))
+def test_coder_with_review_feedback_edits_what_it_read(tmp_path: Path) -> None:
+    _, first = play(prompt("coder"), tmp_path)
+    _, second = play(prompt("coder", feedback=(CHANGES_REQUESTED,)), tmp_path)
 
     before = args_of(first, "write_file")[0]["content"]
-    after = args_of(second, "write_file")[0]["content"]
-    assert after != before
-    assert "raise ValueError" in after
+    assert names(second)[:3] == ["get_card_context", "read_file", "edit_file"]
+    edit = args_of(second, "edit_file")[0]
+    assert edit["old_text"] in before  # the exact text it was shown when it read the file
+    after = (tmp_path / "services" / "card_12.py").read_text()
+    assert after != before and "raise ValueError" in after
     assert "review feedback" in args_of(second, "add_comment")[0]["body"]
     assert args_of(second, "update_card_status")[0]["status"] == "code_review"
     assert_gate_passes("coder", second)
 
 
+def test_coder_writes_the_whole_module_when_what_it_read_is_not_what_it_expected(tmp_path: Path) -> None:
+    (tmp_path / "services").mkdir()
+    (tmp_path / "services" / "card_12.py").write_text("def describe(name):\n    return name  # someone else's\n")
+    _, calls = play(prompt("coder", feedback=(CHANGES_REQUESTED,)), tmp_path)
+
+    assert "edit_file" not in names(calls)
+    assert "raise ValueError" in (tmp_path / "services" / "card_12.py").read_text()
+
+
+def test_a_refused_call_is_not_repeated_the_seat_changes_course() -> None:
+    _, calls = play(prompt("coder"), refuse="write_file")
+
+    assert names(calls) == ["get_card_context", "read_file", "write_file", "add_note", "finish_turn"]
+    assert "write_file was refused" in args_of(calls, "add_note")[0]["body"]
+
+
 @pytest.mark.parametrize("fixed", [False, True])
 def test_the_coders_files_are_real_python_whose_tests_pass(tmp_path: Path, fixed: bool) -> None:
     feedback = (CHANGES_REQUESTED,) if fixed else ()
-    _, calls = play(prompt("coder", title='Dates "quoted" \\ odd', feedback=feedback))
-    for args in args_of(calls, "write_file"):
-        target = resolve_in_workspace(tmp_path, args["path"], write=True)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(args["content"])
+    if fixed:
+        play(prompt("coder", title='Dates "quoted" \\ odd'), tmp_path)
+    play(prompt("coder", title='Dates "quoted" \\ odd', feedback=feedback), tmp_path)
 
     done = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_card_12.py"],
@@ -150,19 +219,27 @@ def test_the_coders_files_are_real_python_whose_tests_pass(tmp_path: Path, fixed
 
 
 def test_integrity_guard_verifies_and_finalizes() -> None:
-    _, calls = play(prompt("integrity_guard"))
+    _, calls = play(prompt("integrity_guard"), verification={"status": "passed", "message": "All passed."})
 
     assert names(calls) == ["run_verification", "update_card_status"]
     status = args_of(calls, "update_card_status")[0]
     assert status["status"] == "done"
-    assert status["reason"]
+    assert "(passed)" in status["reason"]
     assert_gate_passes("integrity_guard", calls)
+
+
+def test_integrity_guard_sends_back_work_whose_verification_failed() -> None:
+    _, calls = play(prompt("integrity_guard"), verification={"status": "failed", "message": "1 failed."})
+
+    assert args_of(calls, "update_card_status") == [
+        {"status": "in_progress", "reason": "The verification failed; make it pass before review."}
+    ]
 
 
 def test_integrity_guard_requests_changes_once_on_needs_changes_cards() -> None:
     _, calls = play(prompt("integrity_guard", labels=("backend", "needs-changes")))
 
-    assert names(calls) == ["run_verification", "update_card_status", "add_note"]
+    assert names(calls) == ["run_verification", "add_note", "update_card_status"]
     status = args_of(calls, "update_card_status")[0]
     assert status["status"] == "in_progress"
     assert status["reason"].startswith("Changes requested: ")
@@ -194,7 +271,14 @@ def test_the_change_request_loop_ends() -> None:
 def test_native_tool_prompts_are_answered_the_same_way() -> None:
     _, calls = play(prompt("coder", native_tools=True))
 
-    assert names(calls) == ["get_card_context", "write_file", "write_file", "add_comment", "update_card_status"]
+    assert names(calls) == [
+        "get_card_context",
+        "read_file",
+        "write_file",
+        "write_file",
+        "add_comment",
+        "update_card_status",
+    ]
 
 
 def test_string_card_ids_make_safe_paths() -> None:

@@ -182,6 +182,14 @@ def test_unclosed_and_lone_closing_reasoning_tags() -> None:
     assert len(strip_reasoning(lone_close)) == len(lone_close)
 
 
+def test_reasoning_tags_inside_json_strings_are_content() -> None:
+    write = {"tool": "write_file", "args": {"path": "prompt.txt", "content": "<think>keep</think> and </think>"}}
+    comment = {"tool": "add_comment", "args": {"body": "a lone </thinking> in a comment"}}
+    text = f'<think>plan {{"tool": "x", "args": {{}}}}</think>\n{json.dumps(write)}\nthen {json.dumps(comment)}'
+
+    assert names_and_args(text) == [("write_file", write["args"]), ("add_comment", comment["args"])]
+
+
 def test_call_limit() -> None:
     text = " ".join(json.dumps({"tool": "read_file", "args": {"path": str(i)}}) for i in range(MAX_CALLS + 5))
 

@@ -55,12 +55,16 @@ def test_project_settings(project: Project, member_of: Callable[..., Any]) -> No
         "architecture_governance": False,
         "complexity_threshold": 7,
         "wip_limits": {},
+        "require_verification": False,
     }
     assert client("member").patch(url, {"complexity_threshold": 3}, format="json").status_code == 403
+    assert client("member").patch(url, {"require_verification": True}, format="json").status_code == 403
     maintainer = client("maintainer")
     answer = maintainer.patch(url, {"complexity_threshold": 12, "wip_limits": {"in_progress": 3}}, format="json")
     assert answer.status_code == 200, answer.json()
     assert maintainer.patch(url, {"wip_limits": {"flying": 3}}, format="json").json()["code"] == "bad_wip_limits"
     assert maintainer.patch(url, {"complexity_threshold": 0}, format="json").status_code == 400
+    assert maintainer.patch(url, {"require_verification": True}, format="json").status_code == 200
     project.refresh_from_db()
     assert (project.complexity_threshold, project.wip_limits) == (12, {"in_progress": 3})
+    assert project.require_verification

@@ -59,6 +59,13 @@ class Api:
     def demo_epic(self, label: str) -> int:
         slug = f"{label}-{uuid.uuid4().hex[:6]}"
         project = self.post("/api/projects/", {"name": f"Faults {label}", "slug": slug})
+        # The demo cards have no verification fixtures; the faults are about the engine, not about them.
+        settings = self.client.patch(
+            f"/api/projects/{project['id']}/settings/",
+            json={"require_verification": False},
+            headers={"X-CSRFToken": self.client.cookies["csrftoken"]},
+        )
+        assert settings.status_code == 200, settings.text
         return int(self.post(f"/api/projects/{project['id']}/import/", DEMO_EPIC)["id"])
 
     def start_run(self, epic_id: int, profile: str = "scripted-demo") -> int:

@@ -1,5 +1,5 @@
-"""PostgreSQL goes down in the middle of a turn's tool calls: when the turn is re-run, the calls that
-had already taken effect are not made again, and the model is not asked again.
+"""PostgreSQL goes down in the middle of a step's tool calls: when the turn is re-run, the calls that
+had already taken effect are not made again, and the model is not asked again for that step.
 
 The model is the Ollama-speaking fake of tests/agents/fake_llm.py. Its first answer makes two
 calls: add_comment, then add_note. A separate session holds a SHARE lock on the seat notes table, so
@@ -37,7 +37,7 @@ def calls_answer(*calls: dict[str, object]) -> Reply:
 
 
 class CountingModel:
-    """Answers the first chat with the two calls; any later chat asks to stop for input."""
+    """Answers the first step with the two calls; any later step asks to stop for input."""
 
     def __init__(self) -> None:
         self.chats = 0
@@ -103,9 +103,10 @@ def test_a_turn_cut_off_by_postgresql_does_not_repeat_its_calls(cluster: Cluster
             "SELECT id, status, attempts, tool_calls FROM agents_turn WHERE run_id = %s AND number = 1", run_id
         )[0]
         assert status == "succeeded" and attempts == 2, (status, attempts, cluster.logs())
-        assert [(call["name"], call["decision"]) for call in tool_calls] == [
-            ("add_comment", "executed"),
-            ("add_note", "executed"),
+        assert [(call["name"], call["decision"], call["step"]) for call in tool_calls] == [
+            ("add_comment", "executed", 1),
+            ("add_note", "executed", 1),
+            ("update_card_status", "executed", 2),
         ]
         assert cluster.query("SELECT count(*) FROM boards_comment WHERE body = %s", COMMENT) == [(1,)]
         assert cluster.query("SELECT count(*) FROM agents_seatnote WHERE body = %s", NOTE) == [(1,)]
@@ -114,16 +115,20 @@ def test_a_turn_cut_off_by_postgresql_does_not_repeat_its_calls(cluster: Cluster
             run_id,
             turn_id,
         )
-        assert [row[0]["calls_done"] for row in resumed] == [1]
+        assert [row[0]["steps_done"] for row in resumed] == [0]  # step 1 was cut off inside its calls
         finished = wait_for_runs(cluster, [run_id], 120)
     finally:
         locker.close()
         server.stop()
-    # The first turn's answer was stored, so the second attempt did not ask the model again: the
-    # one later chat is the second turn's.
+    # The first step's answer was stored, so the second attempt did not ask the model again for it:
+    # the one later chat is step 2.
     assert model.chats == 2, model.chats
     assert finished[run_id][0] == "failed" and "blocked" in finished[run_id][1].lower(), finished
     tokens = cluster.query("SELECT tokens_in + tokens_out FROM agents_run WHERE id = %s", run_id)[0][0]
-    turn_tokens = cluster.query("SELECT sum(tokens_in + tokens_out) FROM agents_turn WHERE run_id = %s", run_id)[0][0]
+    turn_tokens = cluster.query(
+        "SELECT sum(s.tokens_in + s.tokens_out) FROM agents_turnstep s JOIN agents_turn t ON s.turn_id = t.id "
+        "WHERE t.run_id = %s",
+        run_id,
+    )[0][0]
     assert tokens == turn_tokens, "the stored answer's tokens were counted twice"
     assert_runs_whole(cluster, [run_id])

@@ -207,7 +207,7 @@ def test_a_row_saved_before_the_rule_sends_nothing(
 def test_the_migration_forgets_unmarked_variable_names(environment: None, make_user: Any) -> None:
     from django.apps import apps as django_apps
 
-    migration = importlib.import_module("agents.migrations.0008_secret_variables_and_outbound_hosts")
+    migration = importlib.import_module("agents.migrations.0010_secret_variables_and_outbound_hosts")
     _, project = maintainer_project(make_user)
     GiteaLink.objects.create(
         project=project, base_url="http://127.0.0.1:9", owner="o", repo="r", token_env="SECRET_KEY"

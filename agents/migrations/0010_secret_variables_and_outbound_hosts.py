@@ -21,7 +21,7 @@ def forget_unmarked_variables(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("agents", "0007_turn_journal_and_failure"),
+        ("agents", "0009_standard_roles_new_tools"),
     ]
 
     operations = [
