@@ -310,23 +310,29 @@ def test_model_profiles_are_changed_by_staff_only(make_user: Any) -> None:
     assert profile.api_key_env == ""
 
 
+def admin_defaults(model: Any) -> dict[str, str]:
+    """The admin add form as it comes filled in: every editable field with a default."""
+    data = {}
+    for field in model._meta.concrete_fields:
+        if not field.editable or field.auto_created or not field.has_default():
+            continue
+        value = field.get_default()
+        if isinstance(value, bool):
+            if value:
+                data[field.name] = "on"
+        elif isinstance(value, list | dict):
+            data[field.name] = json.dumps(value)
+        else:
+            data[field.name] = str(value)
+    return data
+
+
 def test_the_admin_refuses_unmarked_variables_and_hosts_not_allowed(settings: Any, make_user: Any) -> None:
     seeded_project()
     admin = make_user("root", is_staff=True, is_superuser=True)
     client = Client()
     client.force_login(admin)
-    form = {
-        "name": "remote",
-        "provider": "openai",
-        "model": "m",
-        "temperature": "0.2",
-        "context_size": "8192",
-        "max_tokens": "2048",
-        "timeout_seconds": "120",
-        "retry_attempts": "3",
-        "retry_base_delay": "1",
-        "scripted_replies": "[]",
-    }
+    form = {**admin_defaults(ModelProfile), "name": "remote", "provider": "openai", "model": "m"}
     add = f"/{settings.ORKET_ADMIN_URL}agents/modelprofile/add/"
     refused = client.post(add, {**form, "base_url": "http://127.0.0.1:11434", "api_key_env": "SECRET_KEY"})
     assert refused.status_code == 200 and "ORKET_SECRET_" in refused.content.decode()
