@@ -18,6 +18,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Count
 from django.utils import timezone
 
+from agents import outbound_policy
 from agents.gitea import hooks as gitea_hooks
 from agents.models import (
     TURN_ACTIVE_STATUSES,
@@ -73,11 +74,20 @@ def profile_by_reference(reference: Any) -> ModelProfile:
     return profile
 
 
-def ollama_answers(base_url: str, timeout: float = 0.5) -> bool:
+def _probe(
+    url: str, timeout: float, headers: dict[str, str] | None = None, options: dict[str, Any] | None = None
+) -> int | None:
+    """The status of a GET of `url`, or None when it could not be made; connections follow the
+    operator's outbound policy, like the provider's own."""
     try:
-        return httpx.get(base_url.rstrip("/") + "/api/tags", timeout=timeout).status_code == 200
+        with httpx.Client(timeout=timeout, **(options or outbound_policy.http_client_options())) as client:
+            return client.get(url, headers=headers or {}).status_code
     except httpx.HTTPError:
-        return False
+        return None
+
+
+def ollama_answers(base_url: str, timeout: float = 0.5) -> bool:
+    return _probe(base_url.rstrip("/") + "/api/tags", timeout) == 200
 
 
 def model_server_answers(profile: ModelProfile, timeout: float = 2.0) -> bool:
@@ -85,16 +95,13 @@ def model_server_answers(profile: ModelProfile, timeout: float = 2.0) -> bool:
     if profile.provider == ModelProfile.Provider.SCRIPTED:
         return True
     if profile.provider == ModelProfile.Provider.OLLAMA:
-        return ollama_answers(profile.base_url, timeout)
+        return _probe(profile.base_url.rstrip("/") + "/api/tags", timeout, None, profile.connection_options()) == 200
     from agents.providers.openai import chat_url
 
     url = chat_url(profile.base_url).removesuffix("/chat/completions") + "/models"
     key = profile.api_key()
-    try:
-        response = httpx.get(url, timeout=timeout, headers={"Authorization": f"Bearer {key}"} if key else {})
-    except httpx.HTTPError:
-        return False
-    return response.status_code < 500
+    status = _probe(url, timeout, {"Authorization": f"Bearer {key}"} if key else None, profile.connection_options())
+    return status is not None and status < 500
 
 
 def default_profile(project_id: int) -> ModelProfile:

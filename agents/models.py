@@ -1,11 +1,13 @@
 """Team configuration: roles, teams and their seats, dialects and model profiles.
 
-API keys are never stored: a profile names the environment variable that holds its key.
+API keys are never stored: a profile names the environment variable that holds its key, and only
+variables the operator marked for secrets (ORKET_SECRET_...) may be named (agents.secret_variables).
 """
 
 from __future__ import annotations
 
-import os
+import logging
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -13,7 +15,11 @@ from django.core.validators import MaxValueValidator, MinValueValidator, RegexVa
 from django.db import models
 from django.utils import timezone
 
+from agents import outbound, outbound_policy
 from agents.catalog import is_env_var_name, unknown_tools
+from agents.outbound_policy import validate_outbound_url, validate_secret_variable
+
+logger = logging.getLogger(__name__)
 
 slug_name = RegexValidator(
     r"^[a-z][a-z0-9_-]{0,79}$", "Use lowercase letters, digits, '_' and '-', starting with a letter."
@@ -34,6 +40,7 @@ def validate_text_list(value: object) -> None:
 
 
 def validate_env_var_name(value: str) -> None:
+    """Kept for migration 0001; profiles now use validate_secret_variable."""
     if value and not is_env_var_name(value):
         raise ValidationError("Name an environment variable (uppercase letters, digits and '_'), not a key.")
 
@@ -91,7 +98,7 @@ class ModelProfile(models.Model):
 
     name = models.CharField(max_length=80, unique=True, validators=[slug_name])
     provider = models.CharField(max_length=20, choices=Provider.choices)
-    base_url = models.URLField(blank=True, max_length=500)
+    base_url = models.URLField(blank=True, max_length=500, validators=[validate_outbound_url])
     model = models.CharField(max_length=200)
     temperature = models.FloatField(default=0.2, validators=[MinValueValidator(0.0), MaxValueValidator(2.0)])
     seed = models.BigIntegerField(null=True, blank=True)
@@ -144,8 +151,9 @@ class ModelProfile(models.Model):
     api_key_env = models.CharField(
         max_length=128,
         blank=True,
-        validators=[validate_env_var_name],
-        help_text="Name of the environment variable holding the API key; the key itself is never stored.",
+        validators=[validate_secret_variable],
+        help_text="Name of the environment variable holding the API key (it must start with ORKET_SECRET_); "
+        "the key itself is never stored.",
     )
     dialect = models.ForeignKey(Dialect, null=True, blank=True, on_delete=models.SET_NULL, related_name="profiles")
     scripted_replies = models.JSONField(
@@ -168,11 +176,31 @@ class ModelProfile(models.Model):
     def __str__(self) -> str:
         return f"{self.name} ({self.provider}: {self.model})"
 
+    def connection_options(self) -> dict[str, Any]:
+        """httpx options for the provider: every connection to the model server is checked against
+        the operator's outbound policy (ORKET_OUTBOUND_HOSTS) when it is made; a profile naming an API
+        key variable that is not marked for secrets (a row from before the rule) connects nowhere."""
+        if self.api_key_env:
+            try:
+                outbound_policy.secret_variable_check(self.api_key_env)
+            except outbound_policy.SecretVariableNotAllowed as refused:
+                return {"transport": outbound.RefusingTransport(refused.message), "trust_env": False}
+        return outbound_policy.http_client_options()
+
     def api_key(self) -> str | None:
-        """The key from the environment at call time, or None when none is configured or set."""
+        """The key from the environment at call time, or None when none is configured or set, or when
+        the named variable is not one marked for secrets (a row saved before the rule existed)."""
         if not self.api_key_env:
             return None
-        return os.environ.get(self.api_key_env) or None
+        try:
+            return outbound_policy.secret_variable_read(self.api_key_env) or None
+        except outbound_policy.SecretVariableNotAllowed:
+            logger.warning(
+                "model profile %s names an API key variable without the %s prefix; no key is sent",
+                self.name,
+                "ORKET_SECRET_",
+            )
+            return None
 
 
 class Team(models.Model):

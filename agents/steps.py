@@ -124,7 +124,7 @@ def provider_of(profile: ModelProfile) -> Any:
 
         speed = profile.tokens_per_second or float(os.environ.get("ORKET_SCRIPTED_TOKENS_PER_SECOND", "0")) or None
         return provider_for("scripted", replies=scripted_reply, tokens_per_second=speed)
-    return provider_for(profile.provider)
+    return provider_for(profile.provider, **profile.connection_options())
 
 
 def call_signature(name: str, arguments: dict[str, Any]) -> str:

@@ -45,7 +45,7 @@ def test_secrets_stay_out_of_pages_answers_exports_and_logs(
     make_user: Callable[..., AbstractUser],
 ) -> None:
     settings.DATA_DIR = tmp_path
-    monkeypatch.setenv("ORKET_TEST_MODEL_KEY", MODEL_KEY)
+    monkeypatch.setenv("ORKET_SECRET_TEST_MODEL_KEY", MODEL_KEY)
     seed_standard_configuration()
     maintainer = make_user("maintainer", password=PASSWORD)
     project = Project.objects.create(name="Linked", slug="linked")
@@ -53,7 +53,7 @@ def test_secrets_stay_out_of_pages_answers_exports_and_logs(
     epic = Epic.objects.create(project=project, name="Epic")
     card = Card.objects.create(project=project, epic=epic, title="Card")
     profile = ModelProfile.objects.get(name="scripted-demo")
-    profile.api_key_env = "ORKET_TEST_MODEL_KEY"
+    profile.api_key_env = "ORKET_SECRET_TEST_MODEL_KEY"
     profile.save()
     run = Run.objects.create(
         project=project, epic=epic, team=Team.objects.order_by("pk").first(), model_profile=profile, last_seq=1

@@ -1,4 +1,5 @@
-"""Team configuration endpoints: read for every user, import for staff."""
+"""Team configuration endpoints: read for every user; import, and any change of a model profile
+(its base URL and API key variable decide where the server connects and what it sends), for staff."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from django.db.models import QuerySet
 from drf_spectacular.utils import OpenApiTypes, extend_schema
 from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.permissions import IsAdminUser, IsAuthenticated
+from rest_framework.permissions import SAFE_METHODS, BasePermission, IsAdminUser, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -88,7 +89,14 @@ class TeamViewSet(viewsets.ReadOnlyModelViewSet):
         return Response(services.team_export(team=self.get_object()))
 
 
+class StaffChanges(BasePermission):
+    """Anyone signed in reads; only staff may ask to change (a 403, not a 405, for everyone else)."""
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        return request.method in SAFE_METHODS or bool(request.user and request.user.is_staff)
+
+
 class ModelProfileViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = ModelProfileSerializer
-    permission_classes = [IsAuthenticated]
+    permission_classes = [IsAuthenticated, StaffChanges]
     queryset = ModelProfile.objects.select_related("dialect")

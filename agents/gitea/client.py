@@ -16,6 +16,8 @@ from urllib.parse import quote
 
 import httpx
 
+from agents.outbound import refused_cause
+
 DEFAULT_TIMEOUT = httpx.Timeout(15.0, connect=5.0)
 RETRY_ATTEMPTS = 3
 RETRY_BASE_DELAY = 0.25
@@ -32,6 +34,10 @@ class GiteaError(Exception):
 
 class GiteaUnavailable(GiteaError):
     """Gitea could not be reached, or kept answering 5xx, after the retries."""
+
+
+class GiteaRefused(GiteaError):
+    """The operator's outbound policy does not allow connecting to this Gitea; not retried."""
 
 
 class GiteaAuthError(GiteaError):
@@ -85,6 +91,7 @@ class GiteaClient:
         base_delay: float = RETRY_BASE_DELAY,
         sleep: Callable[[float], None] = time.sleep,
         transport: httpx.BaseTransport | None = None,
+        trust_env: bool = True,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.owner, self.repo = owner, repo
@@ -95,7 +102,11 @@ class GiteaClient:
         if token:
             headers["Authorization"] = f"token {token}"
         self._http = httpx.Client(
-            base_url=f"{self.base_url}/api/v1", headers=headers, timeout=timeout, transport=transport
+            base_url=f"{self.base_url}/api/v1",
+            headers=headers,
+            timeout=timeout,
+            transport=transport,
+            trust_env=trust_env,
         )
 
     def close(self) -> None:
@@ -119,6 +130,9 @@ class GiteaClient:
             try:
                 response = self._http.request(method, path, json=json, params=params)
             except httpx.TransportError as error:
+                refused = refused_cause(error)
+                if refused is not None:
+                    raise GiteaRefused(refused.message) from error
                 last = GiteaUnavailable(f"Gitea at {self.base_url} could not be reached for {what}: {error}")
             else:
                 if response.status_code < 400:

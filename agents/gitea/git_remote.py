@@ -22,17 +22,22 @@ def remote_url(base_url: str, owner: str, repo: str) -> str:
     return f"{base_url.rstrip('/')}/{owner}/{repo}.git"
 
 
-def _env(token: str) -> dict[str, str]:
-    env = git_env()
+PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY")
+
+
+def _env(token: str, config: dict[str, str] | None = None) -> dict[str, str]:
+    """git's environment: the token as an HTTP header, and `config` (the outbound policy's pinning of
+    the remote's addresses); no proxy, which would route around that pinning."""
+    env = {key: value for key, value in git_env().items() if key not in PROXY_VARIABLES}
+    settings = dict(config or {})
     if token:
         basic = base64.b64encode(f"orket:{token}".encode()).decode()
-        env.update(
-            {
-                "GIT_CONFIG_COUNT": "1",
-                "GIT_CONFIG_KEY_0": "http.extraHeader",
-                "GIT_CONFIG_VALUE_0": f"Authorization: Basic {basic}",
-            }
-        )
+        settings["http.extraHeader"] = f"Authorization: Basic {basic}"
+    for index, (key, value) in enumerate(settings.items()):
+        env[f"GIT_CONFIG_KEY_{index}"] = key
+        env[f"GIT_CONFIG_VALUE_{index}"] = value
+    if settings:
+        env["GIT_CONFIG_COUNT"] = str(len(settings))
     return env
 
 
@@ -43,12 +48,12 @@ def _scrub(text: str, token: str) -> str:
     return text
 
 
-def _git(repo: Path, token: str, *args: str) -> subprocess.CompletedProcess[str]:
+def _git(repo: Path, token: str, *args: str, config: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     try:
         done = subprocess.run(
             ["git", *args],
             cwd=repo,
-            env=_env(token),
+            env=_env(token, config),
             capture_output=True,
             text=True,
             timeout=GIT_TIMEOUT,
@@ -66,23 +71,33 @@ def local_sha(repo: Path, ref: str) -> str:
     return done.stdout.strip()
 
 
-def push(repo: Path, url: str, token: str, *, local_ref: str, remote_branch: str, force: bool = False) -> str:
-    """Push `local_ref` to `remote_branch`; the sha pushed. Raises PushFailed with git's reason."""
+def push(
+    repo: Path,
+    url: str,
+    token: str,
+    *,
+    local_ref: str,
+    remote_branch: str,
+    force: bool = False,
+    config: dict[str, str] | None = None,
+) -> str:
+    """Push `local_ref` to `remote_branch`; the sha pushed. Raises PushFailed with git's reason.
+    `config`: extra git configuration for the connection (see agents.outbound)."""
     sha_done = _git(repo, token, "rev-parse", "--verify", local_ref)
     if sha_done.returncode != 0:
         raise PushFailed(f"There is no {local_ref} to push in the workspace.")
     sha = sha_done.stdout.strip()
     refspec = f"{'+' if force else ''}{sha}:refs/heads/{remote_branch}"
-    done = _git(repo, token, "push", "--porcelain", url, refspec)
+    done = _git(repo, token, "push", "--porcelain", url, refspec, config=config)
     if done.returncode != 0:
         said = _scrub((done.stderr or done.stdout).strip()[-1500:], token)
         raise PushFailed(f"git push of {local_ref} to {remote_branch} failed: {said}")
     return sha
 
 
-def fetch(repo: Path, url: str, token: str, *, remote_branch: str) -> str:
+def fetch(repo: Path, url: str, token: str, *, remote_branch: str, config: dict[str, str] | None = None) -> str:
     """Fetch `remote_branch`; the sha it points at (left in FETCH_HEAD)."""
-    done = _git(repo, token, "fetch", "--quiet", url, f"refs/heads/{remote_branch}")
+    done = _git(repo, token, "fetch", "--quiet", url, f"refs/heads/{remote_branch}", config=config)
     if done.returncode != 0:
         said = _scrub((done.stderr or done.stdout).strip()[-1500:], token)
         raise PushFailed(f"git fetch of {remote_branch} failed: {said}")

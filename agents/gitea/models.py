@@ -1,7 +1,8 @@
 """Rows of the Gitea integration (app label `agents`; imported at the bottom of agents/models.py).
 
-- GiteaLink: a project's repository, token, webhook secret and review policy, and the counter of
-  refused deliveries (the only trace an unsigned delivery leaves).
+- GiteaLink: a project's repository, token, webhook secret and review policy. Refused (unsigned or
+  wrongly signed) deliveries are counted in the cache, never in the database: a caller without the
+  secret writes nothing here.
 - WebhookDelivery: every accepted delivery, with what became of it.
 - ForgeEventKey: the meaning of each processed delivery (repository, pull request, action, head commit
   or review), unique per project, so a replayed delivery with a new id is processed once.
@@ -10,22 +11,33 @@
 
 from __future__ import annotations
 
-import os
+from datetime import datetime
 
+from django.core.cache import cache
 from django.db import models
+from django.utils import timezone
 
+from agents import outbound_policy
 from agents.gitea import crypto
+from agents.outbound_policy import validate_outbound_url, validate_secret_variable
 
 
 class GiteaLink(models.Model):
     project = models.OneToOneField("boards.Project", on_delete=models.CASCADE, related_name="gitea_link")
     enabled = models.BooleanField(default=True)
-    base_url = models.URLField(max_length=300, help_text="e.g. https://gitea.example.com")
+    base_url = models.URLField(
+        max_length=300,
+        validators=[validate_outbound_url],
+        help_text="e.g. https://gitea.example.com (a host the operator allows in ORKET_OUTBOUND_HOSTS)",
+    )
     owner = models.CharField(max_length=100)
     repo = models.CharField(max_length=100)
     base_branch = models.CharField(max_length=200, default="main")
     token_env = models.CharField(
-        max_length=100, blank=True, help_text="Name of an environment variable holding the API token."
+        max_length=100,
+        blank=True,
+        validators=[validate_secret_variable],
+        help_text="Name of an environment variable holding the API token; it must start with ORKET_SECRET_.",
     )
     token_encrypted = models.TextField(blank=True, help_text="The API token, encrypted; never shown again.")
     webhook_secret_encrypted = models.TextField(blank=True)
@@ -35,8 +47,6 @@ class GiteaLink(models.Model):
     auto_deploy = models.BooleanField(default=False)
     escalation_cycle = models.PositiveSmallIntegerField(default=3)
     max_cycles = models.PositiveSmallIntegerField(default=4)
-    refused_deliveries = models.PositiveIntegerField(default=0)
-    last_refused_at = models.DateTimeField(null=True, blank=True)
     last_reconciled_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -56,10 +66,34 @@ class GiteaLink(models.Model):
         return bool(self.token_env or self.token_encrypted)
 
     def token(self) -> str:
-        """The API token: from the named environment variable, else the stored one."""
+        """The API token: from the named environment variable, else the stored one. A variable name
+        without the ORKET_SECRET_ prefix (saved before the rule existed) raises SecretVariableNotAllowed (a 400)."""
         if self.token_env:
-            return os.environ.get(self.token_env, "")
+            return outbound_policy.secret_variable_read(self.token_env)
         return crypto.decrypt(self.token_encrypted)
+
+    def _refused_key(self) -> str:
+        # The creation time keeps a new link from inheriting the count of an earlier row with its id.
+        created = self.created_at.timestamp() if self.created_at else 0
+        return f"orket:gitea:refused:{self.pk}:{created:.6f}"
+
+    def refused_count(self) -> None:
+        """Count one refused delivery (in the cache: an unsigned caller writes nothing to the database)."""
+        key = self._refused_key()
+        cache.add(key, 0, timeout=None)
+        try:
+            cache.incr(key)
+        except ValueError:  # evicted between add and incr
+            cache.set(key, 1, timeout=None)
+        cache.set(f"{key}:last", timezone.now(), timeout=None)
+
+    @property
+    def refused_deliveries(self) -> int:
+        return int(cache.get(self._refused_key()) or 0)
+
+    @property
+    def last_refused_at(self) -> datetime | None:
+        return cache.get(f"{self._refused_key()}:last")
 
     def webhook_secret(self) -> str:
         return crypto.decrypt_cached(self.webhook_secret_encrypted)

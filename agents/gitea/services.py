@@ -12,9 +12,9 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import F
 from django.utils import timezone
 
+from agents import outbound_policy
 from agents.gitea import git_remote, payloads
 from agents.gitea.client import GiteaClient, GiteaError
 from agents.gitea.crypto import encrypt
@@ -60,7 +60,6 @@ class LinkSaved:
     new_secret: str  # the webhook secret when one was generated now (shown once), else ""
 
 
-@transaction.atomic
 def gitea_link_save(
     *,
     project: Project,
@@ -79,9 +78,11 @@ def gitea_link_save(
     enabled: bool = True,
     regenerate_secret: bool = False,
 ) -> LinkSaved:
-    """Create or update the project's link. A blank `token` keeps the stored one; naming `token_env`
-    drops any stored token. The webhook secret is generated on first save (or on request) and
-    returned once."""
+    """Create or update the project's link. A blank `token` keeps the stored one, unless the base URL,
+    owner or repository change: then the stored token and the webhook secret do not follow (a new
+    secret is generated) unless a token or token variable comes with the change. Naming `token_env`
+    (an ORKET_SECRET_ variable) drops any stored token. The base URL must be a host the operator
+    allows. The webhook secret is generated on first save (or on request) and returned once."""
     problems = []
     base_url = base_url.strip().rstrip("/")
     if not base_url.startswith(("http://", "https://")):
@@ -89,8 +90,6 @@ def gitea_link_save(
     owner, repo = owner.strip(), repo.strip()
     if not owner or not repo or "/" in owner or "/" in repo:
         problems.append("Give the repository as an owner and a name, without slashes.")
-    if token_env and not token_env.replace("_", "").isalnum():
-        problems.append("An environment variable name has only letters, digits and underscores.")
     if required_approvals < 1:
         problems.append("At least one approval is required.")
     if escalation_cycle < 1 or max_cycles < 1:
@@ -99,19 +98,55 @@ def gitea_link_save(
         problems.append("The escalation cycle cannot come after the maximum cycle.")
     if problems:
         raise GiteaLinkInvalid(" ".join(problems))
+    token_env = outbound_policy.secret_variable_check(token_env)
+    outbound_policy.url_check(base_url)  # may resolve the host name: before the transaction
+    with transaction.atomic():
+        return _link_write(
+            project=project,
+            base_url=base_url,
+            owner=owner,
+            repo=repo,
+            base_branch=base_branch,
+            token_env=token_env,
+            token=token.strip(),
+            policy={
+                "required_reviewers": [name.strip() for name in required_reviewers or [] if name.strip()],
+                "required_approvals": required_approvals,
+                "auto_merge": auto_merge,
+                "auto_deploy": auto_deploy,
+                "escalation_cycle": escalation_cycle,
+                "max_cycles": max_cycles,
+                "enabled": enabled,
+            },
+            regenerate_secret=regenerate_secret,
+        )
+
+
+def _link_write(
+    *,
+    project: Project,
+    base_url: str,
+    owner: str,
+    repo: str,
+    base_branch: str,
+    token_env: str,
+    token: str,
+    policy: dict[str, Any],
+    regenerate_secret: bool,
+) -> LinkSaved:
     link = GiteaLink.objects.select_for_update().filter(project=project).first() or GiteaLink(project=project)
+    moved = link.pk is not None and (link.base_url, link.owner, link.repo) != (base_url, owner, repo)
     link.base_url, link.owner, link.repo = base_url, owner, repo
     link.base_branch = base_branch.strip() or "main"
-    link.token_env = token_env.strip()
-    if link.token_env:
+    link.token_env = token_env
+    if link.token_env or (moved and not token):
         link.token_encrypted = ""
-    elif token:
-        link.token_encrypted = encrypt(token.strip())
-    link.required_reviewers = [name.strip() for name in required_reviewers or [] if name.strip()]
-    link.required_approvals = required_approvals
-    link.auto_merge, link.auto_deploy = auto_merge, auto_deploy
-    link.escalation_cycle, link.max_cycles = escalation_cycle, max_cycles
-    link.enabled = enabled
+    if token and not link.token_env:
+        link.token_encrypted = encrypt(token)
+    if moved and not (token or token_env):  # the secret Gitea signs with does not follow either
+        link.webhook_secret_encrypted = ""
+    for field, value in policy.items():
+        setattr(link, field, value)
     secret = ""
     if regenerate_secret or not link.webhook_secret_encrypted:
         secret = new_secret()
@@ -122,6 +157,8 @@ def gitea_link_save(
 
 
 def client_for(link: GiteaLink, **options: Any) -> GiteaClient:
+    """An API client whose connections follow the operator's outbound policy (checked on connect)."""
+    options = {**outbound_policy.http_client_options(), **options}
     return GiteaClient(link.base_url, link.owner, link.repo, token=link.token(), **options)
 
 
@@ -138,25 +175,30 @@ class Received:
     delivery_id: int | None = None
 
 
-def _refuse(link: GiteaLink, status: int, code: str, detail: str) -> Received:
-    GiteaLink.objects.filter(pk=link.pk).update(
-        refused_deliveries=F("refused_deliveries") + 1, last_refused_at=timezone.now()
-    )
+def _refuse(link: GiteaLink | None, status: int, code: str, detail: str) -> Received:
+    """A refusal that reads the same whether or not the project exists and is linked, and writes
+    nothing to the database (the count lives in the cache)."""
+    if link is not None:
+        link.refused_count()
     return Received(status, code, detail)
 
 
-def delivery_refuse_too_large(*, link: GiteaLink) -> Received:
+def delivery_refuse_too_large(*, link: GiteaLink | None) -> Received:
     return _refuse(link, 413, "too_large", f"The body is larger than {MAX_BODY_BYTES} bytes.")
 
 
-def delivery_receive(*, link: GiteaLink, headers: dict[str, str], body: bytes) -> Received:
-    """Check, store and queue one delivery. The body was read with its size capped by the caller."""
+def delivery_receive(*, link: GiteaLink | None, headers: dict[str, str], body: bytes) -> Received:
+    """Check, store and queue one delivery. The body was read with its size capped by the caller.
+    `link` is None when the project does not exist or is not linked: the caller is answered exactly
+    as one without the right signature, so the endpoint does not tell which projects exist."""
     if len(body) > MAX_BODY_BYTES:
-        return _refuse(link, 413, "too_large", f"The body is larger than {MAX_BODY_BYTES} bytes.")
+        return delivery_refuse_too_large(link=link)
     signature = headers.get("x-gitea-signature") or headers.get("x-hub-signature-256") or ""
     if not signature:
         return _refuse(link, 401, "signature_missing", "The delivery is not signed (X-Gitea-Signature).")
-    if not signature_valid(link.webhook_secret(), body, signature):
+    secret = link.webhook_secret() if link is not None else new_secret()  # a secret nobody knows
+    valid = signature_valid(secret, body, signature)  # compared either way, so both take as long
+    if link is None or not valid:
         return _refuse(link, 401, "signature_invalid", "The signature does not match the body and the secret.")
     try:
         payload = untrusted_json.loads(body)
@@ -730,11 +772,14 @@ def _after_commit_fetch(link: GiteaLink, pull_pk: int, sha: str) -> None:
         try:
             worktree = workspace.card_worktree(pull.card_id)
             url = git_remote.remote_url(link.base_url, link.owner, link.repo)
+            pinned = outbound_policy.git_config(url)
             with workspace.lock():
-                fetched = git_remote.fetch(workspace.repo, url, link.token(), remote_branch=pull.head_branch)
+                fetched = git_remote.fetch(
+                    workspace.repo, url, link.token(), remote_branch=pull.head_branch, config=pinned
+                )
                 if not git_remote.fast_forward(worktree, fetched):
                     logger.warning("card %s: %s is not a fast-forward of the worktree", pull.card_id, sha[:10])
-        except (git_remote.PushFailed, OSError, ValueError) as error:
+        except (git_remote.PushFailed, OrketError, OSError, ValueError) as error:
             logger.warning("fetching the commits of pull request #%s failed: %s", pull.number, error)
 
     transaction.on_commit(fetch)
@@ -813,7 +858,7 @@ def card_pull_request_try(*, card_id: int) -> PullRequestLink | None:
     """card_pull_request_open, saying on the card why it failed (reconciliation tries again)."""
     try:
         return card_pull_request_open(card_id=card_id)
-    except (GiteaError, git_remote.PushFailed) as error:
+    except (GiteaError, git_remote.PushFailed, OrketError) as error:
         card = Card.objects.get(pk=card_id)
         message = getattr(error, "message", None) or str(error)
         board_services.comment_add(card=card, actor=ORKET, body=f"The pull request could not be opened: {message}")
@@ -831,10 +876,13 @@ def card_pull_request_open(*, card_id: int) -> PullRequestLink | None:
     workspace = _workspace(card.project_id)
     branch = workspace.card_branch(card.pk)
     url = git_remote.remote_url(link.base_url, link.owner, link.repo)
+    pinned = outbound_policy.git_config(url)  # before the token is read: a refused host never gets it
     token = link.token()
     with workspace.lock():
         try:  # the base branch, when the repository has none yet
-            git_remote.push(workspace.repo, url, token, local_ref="refs/heads/main", remote_branch=link.base_branch)
+            git_remote.push(
+                workspace.repo, url, token, local_ref="refs/heads/main", remote_branch=link.base_branch, config=pinned
+            )
         except git_remote.PushFailed as error:
             logger.info("base branch not pushed (it exists with other history, or is protected): %s", error)
         sha = git_remote.local_sha(workspace.repo, f"refs/heads/{branch}")
@@ -842,7 +890,7 @@ def card_pull_request_open(*, card_id: int) -> PullRequestLink | None:
         pull = PullRequestLink.objects.filter(card=card, state=PullRequestState.OPEN).first()
         if pull is not None:
             PullRequestLink.objects.filter(pk=pull.pk).update(last_pushed_sha=sha)
-        git_remote.push(workspace.repo, url, token, local_ref=sha, remote_branch=branch)
+        git_remote.push(workspace.repo, url, token, local_ref=sha, remote_branch=branch, config=pinned)
     if pull is not None:
         PullRequestLink.objects.filter(pk=pull.pk).update(head_sha=sha)
         pull.refresh_from_db()
@@ -922,7 +970,7 @@ def gitea_reconcile(*, link: GiteaLink) -> list[str]:
             try:
                 card_pull_request_open(card_id=card_id)
                 done.append(f"Opened the missing pull request of card #{card_id}.")
-            except (GiteaError, git_remote.PushFailed) as error:
+            except (GiteaError, git_remote.PushFailed, OrketError) as error:
                 done.append(f"Card #{card_id}: {getattr(error, 'message', error)}")
     GiteaLink.objects.filter(pk=link.pk).update(last_reconciled_at=timezone.now())
     return done

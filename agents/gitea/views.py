@@ -25,6 +25,7 @@ from agents.gitea.services import MAX_BODY_BYTES
 from boards.access import require_project_role, role_allows
 from boards.errors import NotFound
 from boards.models import Project, ProjectRole
+from orket_site.errors import OrketError
 
 DELIVERIES_PER_PAGE = 50
 
@@ -44,10 +45,9 @@ def _link_for(project: str) -> GiteaLink | None:
 @login_not_required
 @require_POST
 def gitea_webhook(request: HttpRequest, project: str) -> JsonResponse:
-    """POST /hooks/gitea/<project id or slug>/: check the signature, store, queue, answer at once."""
+    """POST /hooks/gitea/<project id or slug>/: check the signature, store, queue, answer at once. A
+    project that does not exist or is not linked is answered like a wrong signature."""
     link = _link_for(project)
-    if link is None:
-        return JsonResponse({"detail": "No project here is linked to Gitea.", "code": "not_found"}, status=404)
     try:
         length = int(request.META.get("CONTENT_LENGTH") or 0)
     except ValueError:
@@ -104,8 +104,8 @@ def _form_values(data: Any) -> dict[str, Any]:
 
 def gitea_settings_page(request: HttpRequest, project_id: int) -> HttpResponse:
     """/projects/<id>/settings/gitea/: the link and review policy (maintainers change it)."""
-    project = get_object_or_404(Project, pk=project_id)
     role = _role_or_404(request, project_id)
+    project = get_object_or_404(Project, pk=project_id)
     can_edit = role_allows(role, ProjectRole.MAINTAINER)
     link = GiteaLink.objects.filter(project=project).first()
     context: dict[str, Any] = {
@@ -125,7 +125,7 @@ def gitea_settings_page(request: HttpRequest, project_id: int) -> HttpResponse:
         values = _form_values(request.POST)
         try:
             saved = services.gitea_link_save(project=project, **values)
-        except services.GiteaLinkInvalid as error:
+        except OrketError as error:  # invalid input, a refused variable name or a refused host
             context.update(problems=[error.message], posted=values)
             return render(request, "agents/gitea_settings.html", context, status=400)
         context["link"] = saved.link
@@ -139,8 +139,8 @@ def gitea_settings_page(request: HttpRequest, project_id: int) -> HttpResponse:
 
 
 def gitea_deliveries_page(request: HttpRequest, project_id: int) -> HttpResponse:
-    project = get_object_or_404(Project, pk=project_id)
     role = _role_or_404(request, project_id)
+    project = get_object_or_404(Project, pk=project_id)
     deliveries = WebhookDelivery.objects.filter(project=project).order_by("-received_at", "-id")
     status = request.GET.get("status", "")
     if status:
@@ -178,6 +178,9 @@ def gitea_delivery_reprocess_page(request: HttpRequest, project_id: int, deliver
 
 
 class GiteaLinkSerializer(serializers.ModelSerializer):
+    # Checked by the service, which answers a refused host or variable with its own code.
+    base_url = serializers.CharField(max_length=300)
+    token_env = serializers.CharField(max_length=100, required=False, allow_blank=True, default="")
     token = serializers.CharField(write_only=True, required=False, allow_blank=True, default="")
     has_token = serializers.BooleanField(read_only=True)
     regenerate_secret = serializers.BooleanField(write_only=True, required=False, default=False)
@@ -228,11 +231,9 @@ class DeliverySerializer(serializers.ModelSerializer):
 
 
 def _require(request: Request, project_id: int, minimum: str) -> Project:
-    project = Project.objects.filter(pk=project_id).first()
-    if project is None:
-        raise NotFound("There is no such project.")
+    """The project when the user has the role; a missing project answers like one they may not see."""
     require_project_role(request.user, project_id, minimum)
-    return project
+    return Project.objects.get(pk=project_id)
 
 
 @extend_schema(request=GiteaLinkSerializer, responses=GiteaLinkSerializer)

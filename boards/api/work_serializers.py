@@ -10,6 +10,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from boards import machine, markdown
+from boards.access import visible_projects
 from boards.models import TEXT_MAX, TITLE_MAX, Card, CardHistory, Comment, Epic, Project, Rock
 from boards.services import parse_priority
 from boards.transfer import LABEL_MAX, MAX_LABELS, SCENARIOS_MAX_BYTES, SEAT_PATTERN
@@ -118,6 +119,18 @@ class EpicSerializer(serializers.ModelSerializer):
         return machine.EPIC
 
 
+@extend_schema_field(OpenApiTypes.INT)
+class VisibleRockField(serializers.PrimaryKeyRelatedField):
+    """A rock the requesting user may see (context["request"]); a rock of a project they may not see
+    reads exactly like a missing one."""
+
+    def get_queryset(self) -> Any:
+        request = self.context.get("request")
+        if request is None:
+            return Rock.objects.none()
+        return Rock.objects.filter(project__in=visible_projects(request.user))
+
+
 class EpicUpdateSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=TITLE_MAX, required=False)
     description = serializers.CharField(max_length=TEXT_MAX, required=False, allow_blank=True)
@@ -125,7 +138,7 @@ class EpicUpdateSerializer(serializers.Serializer):
     environment = serializers.CharField(max_length=100, required=False, allow_blank=True)
     architecture_governance = serializers.BooleanField(required=False)
     rank = serializers.FloatField(required=False)
-    rock = serializers.PrimaryKeyRelatedField(queryset=Rock.objects.all(), required=False, allow_null=True)
+    rock = VisibleRockField(required=False, allow_null=True)
 
 
 class EpicCreateSerializer(EpicUpdateSerializer):

@@ -186,7 +186,7 @@ class EpicViewSet(WorkItemViewSet):
 
     @extend_schema(request=ws.EpicCreateSerializer, responses=ws.EpicSerializer)
     def create(self, request: Request) -> Response:
-        serializer = ws.EpicCreateSerializer(data=request.data)
+        serializer = ws.EpicCreateSerializer(data=request.data, context={"request": request})
         serializer.is_valid(raise_exception=True)
         epic = services.epic_create(actor=_actor(request), **serializer.validated_data)
         return Response(self.get_serializer(self.get_queryset().get(pk=epic.pk)).data, status=status.HTTP_201_CREATED)
@@ -195,7 +195,7 @@ class EpicViewSet(WorkItemViewSet):
     def partial_update(self, request: Request, pk: str | None = None) -> Response:
         epic = self.get_object()
         _refuse_status(request)
-        serializer = ws.EpicUpdateSerializer(data=request.data)
+        serializer = ws.EpicUpdateSerializer(data=request.data, context={"request": request})
         serializer.is_valid(raise_exception=True)
         epic = services.epic_update(epic=epic, actor=_actor(request), **serializer.validated_data)
         return Response(self.get_serializer(self.get_queryset().get(pk=epic.pk)).data)
@@ -242,7 +242,8 @@ class CardViewSet(WorkItemViewSet):
             epic_id = int(data.get("epic"))
         except (TypeError, ValueError):
             return None
-        return Epic.objects.filter(pk=epic_id).values_list("project_id", flat=True).first()
+        # A missing epic is answered like one of a project the user may not see (no project 0 exists).
+        return Epic.objects.filter(pk=epic_id).values_list("project_id", flat=True).first() or 0
 
     def get_queryset(self) -> QuerySet[Card]:
         return self.base_queryset().prefetch_related("dependency_links").order_by("epic_id", "rank", "id")

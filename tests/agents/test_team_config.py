@@ -111,19 +111,28 @@ def test_duplicate_team_names_are_refused():
     assert {"path": "name", "message": "a team named 'standard' already exists"} in _problems(STANDARD_TEAM)
 
 
-def test_profiles_reference_keys_by_environment_variable_only(monkeypatch):
+def test_profiles_reference_keys_by_environment_variable_only(monkeypatch, settings):
+    settings.ORKET_OUTBOUND_HOSTS = ["llm.example"]
     profile = ModelProfile(
         name="remote", provider="openai", base_url="https://llm.example", model="m", api_key_env="sk-live-123"
     )
     with pytest.raises(ValidationError) as invalid:
         profile.full_clean()
     assert "api_key_env" in invalid.value.message_dict
-    profile.api_key_env = "ORKET_TEST_LLM_KEY"
+    profile.api_key_env = "ORKET_TEST_LLM_KEY"  # a variable not marked for secrets
+    with pytest.raises(ValidationError) as invalid:
+        profile.full_clean()
+    assert "ORKET_SECRET_" in invalid.value.message_dict["api_key_env"][0]
+    profile.api_key_env = "ORKET_SECRET_TEST_LLM_KEY"
     profile.full_clean()
-    monkeypatch.delenv("ORKET_TEST_LLM_KEY", raising=False)
+    monkeypatch.delenv("ORKET_SECRET_TEST_LLM_KEY", raising=False)
     assert profile.api_key() is None
-    monkeypatch.setenv("ORKET_TEST_LLM_KEY", "secret-value")
+    monkeypatch.setenv("ORKET_SECRET_TEST_LLM_KEY", "secret-value")
     assert profile.api_key() == "secret-value"
+    settings.ORKET_OUTBOUND_HOSTS = ["127.0.0.0/8"]
+    with pytest.raises(ValidationError) as invalid:
+        profile.full_clean()
+    assert "base_url" in invalid.value.message_dict
 
 
 def test_database_refuses_an_unknown_provider_and_a_missing_base_url():
