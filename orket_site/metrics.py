@@ -102,60 +102,70 @@ class DatabaseCollector(Collector):
         yield GaugeMetricFamily("orket_queue_depth", "")
 
     def collect(self) -> Iterator[Metric]:
-        from agents.models import Run, RunStatus, TurnStatus
+        from agents.models import Run, TurnStatus
 
         turns_by_status, turns = _turn_rows()
         runs_by_status = dict(Run.objects.order_by().values_list("status").annotate(n=Count("id")))
-        refusals = _refusals_by_rule()
-
-        by_status = CounterMetricFamily("orket_turns_total", "Agent turns recorded, by status.", labels=["status"])
-        for status in sorted(set(TurnStatus.values) | set(turns_by_status)):
-            by_status.add_metric([status], turns_by_status.get(status, 0))
-        yield by_status
-
-        tokens = CounterMetricFamily(
-            "orket_tokens_total", "Model tokens of all turns: in (prompt) and out (completion).", labels=["direction"]
-        )
-        tokens.add_metric(["in"], turns["tokens_in"] or 0)
-        tokens.add_metric(["out"], turns["tokens_out"] or 0)
-        yield tokens
-
-        yield _histogram(
-            "orket_turn_duration_seconds",
-            "Wall time of finished turns, from claim to record.",
-            TURN_DURATION_BUCKETS,
-            [turns[f"duration_le_{i}"] for i in range(len(TURN_DURATION_BUCKETS))],
-            (turns["duration_sum"] or 0) / 1000,
-            turns["duration_count"],
-        )
-        yield _histogram(
-            "orket_time_to_first_token_seconds",
-            "Time from sending the prompt to the first streamed token, per turn.",
-            FIRST_TOKEN_BUCKETS,
-            [turns[f"first_token_le_{i}"] for i in range(len(FIRST_TOKEN_BUCKETS))],
-            (turns["first_token_sum"] or 0) / 1000,
-            turns["first_token_count"],
-        )
-
-        refused = CounterMetricFamily(
-            "orket_refusals_total", "Tool calls refused by governance, by rule.", labels=["rule"]
-        )
-        for rule in sorted(refusals, key=lambda r: r or ""):
-            refused.add_metric([rule or "unknown"], refusals[rule])
-        yield refused
-
-        runs = GaugeMetricFamily("orket_runs", "Runs by status.", labels=["status"])
-        for status in sorted(set(RunStatus.values) | set(runs_by_status)):
-            runs.add_metric([status], runs_by_status.get(status, 0))
-        yield runs
-        yield CounterMetricFamily(
-            "orket_run_failures_total", "Runs that ended failed.", value=runs_by_status.get(RunStatus.FAILED, 0)
-        )
+        yield from _turn_families(turns_by_status, turns)
+        yield _refusal_family(_refusals_by_rule())
+        yield from _run_families(runs_by_status)
         yield GaugeMetricFamily(
             "orket_queue_depth",
             "Turns queued and waiting for a worker.",
             value=turns_by_status.get(TurnStatus.QUEUED, 0),
         )
+
+
+def _turn_families(turns_by_status: dict[str, int], turns: dict[str, int | float | None]) -> Iterator[Metric]:
+    from agents.models import TurnStatus
+
+    by_status = CounterMetricFamily("orket_turns_total", "Agent turns recorded, by status.", labels=["status"])
+    for status in sorted(set(TurnStatus.values) | set(turns_by_status)):
+        by_status.add_metric([status], turns_by_status.get(status, 0))
+    yield by_status
+
+    tokens = CounterMetricFamily(
+        "orket_tokens_total", "Model tokens of all turns: in (prompt) and out (completion).", labels=["direction"]
+    )
+    tokens.add_metric(["in"], turns["tokens_in"] or 0)
+    tokens.add_metric(["out"], turns["tokens_out"] or 0)
+    yield tokens
+
+    yield _histogram(
+        "orket_turn_duration_seconds",
+        "Wall time of finished turns, from claim to record.",
+        TURN_DURATION_BUCKETS,
+        [turns[f"duration_le_{i}"] for i in range(len(TURN_DURATION_BUCKETS))],
+        (turns["duration_sum"] or 0) / 1000,
+        turns["duration_count"],
+    )
+    yield _histogram(
+        "orket_time_to_first_token_seconds",
+        "Time from sending the prompt to the first streamed token, per turn.",
+        FIRST_TOKEN_BUCKETS,
+        [turns[f"first_token_le_{i}"] for i in range(len(FIRST_TOKEN_BUCKETS))],
+        (turns["first_token_sum"] or 0) / 1000,
+        turns["first_token_count"],
+    )
+
+
+def _refusal_family(refusals: dict[str | None, int]) -> Metric:
+    family = CounterMetricFamily("orket_refusals_total", "Tool calls refused by governance, by rule.", labels=["rule"])
+    for rule in sorted(refusals, key=lambda r: r or ""):
+        family.add_metric([rule or "unknown"], refusals[rule])
+    return family
+
+
+def _run_families(runs_by_status: dict[str, int]) -> Iterator[Metric]:
+    from agents.models import RunStatus
+
+    runs = GaugeMetricFamily("orket_runs", "Runs by status.", labels=["status"])
+    for status in sorted(set(RunStatus.values) | set(runs_by_status)):
+        runs.add_metric([status], runs_by_status.get(status, 0))
+    yield runs
+    yield CounterMetricFamily(
+        "orket_run_failures_total", "Runs that ended failed.", value=runs_by_status.get(RunStatus.FAILED, 0)
+    )
 
 
 def _turn_rows() -> tuple[dict[str, int], dict[str, int | float | None]]:
