@@ -1,8 +1,16 @@
-"""Prometheus metrics at `/metrics` (text exposition format 0.0.4, written by hand).
+"""Prometheus metrics at `/metrics`, exposed with prometheus_client (text format 0.0.4).
 
-Everything but the WebSocket subscriber gauge is computed from the database with a fixed number of
-aggregate queries, so every web process answers alike; the subscriber gauge counts the run and board
-stream consumers connected to the process that answers.
+Three kinds of series:
+- Computed from the database at each scrape by `DatabaseCollector`, with a fixed number of
+  aggregate queries: turns, tokens, turn durations, refusals, runs, queue depth. Every process
+  answers alike, and they are never summed across processes.
+- `orket_websocket_subscribers`: the run and board stream consumers connected to the process that
+  answers (`SubscriberCollector`).
+- Counters and histograms that web and worker processes increment as they work
+  (orket_site.instruments). With PROMETHEUS_MULTIPROC_DIR set, each process keeps them in files in
+  that directory and a scrape sums every process's files (`MultiProcessCollector` on a registry
+  made for the scrape); otherwise they are the answering process's own, next to prometheus_client's
+  process and Python series.
 
 Access (the route needs no login, but is not public):
 - `Authorization: Bearer <ORKET_METRICS_TOKEN>` (compared in constant time), or
@@ -16,10 +24,9 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
-import math
 import threading
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 from django.contrib.auth.decorators import login_not_required
 from django.db.models import Count, Q, Sum
@@ -27,7 +34,13 @@ from django.db.models.fields.json import KeyTextTransform
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
+from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
+from orket_site import instruments
 from orket_site.env import env_list, env_str
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -63,54 +76,101 @@ def websocket_subscribers() -> dict[str, int]:
 
 
 # ---------------------------------------------------------------------------------------------
-# Exposition
+# Collectors read at each scrape
 # ---------------------------------------------------------------------------------------------
 
 
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+def _histogram(
+    name: str, help_text: str, bounds: Iterable[float], cumulative: list[int], total: float, count: int
+) -> HistogramMetricFamily:
+    buckets = [(floatToGoString(bound), observed) for bound, observed in zip(bounds, cumulative, strict=True)]
+    return HistogramMetricFamily(name, help_text, buckets=[*buckets, ("+Inf", count)], sum_value=total)
 
 
-def _number(value: float | int) -> str:
-    if isinstance(value, float):
-        if math.isinf(value):
-            return "+Inf" if value > 0 else "-Inf"
-        return repr(value)
-    return str(value)
+class DatabaseCollector(Collector):
+    """Series computed from the database with four aggregate queries, however many rows there are."""
+
+    def describe(self) -> Iterator[Metric]:
+        """The families without samples, so registering the collector runs no query."""
+        yield CounterMetricFamily("orket_turns_total", "")
+        yield CounterMetricFamily("orket_tokens_total", "")
+        yield HistogramMetricFamily("orket_turn_duration_seconds", "")
+        yield HistogramMetricFamily("orket_time_to_first_token_seconds", "")
+        yield CounterMetricFamily("orket_refusals_total", "")
+        yield GaugeMetricFamily("orket_runs", "")
+        yield CounterMetricFamily("orket_run_failures_total", "")
+        yield GaugeMetricFamily("orket_queue_depth", "")
+
+    def collect(self) -> Iterator[Metric]:
+        from agents.models import Run, TurnStatus
+
+        turns_by_status, turns = _turn_rows()
+        runs_by_status = dict(Run.objects.order_by().values_list("status").annotate(n=Count("id")))
+        yield from _turn_families(turns_by_status, turns)
+        yield _refusal_family(_refusals_by_rule())
+        yield from _run_families(runs_by_status)
+        yield GaugeMetricFamily(
+            "orket_queue_depth",
+            "Turns queued and waiting for a worker.",
+            value=turns_by_status.get(TurnStatus.QUEUED, 0),
+        )
 
 
-class Exposition:
-    def __init__(self) -> None:
-        self.lines: list[str] = []
+def _turn_families(turns_by_status: dict[str, int], turns: dict[str, int | float | None]) -> Iterator[Metric]:
+    from agents.models import TurnStatus
 
-    def family(self, name: str, kind: str, help_text: str) -> None:
-        escaped = help_text.replace("\\", "\\\\").replace("\n", "\\n")
-        self.lines.append(f"# HELP {name} {escaped}")
-        self.lines.append(f"# TYPE {name} {kind}")
+    by_status = CounterMetricFamily("orket_turns_total", "Agent turns recorded, by status.", labels=["status"])
+    for status in sorted(set(TurnStatus.values) | set(turns_by_status)):
+        by_status.add_metric([status], turns_by_status.get(status, 0))
+    yield by_status
 
-    def sample(self, name: str, value: float | int, labels: dict[str, str] | None = None) -> None:
-        label_text = ""
-        if labels:
-            label_text = "{" + ",".join(f'{key}="{_escape(str(val))}"' for key, val in labels.items()) + "}"
-        self.lines.append(f"{name}{label_text} {_number(value)}")
+    tokens = CounterMetricFamily(
+        "orket_tokens_total", "Model tokens of all turns: in (prompt) and out (completion).", labels=["direction"]
+    )
+    tokens.add_metric(["in"], turns["tokens_in"] or 0)
+    tokens.add_metric(["out"], turns["tokens_out"] or 0)
+    yield tokens
 
-    def histogram(
-        self, name: str, help_text: str, bounds: Iterable[float], cumulative: list[int], total: float, count: int
-    ) -> None:
-        self.family(name, "histogram", help_text)
-        for bound, observed in zip(bounds, cumulative, strict=True):
-            self.sample(f"{name}_bucket", observed, {"le": _number(float(bound))})
-        self.sample(f"{name}_bucket", count, {"le": "+Inf"})
-        self.sample(f"{name}_sum", total)
-        self.sample(f"{name}_count", count)
+    yield _histogram(
+        "orket_turn_duration_seconds",
+        "Wall time of finished turns, from claim to record.",
+        TURN_DURATION_BUCKETS,
+        [turns[f"duration_le_{i}"] for i in range(len(TURN_DURATION_BUCKETS))],
+        (turns["duration_sum"] or 0) / 1000,
+        turns["duration_count"],
+    )
+    yield _histogram(
+        "orket_time_to_first_token_seconds",
+        "Time from sending the prompt to the first streamed token, per turn.",
+        FIRST_TOKEN_BUCKETS,
+        [turns[f"first_token_le_{i}"] for i in range(len(FIRST_TOKEN_BUCKETS))],
+        (turns["first_token_sum"] or 0) / 1000,
+        turns["first_token_count"],
+    )
 
-    def text(self) -> str:
-        return "\n".join(self.lines) + "\n"
+
+def _refusal_family(refusals: dict[str | None, int]) -> Metric:
+    family = CounterMetricFamily("orket_refusals_total", "Tool calls refused by governance, by rule.", labels=["rule"])
+    for rule in sorted(refusals, key=lambda r: r or ""):
+        family.add_metric([rule or "unknown"], refusals[rule])
+    return family
 
 
-def render_metrics() -> str:
-    """The whole exposition, from four aggregate queries and the process's subscriber counts."""
-    from agents.models import Run, RunEvent, RunStatus, Turn, TurnStatus
+def _run_families(runs_by_status: dict[str, int]) -> Iterator[Metric]:
+    from agents.models import RunStatus
+
+    runs = GaugeMetricFamily("orket_runs", "Runs by status.", labels=["status"])
+    for status in sorted(set(RunStatus.values) | set(runs_by_status)):
+        runs.add_metric([status], runs_by_status.get(status, 0))
+    yield runs
+    yield CounterMetricFamily(
+        "orket_run_failures_total", "Runs that ended failed.", value=runs_by_status.get(RunStatus.FAILED, 0)
+    )
+
+
+def _turn_rows() -> tuple[dict[str, int], dict[str, int | float | None]]:
+    """Turns by status, and one aggregate row of tokens, durations and bucket counts."""
+    from agents.models import Turn
 
     turns_by_status = dict(Turn.objects.order_by().values_list("status").annotate(n=Count("id")))
     aggregates: dict[str, Count | Sum] = {
@@ -125,9 +185,13 @@ def render_metrics() -> str:
         aggregates[f"duration_le_{index}"] = Count("id", filter=Q(duration_ms__lte=bound * 1000))
     for index, bound in enumerate(FIRST_TOKEN_BUCKETS):
         aggregates[f"first_token_le_{index}"] = Count("id", filter=Q(time_to_first_token_ms__lte=bound * 1000))
-    turns = Turn.objects.order_by().aggregate(**aggregates)
-    runs_by_status = dict(Run.objects.order_by().values_list("status").annotate(n=Count("id")))
-    refusals = dict(
+    return turns_by_status, Turn.objects.order_by().aggregate(**aggregates)
+
+
+def _refusals_by_rule() -> dict[str | None, int]:
+    from agents.models import RunEvent
+
+    return dict(
         RunEvent.objects.filter(kind="tool.refused")
         .order_by()
         .annotate(rule=KeyTextTransform("rule", "data"))
@@ -135,50 +199,46 @@ def render_metrics() -> str:
         .annotate(n=Count("id"))
     )
 
-    out = Exposition()
-    out.family("orket_turns_total", "counter", "Agent turns recorded, by status.")
-    for status in sorted(set(TurnStatus.values) | set(turns_by_status)):
-        out.sample("orket_turns_total", turns_by_status.get(status, 0), {"status": status})
 
-    out.family("orket_tokens_total", "counter", "Model tokens of all turns: in (prompt) and out (completion).")
-    out.sample("orket_tokens_total", turns["tokens_in"] or 0, {"direction": "in"})
-    out.sample("orket_tokens_total", turns["tokens_out"] or 0, {"direction": "out"})
+class SubscriberCollector(Collector):
+    """The run and board stream clients connected to the process that answers the scrape."""
 
-    out.histogram(
-        "orket_turn_duration_seconds",
-        "Wall time of finished turns, from claim to record.",
-        TURN_DURATION_BUCKETS,
-        [turns[f"duration_le_{i}"] for i in range(len(TURN_DURATION_BUCKETS))],
-        (turns["duration_sum"] or 0) / 1000,
-        turns["duration_count"],
-    )
-    out.histogram(
-        "orket_time_to_first_token_seconds",
-        "Time from sending the prompt to the first streamed token, per turn.",
-        FIRST_TOKEN_BUCKETS,
-        [turns[f"first_token_le_{i}"] for i in range(len(FIRST_TOKEN_BUCKETS))],
-        (turns["first_token_sum"] or 0) / 1000,
-        turns["first_token_count"],
-    )
+    def describe(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily("orket_websocket_subscribers", "")
 
-    out.family("orket_refusals_total", "counter", "Tool calls refused by governance, by rule.")
-    for rule in sorted(refusals, key=lambda r: r or ""):
-        out.sample("orket_refusals_total", refusals[rule], {"rule": rule or "unknown"})
+    def collect(self) -> Iterator[Metric]:
+        family = GaugeMetricFamily(
+            "orket_websocket_subscribers",
+            "Run and board stream clients connected to this process.",
+            labels=["stream"],
+        )
+        for stream, count in websocket_subscribers().items():
+            family.add_metric([stream], count)
+        yield family
 
-    out.family("orket_runs", "gauge", "Runs by status.")
-    for status in sorted(set(RunStatus.values) | set(runs_by_status)):
-        out.sample("orket_runs", runs_by_status.get(status, 0), {"status": status})
 
-    out.family("orket_run_failures_total", "counter", "Runs that ended failed.")
-    out.sample("orket_run_failures_total", runs_by_status.get(RunStatus.FAILED, 0))
+DATABASE_COLLECTOR = DatabaseCollector()
+SUBSCRIBER_COLLECTOR = SubscriberCollector()
+REGISTRY.register(DATABASE_COLLECTOR)
+REGISTRY.register(SUBSCRIBER_COLLECTOR)
 
-    out.family("orket_queue_depth", "gauge", "Turns queued and waiting for a worker.")
-    out.sample("orket_queue_depth", turns_by_status.get(TurnStatus.QUEUED, 0))
 
-    out.family("orket_websocket_subscribers", "gauge", "Run and board stream clients connected to this process.")
-    for stream, count in websocket_subscribers().items():
-        out.sample("orket_websocket_subscribers", count, {"stream": stream})
-    return out.text()
+def scrape_registry() -> CollectorRegistry:
+    """The default registry; in multiprocess mode, one made for this scrape that sums every process's
+    files and adds the database and this process's subscribers once."""
+    directory = instruments.multiprocess_dir()
+    if not directory:
+        return REGISTRY
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=directory)
+    registry.register(DATABASE_COLLECTOR)
+    registry.register(SUBSCRIBER_COLLECTOR)
+    return registry
+
+
+def render_metrics() -> str:
+    """The whole exposition: four aggregate queries, this process's subscribers, the counters."""
+    return generate_latest(scrape_registry()).decode()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import math
+import os
 import re
+import subprocess
+import sys
+from pathlib import Path
+from subprocess import PIPE
 
 import pytest
 from django.db import connection
@@ -23,6 +28,7 @@ LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{((?:[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\]|\\.)*",?)*)\})? (\S+)$')
 LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
 TOKEN = "s3cret-metrics-token"
+REPO = Path(__file__).resolve().parent.parent
 
 
 def parse(text: str) -> tuple[dict[str, str], dict[tuple[str, frozenset], float]]:
@@ -270,3 +276,73 @@ async def test_connected_stream_consumers_are_counted(django_user_model):
     for stream in streams:
         await stream.disconnect()
     assert metrics.websocket_subscribers() == before
+
+
+def test_requests_and_celery_tasks_are_counted_in_this_process(metrics_env):
+    from orket_site.tasks import worker_ping
+
+    _, before = parse(metrics.render_metrics())
+    Client().get("/healthz")
+    worker_ping.apply()
+    _, after = parse(metrics.render_metrics())
+
+    def grew(name: str, **labels: str) -> float:
+        return value(after, name, **labels) - before.get((name, frozenset(labels.items())), 0)
+
+    assert grew("orket_http_requests_total", method="GET", status="200") == 1
+    assert grew("orket_http_request_duration_seconds_count") == 1
+    assert grew("orket_celery_tasks_total", task="orket.worker_ping", state="SUCCESS") == 1
+    assert grew("orket_celery_task_duration_seconds_count", task="orket.worker_ping") == 1
+
+
+WEB_AND_WORKER = """
+import django
+django.setup()
+from django.test import Client
+from orket_site.tasks import worker_ping
+assert Client(HTTP_HOST="127.0.0.1").get("/healthz").status_code == 200
+worker_ping.apply()
+"""
+
+
+def run_in_processes(code: str, count: int, multiprocess_dir: str) -> list[subprocess.CompletedProcess[str]]:
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": multiprocess_dir, "PYTHONPATH": str(REPO)}
+    env["DJANGO_SETTINGS_MODULE"] = "orket_site.settings_test"
+    children = [
+        subprocess.Popen([sys.executable, "-c", code], cwd=REPO, env=env, stdout=PIPE, stderr=PIPE, text=True)
+        for _ in range(count)
+    ]
+    finished = []
+    for child in children:
+        stdout, stderr = child.communicate(timeout=60)
+        finished.append(subprocess.CompletedProcess(child.args, child.returncode, stdout, stderr))
+    return finished
+
+
+def test_multiprocess_mode_sums_the_counters_of_every_process(metrics_env, tmp_path):
+    make_rows()
+    for done in run_in_processes(WEB_AND_WORKER, 2, str(tmp_path)):
+        assert done.returncode == 0, done.stderr
+    assert len(list(tmp_path.glob("counter_*.db"))) == 2, "one file per process"
+
+    metrics_env.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    response = Client().get("/metrics")
+    assert response.status_code == 200
+    types, samples = parse(response.content.decode())  # also: no sample twice
+
+    assert value(samples, "orket_http_requests_total", method="GET", status="200") == 2
+    assert value(samples, "orket_http_request_duration_seconds_count") == 2
+    assert value(samples, "orket_celery_tasks_total", task="orket.worker_ping", state="SUCCESS") == 2
+    assert value(samples, "orket_celery_task_duration_seconds_count", task="orket.worker_ping") == 2
+    assert types["orket_celery_tasks_total"] == "counter"
+    # Read from the database once per scrape, not once per process.
+    assert value(samples, "orket_queue_depth") == 2
+    assert value(samples, "orket_turns_total", status="succeeded") == 2
+    assert value(samples, "orket_websocket_subscribers", stream="run") == 0
+
+
+def test_a_multiprocess_directory_that_does_not_exist_stops_the_process(tmp_path):
+    missing = str(tmp_path / "missing")
+    [done] = run_in_processes("import orket_site.instruments", 1, missing)
+    assert done.returncode != 0
+    assert f"PROMETHEUS_MULTIPROC_DIR={missing!r} is not an existing directory" in done.stderr
