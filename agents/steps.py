@@ -333,7 +333,14 @@ class TurnLoop:
         if profile.chars_per_token is None and profile.pk not in _MEASURED and profile.provider == "openai":
             _MEASURED.add(profile.pk)
             sample = "\n".join(str(message.get("content") or "") for message in self.fixed)
-            counted = count_tokens("openai", profile.base_url, sample, model=profile.model, api_key=profile.api_key())
+            counted = count_tokens(
+                "openai",
+                profile.base_url,
+                sample,
+                model=profile.model,
+                api_key=profile.api_key(),
+                client_options=profile.connection_options(),
+            )
             if counted:
                 profile.chars_per_token = chars_per_token(sample, counted)
                 ModelProfile.objects.filter(pk=profile.pk).update(chars_per_token=profile.chars_per_token)

@@ -36,8 +36,10 @@ def count_tokens(
     model: str | None = None,
     timeout: float = 5.0,
     api_key: str | None = None,
+    client_options: dict[str, Any] | None = None,
 ) -> int | None:
-    """How many tokens the server's tokenizer makes of `text`, or None when it cannot tell."""
+    """How many tokens the server's tokenizer makes of `text`, or None when it cannot tell.
+    `client_options` go to httpx.Client (the outbound policy's transport, for one)."""
     if kind in NO_TOKENIZER_KINDS or not base_url:
         return None
     if kind != "openai":
@@ -47,14 +49,17 @@ def count_tokens(
         body["model"] = model
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     try:
-        payload = _post_json(tokenize_url(base_url), body, headers, timeout)
+        payload = _post_json(tokenize_url(base_url), body, headers, timeout, client_options or {})
     except (httpx.HTTPError, ValueError):
         return None
     return _count(payload)
 
 
-def _post_json(url: str, body: dict[str, Any], headers: dict[str, str], timeout: float) -> Any:
-    with httpx.Client(timeout=timeout) as client, client.stream("POST", url, json=body, headers=headers) as response:
+def _post_json(url: str, body: dict[str, Any], headers: dict[str, str], timeout: float, options: dict[str, Any]) -> Any:
+    with (
+        httpx.Client(timeout=timeout, **options) as client,
+        client.stream("POST", url, json=body, headers=headers) as response,
+    ):
         if response.status_code != 200:
             return None
         data = bytearray()
