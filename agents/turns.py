@@ -184,7 +184,9 @@ def _after_turn(
             reason=f"Turn {turn.number} changed {len(loop.files)} files.",
         )
         event_append(run.pk, "card.status", card_id=card.pk, status=machine.CODE_REVIEW, seat=turn.seat)
-    gitea_hooks.turn_finished(card_id=card.pk, seat=turn.seat, can_finalize=actor.can_finalize, outcome=ending.outcome)
+    # A review turn ends an agent review the hooks asked for, even where only people may finalize.
+    reviewed = not working and role.can_finalize
+    gitea_hooks.turn_finished(card_id=card.pk, seat=turn.seat, can_finalize=reviewed, outcome=ending.outcome)
     card.refresh_from_db()
     if card.status == machine.DONE:
         try:
