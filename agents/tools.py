@@ -141,7 +141,7 @@ def search_code(context: ToolContext, pattern: str, literal: bool = False, path:
     with _file_errors():
         for relative, folder in safe_files.walk_files(str(context.workspace), _checked(path or ".", allow_root=True)):
             scanned += 1
-            if scanned > SEARCH_MAX_FILES or len(matches) >= SEARCH_MAX_MATCHES:
+            if scanned > SEARCH_MAX_FILES or len(matches) > SEARCH_MAX_MATCHES:  # one more says: cut
                 break
             data = safe_files.read_in_folder(folder, relative.rsplit("/", 1)[-1], limit=SEARCH_MAX_FILE_BYTES)
             if not data or b"\0" in data[:8192]:

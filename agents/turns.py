@@ -184,8 +184,8 @@ def _after_turn(
             reason=f"Turn {turn.number} changed {len(loop.files)} files.",
         )
         event_append(run.pk, "card.status", card_id=card.pk, status=machine.CODE_REVIEW, seat=turn.seat)
-    # A reviewing seat's turn, even where only people may finish cards (linked projects).
-    reviewed = turn.purpose == "review" and role.can_finalize
+    # A review turn ends an agent review the hooks asked for, even where only people may finalize.
+    reviewed = not working and role.can_finalize
     gitea_hooks.turn_finished(card_id=card.pk, seat=turn.seat, can_finalize=reviewed, outcome=ending.outcome)
     card.refresh_from_db()
     if card.status == machine.DONE:

@@ -265,7 +265,7 @@ def test_failing_fixture_is_refused_with_verification_failed(
 
 @pytest.mark.slow
 def test_the_agent_tool_runs_it_and_does_not_see_expected_values(card: Card, maintainer: Any) -> None:
-    from agents.turns import _verification
+    from agents.steps import _verification
 
     assert _verification(card)["status"] == "not_configured"
     verification.fixture_upload(card=card, raw=json.dumps(FIXTURE).encode(), name="f", user=maintainer)
