@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.handlers.asgi import ASGIRequest
-from django.db.models import QuerySet
+from django.db.models import Count, QuerySet
 from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
@@ -260,6 +260,7 @@ class CardTurnSerializer(serializers.ModelSerializer):
     """A turn as the card drawer lists it: who worked, in which run, how it ended (no prompts)."""
 
     run_status = serializers.CharField(source="run.status")
+    steps_count = serializers.IntegerField(read_only=True, help_text="How many model steps the turn took.")
 
     class Meta:
         model = Turn
@@ -270,9 +271,11 @@ class CardTurnSerializer(serializers.ModelSerializer):
             "number",
             "seat",
             "role",
+            "purpose",
             "model",
             "status",
             "outcome",
+            "steps_count",
             "tokens_in",
             "tokens_out",
             "duration_ms",
@@ -288,7 +291,12 @@ class CardTurnSerializer(serializers.ModelSerializer):
 def card_turns(request: Request, card_id: int) -> Response:
     """The latest turns that worked on this card, newest first (at most 100), for project viewers."""
     card = get_object_or_404(Card.objects.filter(project__in=visible_projects(request.user)), pk=card_id)
-    turns = Turn.objects.filter(card=card).select_related("run").order_by("-id")[:CARD_TURNS_LIMIT]
+    turns = (
+        Turn.objects.filter(card=card)
+        .select_related("run")
+        .annotate(steps_count=Count("steps"))
+        .order_by("-id")[:CARD_TURNS_LIMIT]
+    )
     return Response({"card": card.pk, "results": CardTurnSerializer(turns, many=True).data})
 
 

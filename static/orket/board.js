@@ -1821,8 +1821,12 @@
           var link = el("a", null, "Run #" + turn.run + ", turn " + turn.number);
           link.href = config.runView + turn.run + "/";
           item.appendChild(link);
-          item.appendChild(document.createTextNode(": " + turn.seat + (turn.role && turn.role !== turn.seat ? " as " + turn.role : "") + ", " + turn.status));
+          var purpose = turn.purpose ? " for " + turn.purpose : "";
+          item.appendChild(document.createTextNode(": " + turn.seat + (turn.role && turn.role !== turn.seat ? " as " + turn.role : "") + purpose + ", " + turn.status));
           var facts = [];
+          if (typeof turn.steps_count === "number") {
+            facts.push(turn.steps_count === 1 ? "1 step" : turn.steps_count + " steps");
+          }
           if (turn.duration_ms) {
             facts.push((turn.duration_ms / 1000).toFixed(1) + " s");
           }

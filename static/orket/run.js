@@ -3,8 +3,11 @@
  *
  * Every frame is rendered once, keyed by its seq: frames at or below the last rendered seq are
  * ignored, so a reconnect that resumes from the last seq can neither duplicate nor skip a line.
- * All model output is inserted with textContent, never as HTML.
+ * A turn shows its steps as they happen (run_steps.js builds them). All model output is inserted
+ * with textContent, never as HTML. An ES module: dom.js and Chart.js are classic scripts before it.
  */
+import * as steps from "./run_steps.js";
+
 (function () {
   "use strict";
 
@@ -230,8 +233,21 @@
   Renderer.prototype.turnInfo = function (frame) {
     var info = this.turns.get(frame.turn);
     if (!info) {
-      info = { id: frame.turn, card: frame.card, seat: frame.seat || "", role: frame.role || "", model: "", node: null };
+      info = {
+        id: frame.turn,
+        card: frame.card,
+        seat: frame.seat || "",
+        role: frame.role || "",
+        purpose: frame.purpose || "",
+        model: "",
+        node: null,
+        steps: new Map(),
+        step: null
+      };
       this.turns.set(frame.turn, info);
+    }
+    if (frame.purpose) {
+      info.purpose = frame.purpose;
     }
     if (frame.seat) {
       info.seat = frame.seat;
@@ -280,6 +296,11 @@
     head.appendChild(info.seatNode);
     info.roleNode = el("span", "role", info.role);
     head.appendChild(info.roleNode);
+    info.purposeNode = el("span", "purpose", "");
+    head.appendChild(info.purposeNode);
+    info.resumedNode = el("span", "resumed-badge", "resumed");
+    info.resumedNode.hidden = true;
+    head.appendChild(info.resumedNode);
     info.modelNode = el("span", "turn-model", "");
     head.appendChild(info.modelNode);
     head.appendChild(el("span", "turn-id", "turn " + frame.turn));
@@ -305,6 +326,88 @@
     info.node.dataset.seat = info.seat;
     info.seatNode.textContent = info.seat || "seat";
     info.roleNode.textContent = info.role;
+    info.purposeNode.textContent = info.purpose ? "for " + info.purpose : "";
+    info.purposeNode.dataset.purpose = info.purpose;
+  };
+
+  /* The block of step `number` of a turn, made when first needed (a step's tool events name it). */
+  Renderer.prototype.stepOf = function (info, number) {
+    var step = info.steps.get(number);
+    if (!step) {
+      step = steps.stepBlock(number);
+      info.body.appendChild(step.node);
+      info.steps.set(number, step);
+    }
+    return step;
+  };
+
+  /* Where a turn's frame goes: into the step it names, else into the step still answering, else
+   * into the turn itself. Turn events always go to the turn. */
+  Renderer.prototype.turnParent = function (info, frame) {
+    if (frame.kind.indexOf("turn.") === 0) {
+      return info.body;
+    }
+    if (typeof frame.step === "number") {
+      return this.stepOf(info, frame.step).body;
+    }
+    return info.step ? info.step.body : info.body;
+  };
+
+  Renderer.prototype.stepStarted = function (info, frame) {
+    var step = this.stepOf(info, frame.step);
+    if (step.announced) {
+      /* The same step asked again: an earlier attempt was cut off before its answer was on record. */
+      this.line(step.body, frame, "turn-event", "Step " + frame.step + " asked again (" + steps.requestFacts(frame) + ")");
+    } else {
+      step.start.dataset.seq = frame.seq;
+      step.start.dataset.kind = frame.kind;
+      step.request.textContent = steps.requestFacts(frame);
+      step.announced = true;
+    }
+    step.node.classList.remove("step-cut");
+    step.node.classList.add("step-open");
+    info.step = step;
+  };
+
+  Renderer.prototype.stepFinished = function (info, frame) {
+    var step = this.stepOf(info, frame.step);
+    step.end.textContent = steps.finishedFacts(frame);
+    step.end.dataset.seq = frame.seq;
+    step.end.dataset.kind = frame.kind;
+    step.node.dataset.outcome = frame.outcome || "";
+    if (frame.refused) {
+      step.node.classList.add("step-refused");
+      step.end.appendChild(document.createTextNode(" "));
+      step.end.appendChild(el("span", "refusal-label refusal-count", frame.refused + " refused"));
+    }
+    step.node.classList.remove("step-open", "step-cut");
+    step.finished = true;
+    if (info.step === step) {
+      info.step = null;
+    }
+  };
+
+  /* When the turn ends, a step still open (its attempt was cut off and not resumed) says so. */
+  Renderer.prototype.endSteps = function (info) {
+    info.steps.forEach(function (step) {
+      if (!step.finished) {
+        step.end.textContent = "ended before the step finished";
+        step.node.classList.remove("step-open");
+        step.node.classList.add("step-cut");
+      }
+    });
+    info.step = null;
+  };
+
+  /* A call's outcome goes with the call it answers (the step's last call of that name). */
+  Renderer.prototype.callGroup = function (info, frame, parent) {
+    var step = typeof frame.step === "number" ? this.stepOf(info, frame.step) : info.step;
+    var group = step && step.lastCall;
+    if (group && !group.dataset.settled && group.dataset.name === String(frame.name || "")) {
+      group.dataset.settled = frame.kind;
+      return group;
+    }
+    return parent;
   };
 
   Renderer.prototype.line = function (parent, frame, className, label) {
@@ -343,7 +446,7 @@
     var info = null;
     if (frame.turn !== null && frame.turn !== undefined) {
       info = this.turnBlock(frame);
-      parent = info.body;
+      parent = this.turnParent(info, frame);
       if (kind !== "text") {
         info.text = null;
       }
@@ -391,26 +494,66 @@
         this.paintSeat(info);
         if (info) {
           info.modelNode.textContent = frame.provider === "scripted" ? "scripted" : frame.model || "";
+          info.step = null;
         }
         this.setTurnStatus(info, "running");
         node = this.line(parent, frame, "turn-event", "Started" + (frame.attempt > 1 ? " (attempt " + frame.attempt + ")" : ""));
         this.detail(node, "model", frame.model ? frame.model + (frame.provider ? " via " + frame.provider : "") : "");
         return;
-      case "tool.call":
-        node = this.line(parent, frame, "tool-call", "Tool call: " + (frame.name || "?"));
-        this.detail(node, "arguments", frame.arguments, true);
+      case "step.started":
+      case "step.finished":
+        if (info) {
+          (kind === "step.started" ? this.stepStarted : this.stepFinished).call(this, info, frame);
+          return;
+        }
+        node = this.line(parent, frame, "other", kind);
+        this.extra(node, frame);
         return;
+      case "turn.resumed":
+        if (info) {
+          info.resumedNode.hidden = false;
+        }
+        node = this.line(parent, frame, "turn-event resumed", "Resumed: " + (frame.steps_done || 0) + " earlier step(s) on record, not asked again");
+        this.detail(node, "why", frame.reason);
+        return;
+      case "model.schema_shape":
+        this.line(parent, frame, "note schema-shape", steps.schemaShapeText(frame));
+        return;
+      case "tool.call": {
+        var group = parent;
+        if (info) {
+          group = el("div", "call-group");
+          group.dataset.name = String(frame.name || "");
+          parent.appendChild(group);
+          var owner = typeof frame.step === "number" ? this.stepOf(info, frame.step) : info.step;
+          if (owner) {
+            owner.lastCall = group;
+          }
+        }
+        node = this.line(group, frame, "tool-call", "Tool call: " + (frame.name || "?"));
+        this.detail(node, "arguments", steps.readable(frame.arguments), true);
+        return;
+      }
       case "tool.result":
-        node = this.line(parent, frame, "tool-result", "Result of " + (frame.name || "?"));
-        this.detail(node, "result", frame.result, true);
+        parent = info ? this.callGroup(info, frame, parent) : parent;
+        parent.appendChild(steps.resultFold(frame));
         return;
       case "tool.refused":
+        parent = info ? this.callGroup(info, frame, parent) : parent;
+        if (parent.classList.contains("call-group")) {
+          parent.classList.add("call-refused");
+        }
+        if (parent.closest("section.step")) {
+          parent.closest("section.step").classList.add("step-refused");
+        }
         node = this.line(parent, frame, "refused", "Refused: " + (frame.name || "?"));
+        node.insertBefore(steps.refusalLabel(frame.rule), node.firstChild);
         this.detail(node, "rule", frame.rule);
         this.detail(node, "message", frame.message);
         this.detail(node, "fix", frame.fix);
         return;
       case "tool.error":
+        parent = info ? this.callGroup(info, frame, parent) : parent;
         node = this.line(parent, frame, "error", "Tool error: " + (frame.name || "?"));
         this.detail(node, "rule", frame.rule);
         this.detail(node, "message", frame.message);
@@ -451,6 +594,11 @@
         return;
       default:
         if (TURN_END[kind]) {
+          if (info && kind === "turn.requeued") {
+            info.step = null; /* its steps go on when the turn is taken up again */
+          } else if (info) {
+            this.endSteps(info);
+          }
           var status = kind.slice(5);
           node = this.line(parent, frame, "turn-end turn-" + status, "Turn " + status);
           this.detail(node, status === "succeeded" ? "outcome" : "reason", frame.outcome || frame.reason);

@@ -6,8 +6,10 @@ from io import StringIO
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
-from agents.models import Run
+from agents.models import ModelProfile, Run
 from boards.models import Epic, Membership, ProjectRole
 from orket_site.seed import seed_first_run
 from tests.agents.engine_support import drive, worker_thread
@@ -46,6 +48,52 @@ def test_member_starts_a_run_and_reads_its_events_and_turns(demo, api_as):
     turns = client.get(f"/api/runs/{body['id']}/turns/").json()["results"]
     assert turns and all(t["status"] == "succeeded" and t["model"] == "scripted" for t in turns)
     assert turns[0]["messages"][0]["role"] == "system" and turns[0]["tool_calls"]
+
+
+def test_turns_carry_their_steps_and_the_card_drawer_counts_them_in_constant_queries(demo, api_as):
+    epic, users = demo
+    started = api_as(users["member"]).post(
+        f"/api/epics/{epic.pk}/runs/", {"model_profile": "scripted-demo"}, format="json"
+    )
+    run_id = started.json()["id"]
+    assert drive(run_id).status == "succeeded"
+    client = api_as(users["viewer"])
+
+    turns = client.get(f"/api/runs/{run_id}/turns/", {"page_size": 500}).json()["results"]
+    events = client.get(f"/api/runs/{run_id}/events/", {"after": 0}).json()["events"]
+    assert {turn["purpose"] for turn in turns} == {"work", "review"}
+    scripted = ModelProfile.objects.get(name="scripted-demo").pk
+    assert {turn["model_profile"] for turn in turns} == {scripted}
+    for turn in turns:
+        steps = turn["steps"]
+        assert [step["number"] for step in steps] == list(range(1, len(steps) + 1)), turn["id"]
+        assert all(step["finished_at"] and step["outcome"] for step in steps)
+        calls = [(e["step"], e["name"]) for e in events if e["turn"] == turn["id"] and e["kind"] == "tool.call"]
+        assert [(step["number"], call["name"]) for step in steps for call in step["calls"]] == calls
+        finished = [e for e in events if e["turn"] == turn["id"] and e["kind"] == "step.finished"]
+        assert [(e["step"], e["tokens_in"], e["tokens_out"]) for e in finished] == [
+            (step["number"], step["tokens_in"], step["tokens_out"]) for step in steps
+        ]
+
+    # The card drawer's list: the steps of each turn counted, in the same number of queries
+    # whether a card had two turns or four (the card sent back once has four).
+    queries: dict[int, int] = {}
+    for card_id in {turn["card"] for turn in turns}:
+        with CaptureQueriesContext(connection) as captured:
+            rows = client.get(f"/api/cards/{card_id}/turns/").json()["results"]
+        queries[len(rows)] = len(captured)
+        expected = {turn["id"]: len(turn["steps"]) for turn in turns if turn["card"] == card_id}
+        assert {row["id"]: row["steps_count"] for row in rows} == expected
+        assert {row["purpose"] for row in rows} <= {"work", "review"}
+    assert len(queries) > 1 and len(set(queries.values())) == 1, queries
+
+    # The run's turns: their steps come in the same number of queries for a page of two or of all.
+    counted = []
+    for size in (2, 500):
+        with CaptureQueriesContext(connection) as captured:
+            assert client.get(f"/api/runs/{run_id}/turns/", {"page_size": size}).status_code == 200
+        counted.append(len(captured))
+    assert counted[0] == counted[1], counted
 
 
 def test_viewer_cannot_start_or_cancel_and_non_member_sees_nothing(demo, api_as, make_user):

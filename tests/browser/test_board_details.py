@@ -6,6 +6,7 @@ var/test-artifacts."""
 
 from __future__ import annotations
 
+import re
 import secrets
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -314,6 +315,8 @@ async def test_drawer_dependencies_markdown_turns_and_prompt(server: Server) -> 
         await turn_link.wait_for(timeout=60 * MS)
         run_href = await turn_link.get_attribute("href") or ""
         assert run_href == await page.get_attribute("#drawer-run-link a", "href")
+        turn_row = await page.locator("#drawer-turns li.turn-row").first.text_content() or ""
+        assert re.search(r"\bfor (work|review)\b", turn_row) and re.search(r"\(\d+ steps?[;)]", turn_row), turn_row
         await page.evaluate("document.getElementById('deps-title').scrollIntoView()")
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         await page.screenshot(path=str(ARTIFACTS / "card-drawer-details.png"))
