@@ -390,6 +390,7 @@ class TurnLoop:
             self.run.pk,
             "model.schema_shape",
             turn_id=self.turn.pk,
+            card_id=self.card.pk,
             profile=self.profile.name,
             shape=shape,
             detail=detail,
