@@ -4,9 +4,11 @@
   unlimited speed, one turn at a time (max_parallel=1); reports the median and 95th percentile of
   Turn.duration_ms (the engine's own work per turn: prompt, parsing, tools, git, database), the
   median gap between one turn finishing and the next starting (Celery round trip plus run_advance),
-  and the run's wall time. On the embedded default (SQLite file, in-memory broker, a Celery worker
-  thread in the benchmark process) and on PostgreSQL plus Redis (one `celery worker --pool=solo`
-  process).
+  and the run's wall time; then the engine time per step (TurnStep.engine_ms: everything a step
+  does outside waiting for the model), median and 95th percentile, the steps per turn, and the
+  median part of a turn's duration outside its steps (claiming, the prompt, the hand-off). On the
+  embedded default (SQLite file, in-memory broker, a Celery worker thread in the benchmark process)
+  and on PostgreSQL plus Redis (one `celery worker --pool=solo` process).
 - makespan: a wide dependency graph of 40 cards (a root, six parallel chains, a fan-in) run with 1, 2
   and 4 worker processes on PostgreSQL plus Redis (max_parallel = workers), the scripted provider
   streaming at ORKET_SCRIPTED_TOKENS_PER_SECOND=400 so turns take measurable time; reports the
@@ -216,7 +218,35 @@ def child_overhead(label: str) -> int:
         f"first_turn_after_ms={first:.0f} run_wall_s={wall:.2f} "
         f"per_turn_wall_ms={wall * 1000 / len(turns):.0f} status={run.status}"
     )
+    say(engine_step_line(label, turns))
     return 0 if ok else 1
+
+
+def engine_step_line(label: str, turns: list[Any]) -> str:
+    """Engine time per step (TurnStep.engine_ms: parsing, gate, tools, git commit, database writes,
+    events; not the model) and how much of a turn's duration lies outside its steps."""
+    from agents.models import TurnStep
+
+    steps = list(TurnStep.objects.filter(turn__in=turns).values("turn_id", "engine_ms", "model_ms"))
+    engine = [step["engine_ms"] for step in steps if step["engine_ms"] is not None]
+    if not engine:
+        return f"FAILED engine_step {label}: no step recorded engine_ms"
+    per_turn: dict[int, list[dict[str, Any]]] = {}
+    for step in steps:
+        per_turn.setdefault(step["turn_id"], []).append(step)
+    counts = [len(per_turn.get(turn.pk, [])) for turn in turns]
+    outside = [
+        turn.duration_ms - sum((s["engine_ms"] or 0) + (s["model_ms"] or 0) for s in per_turn.get(turn.pk, []))
+        for turn in turns
+        if turn.duration_ms is not None
+    ]
+    return (
+        f"engine_step {label} steps={len(engine)} steps_per_turn_median={statistics.median(counts):.0f} "
+        f"steps_per_turn_mean={statistics.mean(counts):.2f} engine_ms_median={statistics.median(engine):.0f} "
+        f"engine_ms_p95={percentile(engine, 0.95)} engine_ms_max={max(engine)} "
+        f"model_ms_median={statistics.median([s['model_ms'] or 0 for s in steps]):.0f} "
+        f"turn_outside_steps_median_ms={statistics.median(outside):.0f}"
+    )
 
 
 def child_makespan(label: str, workers: int) -> int:
