@@ -30,8 +30,11 @@ from typing import Any
 from agents.prompts import TOOL_SCHEMAS
 
 FINISH_TOOL = "finish_turn"
-# A conservative average for code and English prose with the tokenizers of common local models.
-CHARS_PER_TOKEN = 3
+# Few enough characters per token that a string at its maxLength still fits the step's token limit,
+# whatever it holds: measured with llama.cpp's tokenizer, code runs near 3 characters a token,
+# identifiers joined by underscores near 2.3 and digits near 1.2. A call cut off at the token limit
+# is not a call at all, so the bound takes the worst of these.
+CHARS_PER_TOKEN = 1.2
 # Tokens kept for the JSON around the strings: braces, keys, quotes, the tool name.
 RESERVED_TOKENS = 32
 RESERVED_TOKENS_PER_PROPERTY = 4
@@ -64,7 +67,7 @@ def call_char_budget(arguments_schema: dict[str, Any], max_tokens: int) -> int:
     for prop in properties.values():
         if prop.get("type") == "array":
             reserved += RESERVED_TOKENS_PER_ARRAY_ITEM * int(prop.get("maxItems", 0))
-    return max(MIN_CHAR_BUDGET, (max_tokens - reserved) * CHARS_PER_TOKEN)
+    return max(MIN_CHAR_BUDGET, int((max_tokens - reserved) * CHARS_PER_TOKEN))
 
 
 def bounded_arguments(
