@@ -5,10 +5,9 @@
     if not decision.allowed:
         record_refusal(decision.rule, decision.message, decision.fix)   # never executed
 
-    target = resolve_in_workspace(workspace, "services/x.py", write=True)  # raises PathRefused
-
-`check_call` and `check_path` are textual (no I/O). `resolve_in_workspace` also resolves symlinks on disk and
-refuses anything that ends up outside the workspace, so a planted symlink cannot lead a read or write out.
+`check_call` and `check_path` are textual (no I/O). The file tools then reach the path without
+following any symbolic link (agents.safe_files), so a link planted in the workspace, before or during
+a call, cannot lead a read or a write outside it.
 Rules (Decision.rule): unknown_tool, tool_not_allowed, too_many_calls, bad_arguments, confirm_required,
 too_large, path_refused, fixture_protected, outside_component.
 """
@@ -18,7 +17,6 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from agents.prompts import TOOL_SCHEMAS, VERIFICATION_FOLDER
@@ -48,17 +46,6 @@ class Decision:
 
 
 ALLOWED = Decision(True)
-
-
-class PathRefused(ValueError):
-    def __init__(self, rule: str, message: str, fix: str = "") -> None:
-        super().__init__(message)
-        self.rule = rule
-        self.message = message
-        self.fix = fix
-
-    def decision(self) -> Decision:
-        return Decision(False, self.rule, self.message, self.fix)
 
 
 def check_call(
@@ -172,40 +159,6 @@ def check_path(path: str, *, write: bool = False, allow_root: bool = False) -> D
         if parts[0].casefold() == VERIFICATION_FOLDER:
             return _fixture(path)
     return ALLOWED
-
-
-def resolve_in_workspace(workspace: Path, path: str, *, write: bool = False, allow_root: bool = False) -> Path:
-    """The absolute, symlink-free location of `path` inside `workspace`, or PathRefused.
-
-    Applies check_path, then resolves symlinks (strict=False, so the file need not exist) and refuses anything
-    whose resolved location is not inside the resolved workspace, or (for writes) lands in the verification
-    fixtures folder or a .git folder through a symlink. Use the returned path (which has no symlinks left in it)
-    for the read or write, not the original one.
-    """
-    decision = check_path(path, write=write, allow_root=allow_root)
-    if not decision.allowed:
-        raise PathRefused(decision.rule, decision.message, decision.fix)
-    try:
-        root = Path(workspace).resolve(strict=False)
-        target = (root / path).resolve(strict=False)
-    except (OSError, RuntimeError) as exc:
-        raise PathRefused("path_refused", f"{path!r} cannot be resolved: {exc}") from None
-    if target != root and not target.is_relative_to(root):
-        raise PathRefused(
-            "path_refused",
-            f"{path!r} leads outside the workspace (through a symbolic link).",
-            "Use paths of real files and folders inside the workspace.",
-        )
-    inside = target.relative_to(root).parts
-    if any(part.casefold() == ".git" for part in inside):
-        raise PathRefused("path_refused", f"{path!r} leads into version control files.")
-    if write:
-        if not inside:
-            raise PathRefused("path_refused", "The workspace itself is not a file.")
-        if inside[0].casefold() == VERIFICATION_FOLDER:
-            decision = _fixture(path)
-            raise PathRefused(decision.rule, decision.message, decision.fix)
-    return target
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -71,7 +71,13 @@ def _folder(root: str, path: str, parts: list[str], *, create: bool = False) -> 
         for part in parts:
             try:
                 child = os.open(part, _DIR_FLAGS, dir_fd=fd)
-            except FileNotFoundError:
+            except OSError as exc:
+                if exc.errno in (errno.ENOTDIR, errno.ELOOP) and _is_link(part, fd):
+                    raise WorkspaceFileError(
+                        path, "symlink", f"{path} passes through a symbolic link, which is not followed."
+                    ) from None
+                if not isinstance(exc, FileNotFoundError):
+                    raise
                 if not create:
                     raise
                 with suppress(FileExistsError):
@@ -216,6 +222,11 @@ def read_in_folder(folder: int, name: str, *, limit: int) -> bytes | None:
         return None
     finally:
         os.close(fd)
+
+
+def _is_link(name: str, folder: int) -> bool:
+    info = _stat_or_none(name, folder)
+    return info is not None and stat.S_ISLNK(info.st_mode)
 
 
 def _stat_or_none(name: str, folder: int) -> os.stat_result | None:

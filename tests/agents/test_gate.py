@@ -13,14 +13,13 @@ from agents.gate import (
     MAX_CALLS_PER_TURN,
     MAX_FILE_BYTES,
     Decision,
-    PathRefused,
     check_call,
     check_path,
-    resolve_in_workspace,
     validate,
 )
 from agents.prompts import TOOL_SCHEMAS
 from agents.seed_data import STANDARD_TEAM
+from agents.tools import ToolContext, ToolFailed, read_file, write_file
 
 ROLES = {r["name"]: r for r in STANDARD_TEAM["roles"]}
 CODER_TOOLS = ROLES["coder"]["tools"]
@@ -207,7 +206,7 @@ def test_check_call_never_crashes_on_arbitrary_arguments(args: dict[str, Any]) -
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# resolve_in_workspace, on disk
+# The file tools on disk, with planted links
 
 
 class Arena:
@@ -252,25 +251,23 @@ class Arena:
         return state
 
 
+def tools(workspace: Path) -> ToolContext:
+    return ToolContext(card=None, actor=None, workspace=workspace, seats=[], verification=lambda card: {})
+
+
 def write_through(workspace: Path, path: str, content: str) -> Path | None:
-    """What a write_file tool does: resolve under the policy, then write. None when refused or impossible."""
+    """What the write_file tool does with `path`; where it wrote, or None when it was refused."""
     try:
-        target = resolve_in_workspace(workspace, path, write=True)
-    except PathRefused:
+        write_file(tools(workspace), path, content)
+    except ToolFailed:
         return None
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(content)
-    except OSError:
-        return None
-    return target
+    return workspace.joinpath(*[part for part in path.split("/") if part not in ("", ".")])
 
 
 def read_through(workspace: Path, path: str) -> str | None:
     try:
-        target = resolve_in_workspace(workspace, path)
-        return target.read_text()
-    except (PathRefused, OSError, UnicodeDecodeError):
+        return read_file(tools(workspace), path)["content"]
+    except ToolFailed:
         return None
 
 
@@ -282,6 +279,8 @@ def arena(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Arena]:
 def assert_contained(arena: Arena, path: str) -> None:
     written = write_through(arena.workspace, path, "pwned")
     if written is not None:
+        # A write that was made landed in a regular file inside the workspace, never through a link.
+        assert written.is_file() and not written.is_symlink(), (path, written)
         assert written.resolve().is_relative_to(arena.workspace.resolve()), (path, written)
         assert not written.resolve().is_relative_to((arena.workspace / "verification").resolve())
     assert read_through(arena.workspace, path) != "secret", path
@@ -298,30 +297,35 @@ def assert_contained(arena: Arena, path: str) -> None:
         "link_parent/outside/x.txt",
         "link_parent/x.txt",
         "link_root/tmp/x.txt",
-        "link_secret",
-        "link_dangling",
         "chain/x.txt",
         "chain/sub/dir/x.txt",
-        "loop1",
         "loop1/x",
         "link_fixtures/expected.json",
         "link_fixtures/new.json",
+        "link_inside/ok.txt",
         "verification/expected.json",
         "../outside/x.txt",
         "a/../../outside/x.txt",
     ],
 )
 def test_planted_symlinks_and_escapes_are_refused(arena: Arena, path: str) -> None:
-    with pytest.raises(PathRefused):
-        resolve_in_workspace(arena.workspace, path, write=True)
+    assert write_through(arena.workspace, path, "pwned") is None
+    assert read_through(arena.workspace, path) is None or path.startswith("verification/")
     assert_contained(arena, path)
 
 
-def test_symlinks_that_stay_inside_are_followed(arena: Arena) -> None:
-    target = resolve_in_workspace(arena.workspace, "link_inside/ok.txt")
+@pytest.mark.parametrize("path", ["link_secret", "link_dangling", "loop1"])
+def test_a_link_in_place_of_the_file_is_replaced_not_followed(tmp_path: Path, path: str) -> None:
+    arena = Arena(tmp_path)
+    assert read_through(arena.workspace, path) is None
 
-    assert target == (arena.workspace / "a" / "b" / "ok.txt").resolve()
-    assert read_through(arena.workspace, "link_inside/ok.txt") == "inside"
+    assert_contained(arena, path)
+    assert (arena.workspace / path).read_text() == "pwned"
+
+
+def test_links_are_not_followed_even_when_they_stay_inside(arena: Arena) -> None:
+    assert read_through(arena.workspace, "link_inside/ok.txt") is None
+    assert read_through(arena.workspace, "a/b/ok.txt") == "inside"
 
 
 def test_reads_of_fixtures_are_allowed(arena: Arena) -> None:
@@ -329,12 +333,12 @@ def test_reads_of_fixtures_are_allowed(arena: Arena) -> None:
 
 
 def test_refusal_carries_rule_and_message(arena: Arena) -> None:
-    with pytest.raises(PathRefused) as info:
-        resolve_in_workspace(arena.workspace, "link_out/x.txt", write=True)
+    with pytest.raises(ToolFailed) as info:
+        write_file(tools(arena.workspace), "link_out/x.txt", "pwned")
 
-    assert info.value.rule == "path_refused"
-    assert "outside the workspace" in info.value.message
-    assert info.value.decision().allowed is False
+    assert info.value.rule == "symlink"
+    assert "symbolic link" in info.value.message and str(arena.base) not in info.value.message
+    assert info.value.governance is True
 
 
 SEGMENTS = [
@@ -401,15 +405,3 @@ def test_arbitrary_text_paths_never_reach_outside_the_workspace(arena: Arena, pa
 @settings(max_examples=1500, deadline=None)
 def test_punctuation_soup_never_reaches_outside_the_workspace(arena: Arena, path: str) -> None:
     assert_contained(arena, path)
-
-
-def test_resolved_paths_are_inside_when_allowed(tmp_path: Path) -> None:
-    ws = tmp_path / "ws"
-    ws.mkdir()
-
-    target = resolve_in_workspace(ws, "services/new/x.py", write=True)
-
-    assert target == ws.resolve() / "services" / "new" / "x.py"
-    assert resolve_in_workspace(ws, ".", allow_root=True) == ws.resolve()
-    with pytest.raises(PathRefused):
-        resolve_in_workspace(ws, ".", write=True, allow_root=True)
