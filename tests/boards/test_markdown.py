@@ -82,7 +82,7 @@ def test_the_usual_markdown_becomes_html() -> None:
 def test_tables_render_without_extra_attributes() -> None:
     # Tables come from the Markdown library; alignment (a style attribute), link titles and a code
     # fence's language class are dropped, since only href and start may appear.
-    assert render("| a | b |\n|:--|--:|\n| 1 | [x](/y \"t\") |\n\n```py\nx\n```") == (
+    assert render('| a | b |\n|:--|--:|\n| 1 | [x](/y "t") |\n\n```py\nx\n```') == (
         "<table><thead><tr><th>a</th><th>b</th></tr></thead>"
         '<tbody><tr><td>1</td><td><a href="/y" rel="nofollow noopener noreferrer">x</a></td></tr></tbody></table>'
         "<pre><code>x</code></pre>"
