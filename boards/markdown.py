@@ -72,7 +72,7 @@ def _link_is_safe(url: str) -> bool:
 
 
 def _refusing_escaped_slash(link_rule: InlineRule) -> InlineRule:
-    """The inline link rule, but `[x](\\/host)` stays text as it did before CommonMark.
+    """The inline link rule, but `[x](\\/host)` stays text, with no link.
 
     CommonMark reads `\\/` as an escaped slash, so the address is the harmless "/host"; the earlier
     renderer kept the backslash, which browsers read as "//host", and its tests refuse such a link."""
