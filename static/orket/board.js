@@ -175,7 +175,8 @@
   /* Copy server-sanitised HTML through an allowlist: tags are recreated, text goes in as text. */
   var SAFE_TAGS = {
     P: true, BR: true, H3: true, H4: true, H5: true, H6: true, UL: true, OL: true, LI: true,
-    BLOCKQUOTE: true, PRE: true, CODE: true, STRONG: true, EM: true, DEL: true, A: true, HR: true
+    BLOCKQUOTE: true, PRE: true, CODE: true, STRONG: true, EM: true, DEL: true, A: true, HR: true,
+    TABLE: true, THEAD: true, TBODY: true, TR: true, TH: true, TD: true
   };
 
   function safeMarkup(html) {
@@ -192,7 +193,8 @@
           var node = document.createElement(child.tagName.toLowerCase());
           if (child.tagName === "A") {
             var href = child.getAttribute("href") || "";
-            if (/^(https?:|mailto:|\/(?!\/)|#|\?|\.)/i.test(href) || !/^[^/?#]*:/.test(href)) {
+            var local = !/^(\\|\/\\|\/\/)/.test(href); // not //host, /\host or \host
+            if (local && (/^(https?:|mailto:|\/|#|\?|\.)/i.test(href) || !/^[^/?#]*:/.test(href))) {
               node.setAttribute("href", href);
             }
             node.setAttribute("rel", "nofollow noopener noreferrer");

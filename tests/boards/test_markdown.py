@@ -79,6 +79,17 @@ def test_the_usual_markdown_becomes_html() -> None:
     assert render("") == "" and render("  \n ") == ""
 
 
+def test_tables_render_without_extra_attributes() -> None:
+    # Tables come from the Markdown library; alignment (a style attribute), link titles and a code
+    # fence's language class are dropped, since only href and start may appear.
+    assert render('| a | b |\n|:--|--:|\n| 1 | [x](/y "t") |\n\n```py\nx\n```') == (
+        "<table><thead><tr><th>a</th><th>b</th></tr></thead>"
+        '<tbody><tr><td>1</td><td><a href="/y" rel="nofollow noopener noreferrer">x</a></td></tr></tbody></table>'
+        "<pre><code>x</code></pre>"
+    )
+    assert_safe("| a |\n|---|\n| <script>alert(1)</script> [j](javascript:alert(1)) |")
+
+
 def test_script_tags_and_raw_html_are_shown_as_text() -> None:
     html = render("<script>alert(1)</script>\n<b onclick=alert(1)>bold</b> <img src=x onerror=alert(1)>")
     assert "<script" not in html and "<b " not in html and "<img" not in html
