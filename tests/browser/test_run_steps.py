@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from tests.browser.chromium import wait_until
 from tests.browser.test_run_view import DEMO_EPIC, MS, START_RUN_JS, STORED_EVENTS_JS, signed_in_page
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(150)]
@@ -196,7 +197,7 @@ async def test_the_run_view_shows_each_step_folds_results_and_marks_refusals(tmp
         live: dict[str, Any] = await page.evaluate("window.orketRun.state()")
         assert not live["final"], f"the run ended before its steps could be watched: {live}"
 
-        await page.wait_for_function("window.orketRun.state().done", timeout=90 * MS)
+        await wait_until(page, "window.orketRun.state().done", timeout=90 * MS)
         stored = await page.evaluate(STORED_EVENTS_JS, run_id)
         turns = await page.evaluate(TURNS_JS)
         shown = await page.evaluate(SHOWN_SEQS_JS)
@@ -225,19 +226,19 @@ async def test_the_run_view_shows_each_step_folds_results_and_marks_refusals(tmp
 
         # Loaded afresh, the page rebuilds the same steps from the stored events.
         await page.reload()
-        await page.wait_for_function("window.orketRun.state().done", timeout=30 * MS)
+        await wait_until(page, "window.orketRun.state().done", timeout=30 * MS)
         reloaded = await page.evaluate(TURNS_JS)
 
         # A resumed turn, played from an export file: one block per step, the step asked again marked.
         await page.goto(f"{base}/runs/{run_id}/replay/")
-        await page.wait_for_function("window.orketRun.state().total > 0", timeout=15 * MS)
+        await wait_until(page, "window.orketRun.state().total > 0", timeout=15 * MS)
         export_path = tmp_path / "resumed.jsonl"
         export_path.write_text(resumed_export())
         await page.set_input_files("#replay-file", str(export_path))
-        await page.wait_for_function(f"window.orketRun.state().total === {len(RESUMED_EVENTS)}", timeout=15 * MS)
+        await wait_until(page, f"window.orketRun.state().total === {len(RESUMED_EVENTS)}", timeout=15 * MS)
         await page.select_option("#replay-speed", "0")
         await page.click("#replay-play")
-        await page.wait_for_function(f"window.orketRun.state().lastSeq === {len(RESUMED_EVENTS)}", timeout=20 * MS)
+        await wait_until(page, f"window.orketRun.state().lastSeq === {len(RESUMED_EVENTS)}", timeout=20 * MS)
         resumed = await page.evaluate(RESUMED_JS)
 
     events = stored["events"]
