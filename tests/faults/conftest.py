@@ -171,3 +171,14 @@ def assert_runs_whole(cluster: Cluster, run_ids: list[int]) -> None:
 
 def project_of_run(cluster: Cluster, run_id: int) -> int:
     return int(cluster.query("SELECT project_id FROM agents_run WHERE id=%s", run_id)[0][0])
+
+
+def assert_tokens_counted_once(cluster: Cluster, run_id: int) -> None:
+    """The run's token count is the sum of its steps': no stored answer was counted twice."""
+    run_tokens = cluster.query("SELECT tokens_in + tokens_out FROM agents_run WHERE id = %s", run_id)[0][0]
+    step_tokens = cluster.query(
+        "SELECT sum(s.tokens_in + s.tokens_out) FROM agents_turnstep s JOIN agents_turn t ON s.turn_id = t.id "
+        "WHERE t.run_id = %s",
+        run_id,
+    )[0][0]
+    assert run_tokens == step_tokens, "a step's tokens were counted twice"

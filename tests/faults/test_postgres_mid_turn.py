@@ -20,7 +20,7 @@ import pytest
 
 from benchmarks.cluster import Cluster
 from tests.agents.fake_llm import FakeLLMServer, RecordedRequest, Reply, json_error, ollama_stream
-from tests.faults.conftest import Api, assert_runs_whole, wait_for_runs
+from tests.faults.conftest import Api, assert_runs_whole, assert_tokens_counted_once, wait_for_runs
 from tests.faults.test_model_outage import create_profile, wait_until
 from tests.services import free_port
 
@@ -124,11 +124,5 @@ def test_a_turn_cut_off_by_postgresql_does_not_repeat_its_calls(cluster: Cluster
     # the one later chat is step 2.
     assert model.chats == 2, model.chats
     assert finished[run_id][0] == "failed" and "blocked" in finished[run_id][1].lower(), finished
-    tokens = cluster.query("SELECT tokens_in + tokens_out FROM agents_run WHERE id = %s", run_id)[0][0]
-    turn_tokens = cluster.query(
-        "SELECT sum(s.tokens_in + s.tokens_out) FROM agents_turnstep s JOIN agents_turn t ON s.turn_id = t.id "
-        "WHERE t.run_id = %s",
-        run_id,
-    )[0][0]
-    assert tokens == turn_tokens, "the stored answer's tokens were counted twice"
+    assert_tokens_counted_once(cluster, run_id)
     assert_runs_whole(cluster, [run_id])

@@ -16,7 +16,7 @@ import pytest
 
 from benchmarks.cluster import Cluster
 from tests.agents.fake_llm import FakeLLMServer, RecordedRequest, Reply, json_error
-from tests.faults.conftest import Api, assert_runs_whole, wait_for_runs
+from tests.faults.conftest import Api, assert_runs_whole, assert_tokens_counted_once, wait_for_runs
 from tests.faults.test_model_outage import create_profile, wait_until
 from tests.faults.test_postgres_mid_turn import calls_answer
 from tests.services import free_port
@@ -120,11 +120,5 @@ def test_a_worker_killed_between_steps_resumes_at_the_next_step(cluster: Cluster
         turn_id,
     )
     assert [row[0]["steps_done"] for row in resumed] == [2]
-    tokens = cluster.query("SELECT tokens_in + tokens_out FROM agents_run WHERE id = %s", run_id)[0][0]
-    step_tokens = cluster.query(
-        "SELECT sum(s.tokens_in + s.tokens_out) FROM agents_turnstep s JOIN agents_turn t ON s.turn_id = t.id "
-        "WHERE t.run_id = %s",
-        run_id,
-    )[0][0]
-    assert tokens == step_tokens, "a step's tokens were counted twice"
+    assert_tokens_counted_once(cluster, run_id)
     assert_runs_whole(cluster, [run_id])
