@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import time
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
@@ -120,8 +121,6 @@ class Watch:
 
 def provider_of(profile: ModelProfile) -> Any:
     if profile.provider == ModelProfile.Provider.SCRIPTED:
-        import os
-
         speed = profile.tokens_per_second or float(os.environ.get("ORKET_SCRIPTED_TOKENS_PER_SECOND", "0")) or None
         return provider_for("scripted", replies=scripted_reply, tokens_per_second=speed)
     return provider_for(profile.provider, **profile.connection_options())
