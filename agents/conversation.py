@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 OBSERVATION_MARKER = "ORKET-OBSERVATION"
@@ -39,7 +39,6 @@ class StepRecord:
     native_calls: Sequence[Mapping[str, Any]] = ()  # {"id", "name", "arguments"} as the provider gave them
     calls: Sequence[Mapping[str, Any]] = ()  # the records of the calls, in the order they were parsed
     reminded: bool = False  # the answer made no call and the model was reminded of the protocol
-    extra: Sequence[str] = field(default_factory=tuple)  # Orket's own remarks after the calls
 
 
 def reminder_text(*, constrained: bool) -> str:
@@ -110,7 +109,6 @@ def step_messages(step: StepRecord, *, constrained: bool = False) -> list[dict[s
             f"arguments: {arguments}",
         ]
         lines.append(result_text(record))
-    lines += ["", *step.extra] if step.extra else []
     lines += ["", NEXT_STEP]
     messages.append({"role": "user", "content": "\n".join(lines)})
     return messages
@@ -127,8 +125,6 @@ def _native_messages(step: StepRecord) -> list[dict[str, Any]]:
         messages.append(
             {"role": "tool", "tool_call_id": call["id"], "name": call["name"], "content": result_text(record)}
         )
-    if step.extra:
-        messages.append({"role": "user", "content": "\n".join(step.extra)})
     return messages
 
 

@@ -275,17 +275,17 @@ def run_advance(*, run_id: int) -> Run | None:
     waiting = gitea_hooks.cards_waiting_for_review(cards)  # linked projects: people review in Gitea
     started = _start_turns(run, [card for card in cards if card.pk not in waiting], slots=run.max_parallel - active)
     if active == 0 and started == 0:
-        cards = _run_cards(run)  # as they are now: starting turns may have blocked some of them
         if waiting_for_model:
             # The model server is down: the run waits, and beat's reaper advances idle runs again
             # every ORKET_REAP_SECONDS, which resumes the cards once the server answers.
             return run
+        cards = _run_cards(run)  # as they are now: starting turns may have blocked some of them
         if waiting and all(card.status in machine.FINAL_STATUSES or card.pk in waiting for card in cards):
             _finish_run(
                 run, RunStatus.SUCCEEDED, f"The agents' work is done; {len(waiting)} card(s) await review in Gitea."
             )
         elif _only_people_review_left(cards):
-            people = sum(card.status == machine.BLOCKED for card in cards)
+            people = sum(card.wait_reason == "review" for card in cards)
             _finish_run(
                 run, RunStatus.SUCCEEDED, f"The agents' work is done; {people} card(s) wait for review by a person."
             )

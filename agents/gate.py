@@ -1,7 +1,7 @@
 """The tool gate and the workspace path policy: pure checks made before any tool call runs.
 
     decision = check_call("write_file", {"path": "services/x.py", "content": "..."},
-                          allowed_tools=role.tools, calls_in_turn=3, governance_on=True)
+                          allowed_tools=role.tools, calls_in_answer=3, governance_on=True)
     if not decision.allowed:
         record_refusal(decision.rule, decision.message, decision.fix)   # never executed
 
@@ -22,7 +22,7 @@ from typing import Any
 from agents.prompts import TOOL_SCHEMAS, VERIFICATION_FOLDER
 from boards.governance import check_workspace_path, path_in_component
 
-MAX_CALLS_PER_TURN = 20
+MAX_CALLS_PER_ANSWER = 20
 MAX_FILE_BYTES = 1024 * 1024
 MAX_PATH_CHARS = 1024
 MAX_SEGMENT_CHARS = 255
@@ -53,13 +53,13 @@ def check_call(
     arguments: Mapping[str, Any],
     *,
     allowed_tools: Sequence[str],
-    calls_in_turn: int,
+    calls_in_answer: int,
     governance_on: bool,
 ) -> Decision:
     """Whether one tool call may run.
 
-    calls_in_turn: how many calls of this step's answer came before this one (the 0-based position of this
-    call), so the 21st call of one answer (calls_in_turn=20) is refused.
+    calls_in_answer: how many calls of this step's answer came before this one (the 0-based position of this
+    call), so the 21st call of one answer (calls_in_answer=20) is refused.
     """
     if not isinstance(name, str) or name not in TOOL_SCHEMAS:
         known = ", ".join(sorted(TOOL_SCHEMAS))
@@ -72,11 +72,11 @@ def check_call(
             f"Your role may not call {name}.",
             f"Use only your role's tools ({mine}), or leave a note for a seat that may.",
         )
-    if calls_in_turn >= MAX_CALLS_PER_TURN:
+    if calls_in_answer >= MAX_CALLS_PER_ANSWER:
         return Decision(
             False,
             "too_many_calls",
-            f"One answer may make at most {MAX_CALLS_PER_TURN} tool calls; this was call {calls_in_turn + 1}.",
+            f"One answer may make at most {MAX_CALLS_PER_ANSWER} tool calls; this was call {calls_in_answer + 1}.",
             "Make fewer calls per answer; you will see their results before your next answer.",
         )
     if not isinstance(arguments, Mapping):

@@ -169,6 +169,13 @@ class TurnLoop:
         self.fixed: list[dict[str, Any]] = []
         self.tools: list[dict[str, Any]] = []
         self.signatures = self._earlier_signatures()
+        # Earlier turns of the card in this run are finished: their tokens do not change during this one.
+        self.card_tokens_before = (
+            Turn.objects.filter(run_id=turn.run_id, card_id=turn.card_id, number__lt=turn.number).aggregate(
+                total=Sum(F("tokens_in") + F("tokens_out"))
+            )["total"]
+            or 0
+        )
         self.last_step_refused = self._previous_turn_ended_refused()
         self.reminders = 0
         self.answer_tokens = profile.max_tokens
@@ -183,6 +190,10 @@ class TurnLoop:
             diff=lambda path: workspace.card_diff(card.pk, path=path),
         )
 
+    def _event(self, kind: str, **data: Any) -> None:
+        """A run event of this turn's card."""
+        event_append(self.run.pk, kind, turn_id=self.turn.pk, card_id=self.card.pk, **data)
+
     # -- the loop --------------------------------------------------------------------------------
 
     def run_steps(self) -> TurnEnding:
@@ -191,11 +202,8 @@ class TurnLoop:
         for step in done:
             self._replay(step)
         if self.steps:
-            event_append(
-                self.run.pk,
+            self._event(
                 "turn.resumed",
-                turn_id=self.turn.pk,
-                card_id=self.card.pk,
                 steps_done=len(done),
                 reason="Earlier steps of this turn are on record; their answers and calls are not repeated.",
             )
@@ -247,9 +255,7 @@ class TurnLoop:
         parsed = parse_tool_calls(step.raw_answer, [ToolCall(**call) for call in step.native_calls] or None)
         if step.finished_at is None:
             for problem in parsed.problems:
-                event_append(
-                    self.run.pk, "parse.problem", turn_id=self.turn.pk, card_id=self.card.pk, message=str(problem)
-                )
+                self._event("parse.problem", message=str(problem))
         records, blocked = self._act(step, parsed.calls)
         step_files = {
             str(r["arguments"].get("path", ""))
@@ -274,20 +280,12 @@ class TurnLoop:
             return TurnEnding("limit", f"Reached the turn's time limit of {profile.turn_seconds} s.")
         if run.tokens_in + run.tokens_out >= run.token_budget:
             return TurnEnding("budget", f"The run's token budget of {run.token_budget} is spent.")
-        used = (
-            Turn.objects.filter(run_id=run.pk, card_id=self.card.pk).aggregate(
-                total=Sum(F("tokens_in") + F("tokens_out"))
-            )["total"]
-            or 0
-        ) + self._tokens_of_this_attempt()
+        used = self.card_tokens_before + sum(step.tokens_in + step.tokens_out for step in self.steps)
         if used >= run.card_token_budget:
             report = f"The card used its budget of {run.card_token_budget} tokens in this run ({used} used)."
             block_card(run, Card.objects.get(pk=self.card.pk), "input", report)
             return TurnEnding("blocked", report)
         return None
-
-    def _tokens_of_this_attempt(self) -> int:
-        return sum(step.tokens_in + step.tokens_out for step in self.steps)
 
     # -- asking the model ------------------------------------------------------------------------
 
@@ -313,11 +311,8 @@ class TurnLoop:
             answer_room,
             min(profile.max_tokens, profile.context_size - fitted.tokens - safety_margin(profile.context_size)),
         )
-        event_append(
-            self.run.pk,
+        self._event(
             "step.started",
-            turn_id=self.turn.pk,
-            card_id=self.card.pk,
             step=number,
             request_tokens=fitted.tokens,
             shortened=fitted.shortened,
@@ -385,11 +380,8 @@ class TurnLoop:
     def _remember_shape(self, shape: str, detail: str) -> None:
         ModelProfile.objects.filter(pk=self.profile.pk).update(json_schema_shape=shape)
         self.profile.json_schema_shape = shape
-        event_append(
-            self.run.pk,
+        self._event(
             "model.schema_shape",
-            turn_id=self.turn.pk,
-            card_id=self.card.pk,
             profile=self.profile.name,
             shape=shape,
             detail=detail,
@@ -420,11 +412,8 @@ class TurnLoop:
                 answer.schema_shape = str(event.metadata.get("schema_shape") or "")
             elif isinstance(event, Retrying):
                 text.flush()
-                event_append(
-                    run.pk,
+                self._event(
                     "model.retry",
-                    turn_id=turn.pk,
-                    card_id=turn.card_id,
                     attempt=event.attempt,
                     error=str(event.error),
                     delay_seconds=round(event.delay, 2),
@@ -502,11 +491,8 @@ class TurnLoop:
                 record["id"] = call.id
             records.append(record)
             self.signatures.append(signature)
-            event_append(
-                self.run.pk,
+            self._event(
                 "tool.call",
-                turn_id=self.turn.pk,
-                card_id=self.card.pk,
                 step=step.number,
                 name=call.name,
                 arguments=arguments,
@@ -518,7 +504,7 @@ class TurnLoop:
                 call.name,
                 arguments,
                 allowed_tools=[*self.role.allowed_tools],
-                calls_in_turn=index,
+                calls_in_answer=index,
                 governance_on=self.governance,
             )
             if not decision.allowed:
@@ -594,15 +580,7 @@ class TurnLoop:
         record = records[-1]
         record.update(decision=decision, **fields)
         with transaction.atomic():
-            event_append(
-                self.run.pk,
-                kind,
-                turn_id=self.turn.pk,
-                card_id=self.card.pk,
-                step=step.number,
-                name=record["name"],
-                **fields,
-            )
+            self._event(kind, step=step.number, name=record["name"], **fields)
             stored = TurnStep.objects.filter(
                 pk=step.pk, turn__status=TurnStatus.RUNNING, turn__lease_owner=self.owner
             ).update(calls=scrub(records))
@@ -626,9 +604,7 @@ class TurnLoop:
         if not sha:
             return
         self.commit_sha = sha
-        event_append(
-            self.run.pk, "workspace.commit", turn_id=self.turn.pk, card_id=self.card.pk, sha=sha, files=sorted(files)
-        )
+        self._event("workspace.commit", sha=sha, files=sorted(files))
         card = Card.objects.get(pk=self.card.pk)
         if card.last_verification:
             board_services.card_record_verification(
@@ -656,14 +632,11 @@ class TurnLoop:
         return None
 
     def _finish_step(self, step: TurnStep, records: list[dict[str, Any]], outcome: str, engine_started: float) -> None:
-        engine_ms = int((time.monotonic() - engine_started) * 1000)
-        TurnStep.objects.filter(pk=step.pk).update(outcome=outcome, finished_at=timezone.now(), engine_ms=engine_ms)
-        step.outcome, step.finished_at, step.engine_ms, step.calls = outcome, timezone.now(), engine_ms, records
-        event_append(
-            self.run.pk,
+        engine_ms, finished_at = int((time.monotonic() - engine_started) * 1000), timezone.now()
+        TurnStep.objects.filter(pk=step.pk).update(outcome=outcome, finished_at=finished_at, engine_ms=engine_ms)
+        step.outcome, step.finished_at, step.engine_ms, step.calls = outcome, finished_at, engine_ms, records
+        self._event(
             "step.finished",
-            turn_id=self.turn.pk,
-            card_id=self.card.pk,
             step=step.number,
             outcome=outcome,
             calls=len(records),

@@ -25,7 +25,6 @@ from agents.prompt_budget import PromptTooLarge
 from agents.providers import ProviderError
 from agents.run_events import event_append, scrub
 from agents.steps import RunCanceled, TurnEnding, TurnLoop
-from agents.turn_prompt import prompt_context
 from agents.workspaces import ProjectWorkspace, project_workspace_root
 from boards import machine
 from boards import services as board_services
@@ -34,8 +33,6 @@ from boards.models import Card
 from orket_site.errors import OrketError
 
 logger = logging.getLogger(__name__)
-
-__all__ = ["MODEL_UNAVAILABLE", "prompt_context", "turn_execute"]
 
 # The outcome of a turn whose model server did not answer after every retry; its card waits and resumes.
 MODEL_UNAVAILABLE = "The model server is unavailable"

@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 from channels.db import database_sync_to_async
-from channels.testing import WebsocketCommunicator
 from django.core.cache import cache
 from django.db import DataError, connection, transaction
 from django.test import Client
@@ -20,8 +19,8 @@ from django.test import Client
 from agents.gitea.models import WebhookDelivery
 from agents.models import ModelProfile, Run, RunEvent, Team
 from boards.models import Card, Epic, Project, ProjectRole
-from orket_site.asgi import application
 from orket_site.seed import seed_first_run
+from tests.test_security_sweep import ws_refusal
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -128,18 +127,6 @@ def test_bad_filters_on_list_endpoints_answer_400(board: dict[str, Any]) -> None
     assert client.get(f"/api/runs/{run.pk}/events/?limit=5&after=0").status_code == 200
 
 
-async def socket_close_code(path: str, cookie: str | None) -> int | None:
-    headers = [(b"origin", b"http://127.0.0.1"), (b"host", b"127.0.0.1")]
-    if cookie:
-        headers.append((b"cookie", f"sessionid={cookie}".encode()))
-    communicator = WebsocketCommunicator(application, path, headers=headers)
-    connected, code = await communicator.connect(timeout=5)
-    if connected:
-        await communicator.disconnect()
-        return None
-    return code
-
-
 @pytest.mark.asyncio
 async def test_socket_paths_with_ids_no_row_can_have_are_closed_like_missing_ones(
     board: dict[str, Any], caplog: pytest.LogCaptureFixture
@@ -148,9 +135,9 @@ async def test_socket_paths_with_ids_no_row_can_have_are_closed_like_missing_one
     huge = "123456789012345678901234567890"
     with caplog.at_level(logging.WARNING):
         for path in (f"/ws/runs/{huge}/", f"/ws/projects/{huge}/", f"/ws/runs/{2**63}/", "/ws/runs/abc/", "/ws/nope/"):
-            assert await socket_close_code(path, None) == 4401, path
-            assert await socket_close_code(path, cookie) == 4404, path
-        assert await socket_close_code(f"/ws/projects/{board['project'].pk}/", cookie) is None
+            assert await ws_refusal(path, None) == 4401, path
+            assert await ws_refusal(path, cookie) == 4404, path
+        assert await ws_refusal(f"/ws/projects/{board['project'].pk}/", cookie) is None
     errors = [record for record in caplog.records if record.levelno >= logging.ERROR]
     assert not errors, [record.getMessage() for record in errors]
     assert await database_sync_to_async(Run.objects.count)() == 1

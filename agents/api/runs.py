@@ -21,7 +21,7 @@ from agents.export import STEP_FIELDS, export_chunks, export_chunks_async
 from agents.models import Role, Run, RunEvent, RunStatus, Turn, TurnStep
 from agents.prompts import compile_prompt
 from agents.run_events import event_frame, events_after
-from agents.turns import prompt_context
+from agents.turn_prompt import prompt_context
 from boards.access import require_project_role, visible_projects
 from boards.api.permissions import ProjectRolePermission
 from boards.models import Card, Epic, ProjectRole

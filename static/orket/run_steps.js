@@ -14,16 +14,7 @@ const OUTCOMES = {
   blocked: "blocked the card"
 };
 
-function el(tag, className, text) {
-  const node = document.createElement(tag);
-  if (className) {
-    node.className = className;
-  }
-  if (text !== undefined && text !== null) {
-    node.textContent = String(text);
-  }
-  return node;
-}
+const el = window.orketDom.el;  // dom.js, loaded before the modules of the page
 
 function count(value) {
   return Number(value || 0).toLocaleString("en-US");

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from agents.gate import (
-    MAX_CALLS_PER_TURN,
+    MAX_CALLS_PER_ANSWER,
     MAX_FILE_BYTES,
     Decision,
     check_call,
@@ -28,7 +28,7 @@ ALL_TOOLS = list(TOOL_SCHEMAS)
 
 
 def call(name: str, args: Any, *, tools: list[str] = ALL_TOOLS, n: int = 0, governance: bool = False) -> Decision:
-    return check_call(name, args, allowed_tools=tools, calls_in_turn=n, governance_on=governance)
+    return check_call(name, args, allowed_tools=tools, calls_in_answer=n, governance_on=governance)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -58,8 +58,8 @@ def test_tool_not_in_the_roles_list() -> None:
 
 
 def test_at_most_twenty_calls_per_turn() -> None:
-    assert call("get_card_context", {}, n=MAX_CALLS_PER_TURN - 1).allowed
-    decision = call("get_card_context", {}, n=MAX_CALLS_PER_TURN)
+    assert call("get_card_context", {}, n=MAX_CALLS_PER_ANSWER - 1).allowed
+    decision = call("get_card_context", {}, n=MAX_CALLS_PER_ANSWER)
 
     assert (decision.allowed, decision.rule) == (False, "too_many_calls")
 

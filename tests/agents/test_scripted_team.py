@@ -118,7 +118,7 @@ def assert_gate_passes(role_name: str, calls: list[ParsedCall], *, governance: b
             call.name,
             call.arguments,
             allowed_tools=ROLES[role_name]["tools"],
-            calls_in_turn=position,
+            calls_in_answer=position,
             governance_on=governance,
         )
         assert decision.allowed, (call, decision)

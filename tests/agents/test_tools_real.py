@@ -48,7 +48,7 @@ def write(root: Path, files: dict[str, str | bytes]) -> None:
 
 
 def search(workspace: Path, **arguments: Any) -> dict[str, Any]:
-    decision = check_call("search_code", arguments, allowed_tools=CODER_TOOLS, calls_in_turn=0, governance_on=False)
+    decision = check_call("search_code", arguments, allowed_tools=CODER_TOOLS, calls_in_answer=0, governance_on=False)
     assert decision.allowed, decision
     return execute_tool(context(workspace), "search_code", arguments)
 
@@ -171,7 +171,11 @@ def test_search_code_in_a_real_card_worktree_skips_its_git_metadata(tmp_path: Pa
 
 def test_search_code_path_goes_through_the_path_policy(code: Path) -> None:
     decision = check_call(
-        "search_code", {"pattern": "x", "path": "../"}, allowed_tools=CODER_TOOLS, calls_in_turn=0, governance_on=False
+        "search_code",
+        {"pattern": "x", "path": "../"},
+        allowed_tools=CODER_TOOLS,
+        calls_in_answer=0,
+        governance_on=False,
     )
     assert not decision.allowed and decision.rule == "path_refused"
 
@@ -180,7 +184,7 @@ def test_search_code_path_goes_through_the_path_policy(code: Path) -> None:
 
 
 def edit(workspace: Path, **arguments: Any) -> dict[str, Any]:
-    decision = check_call("edit_file", arguments, allowed_tools=CODER_TOOLS, calls_in_turn=0, governance_on=False)
+    decision = check_call("edit_file", arguments, allowed_tools=CODER_TOOLS, calls_in_answer=0, governance_on=False)
     assert decision.allowed, decision
     return execute_tool(context(workspace), "edit_file", arguments)
 

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from tests.browser.chromium import chromium_or_skip, launch_chromium, log_in_through_page, wait_until
+from tests.browser.test_run_view import START_RUN_JS
 from tests.processes import PYTHON, app_env, started, wait_for_http
 from tests.services import free_port
 
@@ -25,17 +26,6 @@ async () => {
   const project = (projects.results || projects).find((item) => item.slug === "demo");
   const epics = await (await fetch(`/api/epics/?project=${project.id}`)).json();
   return {project: project.id, epic: epics.results[0].id};
-}
-"""
-START_RUN_JS = """
-async (epic) => {
-  const token = (document.cookie.match(/(?:^|; )csrftoken=([^;]*)/) || [])[1] || "";
-  const response = await fetch(`/api/epics/${epic}/runs/`, {
-    method: "POST",
-    headers: {"X-CSRFToken": decodeURIComponent(token), "Content-Type": "application/json"},
-    body: JSON.stringify({model_profile: "scripted-demo"}),
-  });
-  return {status: response.status, body: await response.json()};
 }
 """
 
