@@ -35,6 +35,8 @@ from agents.models import (
     TurnStatus,
 )
 from agents.run_events import event_append
+from agents.sources import services as source_services
+from agents.sources.models import SourceRepository
 from boards import machine
 from boards import services as board_services
 from boards.actors import Actor
@@ -240,9 +242,38 @@ def _blocked_summary(cards: list[Card]) -> str:
     return "Nothing more can progress: " + "; ".join(lines) + "."
 
 
-@transaction.atomic
 def run_advance(*, run_id: int) -> Run | None:
-    """Look at the run and its cards, start turns for what can be worked, or finish the run."""
+    """Look at the run and its cards, start turns for what can be worked, or finish the run. A run
+    that has not started yet first fetches the project's source repository (outside any transaction)."""
+    _source_prepare(run_id)
+    return _run_advance(run_id=run_id)
+
+
+def _source_prepare(run_id: int) -> None:
+    """Fetch the source before a queued run starts, once. A failed fetch fails the run with the reason:
+    agents never work on stale code without anyone knowing."""
+    run = Run.objects.filter(pk=run_id, status=RunStatus.QUEUED, source_revision="").first()
+    if run is None or not SourceRepository.objects.filter(project_id=run.project_id).exists():
+        return
+    try:
+        fetched = source_services.source_fetch(
+            project_id=run.project_id, start_branch=source_services.epic_base_branch(run.epic_id)
+        )
+    except OrketError as error:
+        with transaction.atomic():
+            locked = Run.objects.select_for_update().get(pk=run_id)
+            if not locked.is_final:
+                _finish_run(locked, RunStatus.FAILED, error.message)
+        return
+    if fetched is None:
+        return
+    with transaction.atomic():
+        if Run.objects.filter(pk=run_id, status=RunStatus.QUEUED).update(source_revision=fetched.sha):
+            event_append(run_id, "source.fetched", sha=fetched.sha, branch=fetched.default_branch, note=fetched.note)
+
+
+@transaction.atomic
+def _run_advance(*, run_id: int) -> Run | None:
     run = Run.objects.select_for_update().filter(pk=run_id).first()
     if run is None or run.is_final:
         return run

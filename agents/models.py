@@ -277,6 +277,9 @@ class Run(models.Model):
     tokens_in = models.PositiveBigIntegerField(default=0)
     tokens_out = models.PositiveBigIntegerField(default=0)
     last_seq = models.PositiveBigIntegerField(default=0, help_text="Sequence number of the latest run event.")
+    source_revision = models.CharField(
+        max_length=64, blank=True, help_text="The source repository's commit fetched before the run started."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -412,6 +415,11 @@ class EpicAgentSettings(models.Model):
 
     epic = models.OneToOneField("boards.Epic", on_delete=models.CASCADE, related_name="agent_settings")
     model_profile = models.ForeignKey(ModelProfile, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    base_branch = models.CharField(
+        max_length=200,
+        blank=True,
+        help_text="The branch of the project's source repository its cards start from; empty: the default branch.",
+    )
 
     def __str__(self) -> str:
         return f"agent settings of epic {self.epic_id}"
@@ -470,3 +478,4 @@ class ProjectAgentSettings(models.Model):
 
 
 from agents.gitea.models import ForgeEventKey, GiteaLink, PullRequestLink, WebhookDelivery  # noqa: E402, F401
+from agents.sources.models import SourceRepository  # noqa: E402, F401

@@ -23,3 +23,4 @@ def turns_reap_stale() -> int:
 
 
 from agents.gitea import tasks as gitea_tasks  # noqa: E402, F401  (registers the Gitea tasks)
+from agents.sources import tasks as source_tasks  # noqa: E402, F401  (registers the source repository tasks)

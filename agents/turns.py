@@ -24,6 +24,7 @@ from agents.models import Role, Run, Turn, TurnFailure, TurnStatus
 from agents.prompt_budget import PromptTooLarge
 from agents.providers import ProviderError
 from agents.run_events import event_append, scrub
+from agents.sources.services import card_start_branch
 from agents.steps import RunCanceled, TurnEnding, TurnLoop
 from agents.workspaces import ProjectWorkspace, project_workspace_root
 from boards import machine
@@ -127,7 +128,7 @@ def _execute_claimed(run: Run, turn: Turn, owner: str, started: float, keeper: L
             actor=actor,
             profile=profile,
             workspace=workspace,
-            worktree=workspace.card_worktree(card.pk),
+            worktree=workspace.card_worktree(card.pk, start=card_start_branch(card)),
             keeper=keeper,
             started=started,
         )

@@ -29,6 +29,8 @@ from typing import NamedTuple
 ORKET_NAME = "Orket"
 ORKET_EMAIL = "orket@localhost"
 MAIN = "main"
+BASE_BRANCH_KEY = "orket.basebranch"  # set in a cloned source repository: the branch cards start from
+CARD_BASE_KEY = "orketbase"  # branch.card/<id>.orketbase: the ref the card's branch started from
 MAX_DIFF_BYTES = 200 * 1024
 GIT_TIMEOUT = 120.0
 _CARD_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
@@ -80,6 +82,16 @@ class ProjectWorkspace:
         self.repo = self.root / "repo"
         self.cards = self.root / "cards"
         self.lock_path = self.root / ".lock"
+        self._base: str | None = None
+
+    def base_branch(self) -> str:
+        """The branch cards start from and merge into: main, or a cloned source's default branch."""
+        if self._base is None:
+            found = ""
+            if (self.repo / ".git").is_dir():
+                found = self._git(self.repo, "config", "--local", "--get", BASE_BRANCH_KEY, check=False).stdout.strip()
+            self._base = found or MAIN
+        return self._base
 
     # -- locking ---------------------------------------------------------------------------------------------
 
@@ -118,6 +130,8 @@ class ProjectWorkspace:
     def _ensure_locked(self) -> None:
         if (self.repo / ".git").is_dir() and self._has_main():
             return
+        if self.base_branch() != MAIN:
+            raise WorkspaceError(f"the workspace's base branch {self.base_branch()} is missing from {self.repo}")
         self.repo.mkdir(parents=True, exist_ok=True)
         if not (self.repo / ".git").is_dir():
             self._git(self.repo, "init", "--quiet", f"--initial-branch={MAIN}")
@@ -136,7 +150,7 @@ class ProjectWorkspace:
             self._git(self.repo, "commit", "--quiet", "--allow-empty", "-m", "Initialize the project workspace")
 
     def _has_main(self) -> bool:
-        done = self._git(self.repo, "rev-parse", "--verify", "--quiet", f"refs/heads/{MAIN}", check=False)
+        done = self._git(self.repo, "rev-parse", "--verify", "--quiet", f"refs/heads/{self.base_branch()}", check=False)
         return done.returncode == 0
 
     # -- cards -----------------------------------------------------------------------------------------------
@@ -147,8 +161,9 @@ class ProjectWorkspace:
     def card_branch(self, card_id: int | str) -> str:
         return f"card/{_card(card_id)}"
 
-    def card_worktree(self, card_id: int | str) -> Path:
-        """The card's worktree at root/cards/<id> on branch card/<id>, created from main when absent."""
+    def card_worktree(self, card_id: int | str, *, start: str = "") -> Path:
+        """The card's worktree at root/cards/<id> on branch card/<id>, created when absent from the branch
+        `start` (the source's remote-tracking branch of that name, else a local one) or the base branch."""
         path = self.card_path(card_id)
         branch = self.card_branch(card_id)
         with self.lock():
@@ -162,8 +177,30 @@ class ProjectWorkspace:
             if self._branch_exists(branch):
                 self._git(self.repo, "worktree", "add", "--quiet", str(path), branch)
             else:
-                self._git(self.repo, "worktree", "add", "--quiet", "-b", branch, str(path), MAIN)
+                origin = self.start_ref(start)
+                self._git(self.repo, "worktree", "add", "--quiet", "--no-track", "-b", branch, str(path), origin)
+                self._git(self.repo, "config", "--local", f"branch.{branch}.{CARD_BASE_KEY}", origin)
         return path
+
+    def start_ref(self, start: str = "") -> str:
+        """The ref a new card branch starts from: the local branch `start` (made from the source's branch of
+        that name the first time), or the base branch when `start` is empty. Call it holding the lock.
+        Cards merge back into the branch they started from, so later cards of an epic build on earlier ones."""
+        if not start or start == self.base_branch():
+            return f"refs/heads/{self.base_branch()}"
+        if self._branch_exists(start):
+            return f"refs/heads/{start}"
+        fetched = f"refs/remotes/origin/{start}"
+        if self._git(self.repo, "rev-parse", "--verify", "--quiet", fetched, check=False).returncode == 0:
+            self._git(self.repo, "branch", "--quiet", "--no-track", start, fetched)
+            return f"refs/heads/{start}"
+        raise WorkspaceError(f"the base branch {start} does not exist in the workspace's repository")
+
+    def card_base(self, card_id: int | str) -> str:
+        """The ref the card's branch is compared with: where it started, or the base branch."""
+        branch = self.card_branch(card_id)
+        done = self._git(self.repo, "config", "--local", "--get", f"branch.{branch}.{CARD_BASE_KEY}", check=False)
+        return done.stdout.strip() or self.base_branch()
 
     def commit_card(self, card_id: int | str, *, seat: str, message: str) -> str | None:
         """Commit every change in the card's worktree as `seat`; the sha, or None when nothing changed."""
@@ -191,12 +228,13 @@ class ProjectWorkspace:
             return self._git(path, "rev-parse", "HEAD").stdout.strip()
 
     def card_diff(self, card_id: int | str, *, path: str = "", max_bytes: int = MAX_DIFF_BYTES) -> str:
-        """The card branch's changes since it left main (main...card/<id>), limited to `path` when
+        """The card branch's changes since it left its base (base...card/<id>), limited to `path` when
         given, cut at `max_bytes` with a note."""
         branch = self.card_branch(card_id)
         if not self._branch_exists(branch):
             return ""
-        args = ["git", "diff", "--no-ext-diff", "--no-textconv", "--no-color", f"{MAIN}...{branch}"]
+        base = self.card_base(card_id)
+        args = ["git", "diff", "--no-ext-diff", "--no-textconv", "--no-color", f"{base}...{branch}"]
         if path:
             args += ["--", f":(literal){path}"]
         with subprocess.Popen(
@@ -210,21 +248,23 @@ class ProjectWorkspace:
             else:
                 proc.wait(timeout=GIT_TIMEOUT)
         if not cut and proc.returncode != 0:
-            raise WorkspaceError(f"git diff of {branch} against {MAIN} failed")
+            raise WorkspaceError(f"git diff of {branch} against {base} failed")
         text = data[:max_bytes].decode("utf-8", errors="replace")
         if cut:
             text = text.rsplit("\n", 1)[0] + f"\n[diff cut at {max_bytes // 1024} KB]\n"
         return text
 
     def merge_card(self, card_id: int | str) -> str:
-        """Merge card/<id> into main (--no-ff); the merge commit's sha. MergeConflict leaves main clean."""
+        """Merge card/<id> into the base branch (--no-ff); the merge commit's sha. MergeConflict leaves
+        the base branch clean."""
         card = _card(card_id)
         branch = self.card_branch(card_id)
         with self.lock():
             self._ensure_locked()
+            main = self.card_base(card_id).removeprefix("refs/heads/")
             if not self._branch_exists(branch):
                 raise WorkspaceError(f"card {card} has no branch {branch} to merge")
-            self._git(self.repo, "checkout", "--quiet", MAIN)
+            self._git(self.repo, "checkout", "--quiet", main)
             done = self._git(
                 self.repo,
                 "merge",
@@ -232,7 +272,7 @@ class ProjectWorkspace:
                 "--no-edit",
                 "--no-verify",
                 "-m",
-                f"card {card}: merge {branch} into {MAIN}",
+                f"card {card}: merge {branch} into {main}",
                 branch,
                 check=False,
             )
@@ -243,15 +283,15 @@ class ProjectWorkspace:
                 listed = ", ".join(files) if files else "see git's message"
                 detail = (done.stdout + done.stderr).strip()[-2000:]
                 raise MergeConflict(
-                    f"card {card} cannot be merged into {MAIN}: conflicting changes in {listed}. "
-                    f"Main is unchanged; update the card's branch and try again. ({detail})",
+                    f"card {card} cannot be merged into {main}: conflicting changes in {listed}. "
+                    f"{main} is unchanged; update the card's branch and try again. ({detail})",
                     files,
                 )
             return self._git(self.repo, "rev-parse", "HEAD").stdout.strip()
 
-    def log(self, branch: str = MAIN) -> list[LogEntry]:
-        """The commits of `branch`, newest first: (sha, author name, subject)."""
-        done = self._git(self.repo, "log", "--format=%H%x00%an%x00%s", branch, "--")
+    def log(self, branch: str = "") -> list[LogEntry]:
+        """The commits of `branch` (the base branch by default), newest first: (sha, author name, subject)."""
+        done = self._git(self.repo, "log", "--format=%H%x00%an%x00%s", branch or self.base_branch(), "--")
         entries = []
         for line in done.stdout.splitlines():
             sha, author, subject = line.split("\x00", 2)

@@ -236,6 +236,8 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = ORKET_MAX_BODY_BYTES
 # Hosts the server may connect to on a user's say-so (Gitea and model server base URLs): names,
 # host:port, addresses and CIDR networks; loopback only by default (agents.outbound).
 ORKET_OUTBOUND_HOSTS = env_list("ORKET_OUTBOUND_HOSTS", ["127.0.0.0/8", "::1", "localhost"])
+# Folders on the server under which a project may use a local git repository as its source (os.pathsep-separated).
+ORKET_LOCAL_REPO_ROOTS = env_str("ORKET_LOCAL_REPO_ROOTS", "")
 FILE_UPLOAD_MAX_MEMORY_SIZE = ORKET_MAX_BODY_BYTES
 
 REST_FRAMEWORK = {

@@ -34,6 +34,7 @@ urlpatterns = [
     path("accounts/password/done/", auth_views.PasswordChangeDoneView.as_view(), name="password_change_done"),
     path("api/", include(api_patterns)),
     path("", include("agents.gitea.urls")),  # /hooks/gitea/<project>/ (signed, no login), Gitea pages and API
+    path("", include("agents.sources.urls")),  # the source repository page and API
     path("", include("agents.pages_urls")),
     path("", include("boards.pages_urls")),
     path("", include("boards.settings_urls")),

@@ -108,3 +108,13 @@ def fast_forward(worktree: Path, sha: str) -> bool:
     """Move the worktree's branch to `sha` when that is a fast-forward; False when it is not."""
     done = _git(worktree, "", "merge", "--ff-only", "--quiet", sha)
     return done.returncode == 0
+
+
+def auth_env(token: str, config: dict[str, str] | None = None) -> dict[str, str]:
+    """git's environment for talking to a remote with `token` (may be empty) and `config`."""
+    return _env(token, config)
+
+
+def scrub_token(text: str, token: str) -> str:
+    """`text` without `token` or the header made from it."""
+    return _scrub(text, token)

@@ -28,6 +28,7 @@ from agents.gitea.models import (
 )
 from agents.gitea.signatures import new_secret, payload_hash, signature_valid
 from agents.models import Role, Run, SeatNote, Turn
+from agents.sources import services as source_services
 from agents.workspaces import ProjectWorkspace
 from boards import machine
 from boards import services as board_services
@@ -878,11 +879,21 @@ def card_pull_request_open(*, card_id: int) -> PullRequestLink | None:
     url = git_remote.remote_url(link.base_url, link.owner, link.repo)
     pinned = outbound_policy.git_config(url)  # before the token is read: a refused host never gets it
     token = link.token()
+    # A project whose source is this repository targets the branch its card started from, so the
+    # pull request shares that branch's history.
+    from_source = source_services.pull_request_base(card.project_id, card.epic_id)
+    base_branch = from_source or link.base_branch
     with workspace.lock():
-        try:  # the base branch, when the repository has none yet
-            git_remote.push(
-                workspace.repo, url, token, local_ref="refs/heads/main", remote_branch=link.base_branch, config=pinned
-            )
+        try:  # the base branch, when the repository has none yet (a source repository has it already)
+            if not from_source:
+                git_remote.push(
+                    workspace.repo,
+                    url,
+                    token,
+                    local_ref=f"refs/heads/{workspace.base_branch()}",
+                    remote_branch=base_branch,
+                    config=pinned,
+                )
         except git_remote.PushFailed as error:
             logger.info("base branch not pushed (it exists with other history, or is protected): %s", error)
         sha = git_remote.local_sha(workspace.repo, f"refs/heads/{branch}")
@@ -902,7 +913,7 @@ def card_pull_request_open(*, card_id: int) -> PullRequestLink | None:
             existing[0]
             if existing
             else client.pull_create(
-                head=branch, base=link.base_branch, title=f"Card #{card.pk}: {card.title}"[:250], body=_pull_body(card)
+                head=branch, base=base_branch, title=f"Card #{card.pk}: {card.title}"[:250], body=_pull_body(card)
             )
         )
     finally:
