@@ -19,7 +19,7 @@ from agents.gitea.models import GiteaLink
 from agents.models import EpicAgentSettings
 from agents.sources import services
 from agents.sources.models import SourceKind, SourceRepository
-from boards.access import require_project_role, role_allows
+from boards.access import require_project_role, role_allows, visible_projects
 from boards.errors import NotFound
 from boards.models import Epic, Project, ProjectRole
 from orket_site.errors import OrketError
@@ -95,9 +95,7 @@ def source_api(request: Request, project_id: int) -> Response:
 @api_view(["GET", "PUT"])
 def epic_base_branch_api(request: Request, epic_id: int) -> Response:
     """GET (viewers) or PUT (maintainers) the branch the epic's cards start from ("" for the default)."""
-    epic = Epic.objects.filter(pk=epic_id).first()
-    if epic is None:
-        raise NotFound("Epic not found.")
+    epic = get_object_or_404(Epic.objects.filter(project__in=visible_projects(request.user)), pk=epic_id)
     if request.method == "GET":
         require_project_role(request.user, epic.project_id, ProjectRole.VIEWER)
         return Response({"base_branch": services.epic_base_branch(epic.pk)})
