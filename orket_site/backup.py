@@ -61,6 +61,7 @@ OWNED: list[tuple[str, ProjectRows]] = [
     ("agents.RunEvent", lambda p: _model("agents.RunEvent").objects.filter(run__project=p)),
     ("agents.SeatNote", lambda p: _model("agents.SeatNote").objects.filter(card__project=p)),
     ("agents.GiteaLink", lambda p: _model("agents.GiteaLink").objects.filter(project=p)),
+    ("agents.SourceRepository", lambda p: _model("agents.SourceRepository").objects.filter(project=p)),
     ("agents.WebhookDelivery", lambda p: _model("agents.WebhookDelivery").objects.filter(project=p)),
     ("agents.ForgeEventKey", lambda p: _model("agents.ForgeEventKey").objects.filter(project=p)),
     ("agents.PullRequestLink", lambda p: _model("agents.PullRequestLink").objects.filter(project=p)),
