@@ -13,6 +13,7 @@ import base64
 import os
 import subprocess
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from socketserver import ThreadingMixIn
@@ -40,9 +41,10 @@ class _QuietHandler(WSGIRequestHandler):
 
 
 class GitHttpServer:
-    def __init__(self, root: Path, token: str = "") -> None:
+    def __init__(self, root: Path, token: str = "", pack_delay: float = 0.0) -> None:
         self.root = Path(root)
         self.token = token
+        self.pack_delay = pack_delay  # seconds before answering a pack request, so a clone takes a while
         self.requests: list[str] = []
         self.authorizations: list[str] = []
         self._server: _Server | None = None
@@ -73,6 +75,8 @@ class GitHttpServer:
             if given != expected:
                 start_response("401 Unauthorized", [("WWW-Authenticate", 'Basic realm="git"'), ("Content-Length", "0")])
                 return [b""]
+        if self.pack_delay and environ["REQUEST_METHOD"] == "POST":
+            time.sleep(self.pack_delay)
         env = {key: value for key, value in environ.items() if isinstance(value, str) and key.isupper()}
         env.update({"GIT_PROJECT_ROOT": str(self.root), "GIT_HTTP_EXPORT_ALL": "1", "PATH": os.environ["PATH"]})
         env.update({k: v for k, v in GIT_ENV.items() if k.startswith("GIT_CONFIG")})
