@@ -268,7 +268,9 @@ def _source_prepare(run_id: int) -> None:
     if fetched is None:
         return
     with transaction.atomic():
-        if Run.objects.filter(pk=run_id, status=RunStatus.QUEUED).update(source_revision=fetched.sha):
+        if Run.objects.filter(pk=run_id, status=RunStatus.QUEUED, source_revision="").update(
+            source_revision=fetched.sha
+        ):
             event_append(run_id, "source.fetched", sha=fetched.sha, branch=fetched.default_branch, note=fetched.note)
 
 

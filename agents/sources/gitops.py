@@ -17,6 +17,7 @@ import os
 import re
 import shutil
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -156,6 +157,9 @@ def _run(
     deadline = time.monotonic() + timeout
     tail = b""
     last_report = 0.0
+    watchdog = threading.Timer(timeout, proc.kill)  # a git that hangs silently is stopped too
+    watchdog.daemon = True
+    watchdog.start()
     try:
         while True:
             chunk = proc.stderr.read1(8192) if hasattr(proc.stderr, "read1") else proc.stderr.read(8192)
@@ -175,9 +179,12 @@ def _run(
         proc.kill()
         raise SourceGitFailed(f"git {args[1]} took longer than {int(timeout)} s and was stopped.") from error
     finally:
+        watchdog.cancel()
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+    if code < 0 and time.monotonic() >= deadline:
+        raise SourceGitFailed(f"git {args[1]} took longer than {int(timeout)} s and was stopped.")
     lines = [line.strip() for line in re.split(r"[\r\n]+", tail.decode("utf-8", errors="replace"))]
     said = "\n".join(line for line in lines if line and not _PROGRESS.search(line))
     return code, scrub(said, token)[-2000:]
@@ -224,9 +231,18 @@ def clone(
     args = ["git", "clone", "--progress", "--origin", "origin", "--no-hardlinks"]
     if not url.startswith(("http://", "https://")):
         args.append("--no-local")
-    code, said = _run(
-        [*args, "--", url, str(dest)], cwd=dest.parent, env=env, token=token, timeout=timeout, on_progress=on_progress
-    )
+    try:
+        code, said = _run(
+            [*args, "--", url, str(dest)],
+            cwd=dest.parent,
+            env=env,
+            token=token,
+            timeout=timeout,
+            on_progress=on_progress,
+        )
+    except SourceGitFailed:
+        shutil.rmtree(dest, ignore_errors=True)
+        raise
     if code != 0:
         shutil.rmtree(dest, ignore_errors=True)
         raise SourceGitFailed(explain(said, token_env=token_env, url=_shown(url)))

@@ -74,3 +74,13 @@ def test_complaints_become_what_to_do() -> None:
     assert "needs a token" in gitops.explain("fatal: could not read Username", token_env="", url="u")
     assert "No repository was found at u" in gitops.explain("fatal: repository 'u' not found", token_env="", url="u")
     assert "could not connect" in gitops.explain("Failed to connect to 127.0.0.1 port 9", token_env="", url="u")
+
+
+def test_a_clone_that_hangs_is_stopped_at_its_time_limit(tmp_path: Path) -> None:
+    from tests.agents.git_http import GitHttpServer, upstream_repository
+
+    upstream_repository(tmp_path / "served", "app.git")
+    with GitHttpServer(tmp_path / "served", pack_delay=4.0) as server:
+        with pytest.raises(gitops.SourceGitFailed, match="took longer than 1 s"):
+            gitops.clone(server.url("app.git"), tmp_path / "clone", timeout=1.0)
+    assert not (tmp_path / "clone").exists()
