@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 
 from agents import engine
-from agents.gitea.models import PullRequestLink
+from agents.gitea.models import DeliveryStatus, PullRequestLink, WebhookDelivery
 from agents.sources import services
 from agents.sources.models import SourceRepository
-from tests.agents.engine_support import worker_thread
+from tests.agents.engine_support import wait_for_run, worker_thread
 from tests.agents.git_http import commit_upstream, git
 from tests.gitea.fake_gitea import FakeGitea
 from tests.gitea.support import link, new_card, seeded_project
@@ -51,7 +51,7 @@ def test_the_linked_gitea_repository_as_source_gets_pull_requests_that_share_its
         assert source.state == "ready" and source.default_branch == "trunk", source.error
 
         card = new_card(project)
-        engine.run_start(epic=card.epic, card=card)
+        run = engine.run_start(epic=card.epic, card=card)
         pull = wait_until(
             "the pull request",
             lambda: PullRequestLink.objects.filter(card=card).first() and fake.branch_sha(f"card/{card.pk}"),
@@ -64,3 +64,7 @@ def test_the_linked_gitea_repository_as_source_gets_pull_requests_that_share_its
         assert shared.returncode == 0
         assert fake.branch_sha("main") == ""  # nothing was pushed beside the source's own branches
         assert gitea_link.base_branch == "main"  # the link's default did not decide the target
+        # Let the loop settle (the run ends, Gitea's webhooks are processed) before the worker stops.
+        assert wait_for_run(run.pk).status == "succeeded"
+        fake.wait_sent()
+        wait_until("the deliveries", lambda: not WebhookDelivery.objects.filter(status=DeliveryStatus.QUEUED).exists())
