@@ -80,7 +80,9 @@ def test_a_clone_that_hangs_is_stopped_at_its_time_limit(tmp_path: Path) -> None
     from tests.agents.git_http import GitHttpServer, upstream_repository
 
     upstream_repository(tmp_path / "served", "app.git")
-    with GitHttpServer(tmp_path / "served", pack_delay=4.0) as server:
-        with pytest.raises(gitops.SourceGitFailed, match="took longer than 1 s"):
-            gitops.clone(server.url("app.git"), tmp_path / "clone", timeout=1.0)
+    with (
+        GitHttpServer(tmp_path / "served", pack_delay=4.0) as server,
+        pytest.raises(gitops.SourceGitFailed, match="took longer than 1 s"),
+    ):
+        gitops.clone(server.url("app.git"), tmp_path / "clone", timeout=1.0)
     assert not (tmp_path / "clone").exists()
