@@ -10,6 +10,7 @@ import logging
 import shutil
 import time
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,8 @@ from boards.models import Epic, Project
 from orket_site.errors import OrketError
 
 logger = logging.getLogger(__name__)
+# A clone whose row has not moved for this long is taken for stopped (a worker that died mid-clone).
+STALLED_AFTER = timedelta(seconds=gitops.CLONE_TIMEOUT + 300)
 
 
 class SourceInvalid(OrketError):
@@ -197,7 +200,7 @@ def source_clone(*, project_id: int, generation: int) -> SourceRepository | None
 
     def report(percent: int, phase: str) -> None:
         SourceRepository.objects.filter(pk=source.pk, generation=generation).update(
-            progress=percent, progress_phase=phase[:40]
+            progress=percent, progress_phase=phase[:40], updated_at=timezone.now()
         )
 
     try:
@@ -271,6 +274,11 @@ def source_fetch(*, project_id: int, start_branch: str = "") -> Fetched | None:
     if source is None:
         return None
     if source.state == SourceState.CLONING:
+        if timezone.now() - source.updated_at > STALLED_AFTER:
+            raise SourceNotReady(
+                "The clone of the source repository stopped making progress (its worker may have stopped); "
+                "set the source again to clone it afresh."
+            )
         raise SourceNotReady(
             f"The source repository is still being cloned ({source.progress}%); start the run when it is ready."
         )

@@ -320,3 +320,20 @@ def test_the_settings_page_shows_the_state_and_only_maintainers_change_it(
     shown = member.get(page).content.decode()
     assert 'id="source-state">ready<' in shown and "trunk" in shown
     assert "source-settings-link" in member.get(f"/projects/{demo.project_id}/settings/").content.decode()
+
+
+def test_a_run_fails_while_the_clone_runs_and_says_when_a_clone_has_stalled(
+    demo: Epic, settings, tmp_path: Path
+) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    settings.ORKET_LOCAL_REPO_ROOTS = str(tmp_path)
+    bare = upstream_repository(tmp_path, "app.git")
+    services.source_repository_set(project=demo.project, user=_admin(), kind="local", path=str(bare))
+    run = drive(engine.run_start(epic=demo).pk)  # no worker: the clone has not run
+    assert run.status == "failed" and "still being cloned (0%)" in run.status_reason, run.status_reason
+    SourceRepository.objects.update(updated_at=timezone.now() - timedelta(hours=2))
+    run = drive(engine.run_start(epic=demo).pk)
+    assert run.status == "failed" and "stopped making progress" in run.status_reason, run.status_reason
