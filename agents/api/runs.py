@@ -17,7 +17,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from agents import engine
-from agents.export import STEP_FIELDS, export_chunks, export_chunks_async
+from agents.export import STEP_FIELDS, TURN_RECORD_NAMES, export_chunks, export_chunks_async
 from agents.models import Role, Run, RunEvent, RunStatus, Turn, TurnStep
 from agents.prompts import compile_prompt
 from agents.run_events import event_frame, events_after
@@ -104,37 +104,7 @@ class TurnSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Turn
-        fields = [
-            "id",
-            "run",
-            "card",
-            "number",
-            "seat",
-            "role",
-            "purpose",
-            "model_profile",
-            "model",
-            "provider",
-            "status",
-            "outcome",
-            "failure",
-            "attempts",
-            "lease_owner",
-            "messages",
-            "raw_answer",
-            "reasoning",
-            "answer_recorded_at",
-            "tool_calls",
-            "tokens_in",
-            "tokens_out",
-            "time_to_first_token_ms",
-            "duration_ms",
-            "commit_sha",
-            "created_at",
-            "started_at",
-            "finished_at",
-            "steps",
-        ]
+        fields = [*TURN_RECORD_NAMES, "steps"]
 
 
 class RunStartSerializer(serializers.Serializer):
