@@ -162,6 +162,35 @@ TOOL_SCHEMAS: dict[str, dict[str, Any]] = {
         "required": [],
         "additionalProperties": False,
     },
+    "run_command": {
+        "type": "object",
+        "properties": {
+            "argv": {
+                "type": "array",
+                "items": {"type": "string", "maxLength": 4000},
+                "minItems": 1,
+                "maxItems": 64,
+                "description": 'The program and its arguments, e.g. ["python3", "-m", "pytest", "-x"]; no shell.',
+            },
+            "workdir": {**_PATH_PROP, "description": "A folder of the checkout to run in; omit for the top."},
+        },
+        "required": ["argv"],
+        "additionalProperties": False,
+    },
+    "run_tests": {
+        "type": "object",
+        "properties": {
+            "path": {**_PATH_PROP, "description": "Run only the tests in this file or folder; optional."},
+            "args": {
+                "type": "array",
+                "items": {"type": "string", "maxLength": 400},
+                "maxItems": 32,
+                "description": "Extra arguments for the test command (e.g. -k name); optional.",
+            },
+        },
+        "required": [],
+        "additionalProperties": False,
+    },
     "finish_turn": {
         "type": "object",
         "properties": {
@@ -187,6 +216,15 @@ TOOL_DESCRIPTIONS: dict[str, str] = {
     "search_code": "Search the workspace's text files for a regular expression or plain text; lists path:line hits.",
     "edit_file": "Replace one exact, unique piece of text in a file (old_text must occur exactly once).",
     "git_diff": "Show what this card changed so far: its branch against the base branch.",
+    "run_command": (
+        "Run a program (an argument list, not a shell line) in an isolated, throwaway copy of the card's checkout: "
+        "no network, time and memory limits; its file changes are discarded. Returns the exit code and output."
+    ),
+    "run_tests": (
+        "Run the checkout's test suite (pytest, npm test, go test, dotnet test, cargo test, mvn test) in isolation "
+        "and get passed/failed counts and the output. A passing run of the whole suite on committed code verifies "
+        "the card."
+    ),
     "finish_turn": "End your turn with a summary of what you did and what is left; the card moves on.",
 }
 
