@@ -54,7 +54,7 @@ MAX_ARGV = 64
 MAX_ARG_CHARS = 4_000
 MAX_COPY_BYTES = 500 * 1024 * 1024
 COPY_SKIP = frozenset({".git"})
-RUNNER_KEEPS_FACTOR = 8  # the runner keeps this many times the shown output, so the tail can be shown
+RUNNER_KEEPS_BYTES = 4_000_000  # per stream; the runner keeps the head, so the shown tail is real up to this size
 
 
 class CommandRefused(IllegalState):
@@ -105,7 +105,7 @@ def command_limits() -> Limits:
         memory_mb=int(_setting("ORKET_COMMAND_MEMORY_MB", "1024")),
         max_processes=int(_setting("ORKET_COMMAND_MAX_PROCESSES", "128")),
         cpus=float(_setting("ORKET_COMMAND_CPUS", "1")),
-        max_output_bytes=output_limit() * RUNNER_KEEPS_FACTOR,
+        max_output_bytes=max(output_limit() * 8, RUNNER_KEEPS_BYTES),
     )
 
 
