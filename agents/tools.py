@@ -21,7 +21,7 @@ from boards.actors import Actor
 from boards.errors import InvalidInput
 from boards.models import Card, CardDependency, Comment
 from orket_site.errors import OrketError
-from sandboxes.commands import CommandRefused, command_run, tests_run
+from sandboxes.commands import CommandRefused, card_tests_run, command_run
 
 MAX_READ_BYTES = 1024 * 1024
 MAX_LISTING = 500
@@ -285,7 +285,7 @@ def run_tests(context: ToolContext, path: str = "", args: list[str] | None = Non
     if path not in ("", "."):
         _checked(path, allow_root=True)
     with _command_errors():
-        return tests_run(
+        return card_tests_run(
             card=context.card,
             requested_by=context.actor.seat or "agent",
             path=path,

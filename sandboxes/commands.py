@@ -1,7 +1,7 @@
 """Commands agents run in a card's checkout (`run_command`) and the card's own tests (`run_tests`).
 
     outcome = command_run(card=card, argv=["python3", "-c", "print(1)"], on_output=print_live)
-    summary = tests_run(card=card, requested_by="senior_developer", on_output=print_live)
+    summary = card_tests_run(card=card, requested_by="senior_developer", on_output=print_live)
 
 A command is an argument list, never a shell line. It runs with the verification isolation
 (`verification.choose_runner`: a Docker container where an engine answers, else bubblewrap) over a
@@ -289,7 +289,7 @@ def _spec(name: str) -> Path | None:
 # -- the card's own tests ------------------------------------------------------------------------------------------
 
 
-def tests_run(
+def card_tests_run(
     *,
     card: Card,
     requested_by: str,
