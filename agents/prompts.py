@@ -216,15 +216,8 @@ TOOL_DESCRIPTIONS: dict[str, str] = {
     "search_code": "Search the workspace's text files for a regular expression or plain text; lists path:line hits.",
     "edit_file": "Replace one exact, unique piece of text in a file (old_text must occur exactly once).",
     "git_diff": "Show what this card changed so far: its branch against the base branch.",
-    "run_command": (
-        "Run a program (an argument list, not a shell line) in an isolated, throwaway copy of the card's checkout: "
-        "no network, time and memory limits; its file changes are discarded. Returns the exit code and output."
-    ),
-    "run_tests": (
-        "Run the checkout's test suite (pytest, npm test, go test, dotnet test, cargo test, mvn test) in isolation "
-        "and get passed/failed counts and the output. A passing run of the whole suite on committed code verifies "
-        "the card."
-    ),
+    "run_command": "Run a program (argv, no shell) isolated, on a throwaway copy of the workspace.",
+    "run_tests": "Run the workspace's tests isolated: pass/fail counts and output.",
     "finish_turn": "End your turn with a summary of what you did and what is left; the card moves on.",
 }
 
@@ -473,6 +466,8 @@ def tool_signature(name: str) -> str:
     for key, prop in schema["properties"].items():
         mark = "" if key in schema["required"] else "?"
         kind = "|".join(prop["enum"]) if "enum" in prop else _KIND_WORDS.get(prop.get("type", ""), "value")
+        if prop.get("type") == "array" and prop.get("items", {}).get("type") == "string":
+            kind = "list of text"
         parts.append(f"{key}{mark}: {kind}")
     return f"{name}({', '.join(parts)})"
 
