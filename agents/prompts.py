@@ -168,7 +168,6 @@ TOOL_SCHEMAS: dict[str, dict[str, Any]] = {
             "argv": {
                 "type": "array",
                 "items": {"type": "string", "maxLength": 4000},
-                "minItems": 1,
                 "maxItems": 64,
                 "description": 'The program and its arguments, e.g. ["python3", "-m", "pytest", "-x"]; no shell.',
             },
