@@ -23,7 +23,8 @@ verification (passed or failed) for the done gate; a later commit of the card cl
 
 from __future__ import annotations
 
-import functools
+import hashlib
+import importlib.metadata
 import importlib.util
 import os
 import shutil
@@ -49,7 +50,7 @@ from sandboxes.verification import MAX_STORED_OUTPUT, VerificationUnavailable, c
 
 WORKSPACE = "/workspace"
 PYTHON_TOOLS = "/orket/python"
-PYTEST_PACKAGES = ("pytest", "_pytest", "pluggy", "iniconfig", "packaging", "py")
+PYTEST_PACKAGES = ("pytest", "_pytest", "pluggy", "iniconfig", "packaging", "pygments", "py")
 MAX_ARGV = 64
 MAX_ARG_CHARS = 4_000
 MAX_COPY_BYTES = 500 * 1024 * 1024
@@ -251,27 +252,31 @@ def _python_tools() -> tuple[dict[Path, str], dict[str, str]]:
     return {folder: PYTHON_TOOLS}, {"PYTHONPATH": PYTHON_TOOLS}
 
 
-@functools.cache
 def _pytest_folder() -> Path | None:
-    """A read-only copy of the pytest that Orket itself runs with (pure Python), made once per process."""
+    """A read-only copy of the pytest that Orket itself runs with (pure Python), made once per data folder
+    and pytest version, under DATA_DIR/command-tools/."""
     found = [spec for spec in map(_spec, PYTEST_PACKAGES) if spec is not None]
     if not any(origin.name in ("pytest", "pytest.py") for origin in found):
         return None
-    folder = Path(settings.DATA_DIR) / "command-tools" / f"python-{os.getpid()}"
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
+    key = hashlib.sha256("\n".join([importlib.metadata.version("pytest"), *map(str, found)]).encode()).hexdigest()
+    root = Path(settings.DATA_DIR) / "command-tools"
+    folder = root / f"python-{key[:16]}"
+    if folder.is_dir():
+        return folder
+    root.mkdir(parents=True, exist_ok=True)
+    building = Path(tempfile.mkdtemp(prefix=".building-", dir=root))
     for origin in found:
-        target = folder / origin.name
+        target = building / origin.name
         if origin.is_dir():
             shutil.copytree(origin, target, ignore=shutil.ignore_patterns("__pycache__"))
         else:
             shutil.copyfile(origin, target)
-    for path in [folder, *folder.rglob("*")]:
+    for path in [building, *building.rglob("*")]:
         path.chmod(0o755 if path.is_dir() else 0o644)
-    parent = folder.parent
-    while parent != Path(settings.DATA_DIR) and parent.is_relative_to(settings.DATA_DIR):
-        parent.chmod(0o755)
-        parent = parent.parent
+    try:
+        building.rename(folder)
+    except OSError:  # another process made it first
+        shutil.rmtree(building, ignore_errors=True)
     return folder
 
 

@@ -253,3 +253,23 @@ def test_argv_is_a_list_never_a_shell_line(card: Card, monkeypatch: pytest.Monke
         command_run(card=card, argv="echo hi; rm -rf /")  # type: ignore[arg-type]
     outcome = command_run(card=card, argv=["echo", "hi; touch /tmp/x"])
     assert outcome.stdout == "hi; touch /tmp/x\n"
+
+
+def test_run_tests_counts_a_python_checkout(backend: str, card: Card) -> None:
+    """The pytest Orket offers works in each isolation (the Docker test image has no pytest of its own)."""
+    workspace, checkout = checkout_of(card)
+    (checkout / "test_app.py").write_text(
+        "from app import VALUE\n\n\ndef test_value():\n    assert VALUE == 1\n\n\n"
+        "def test_wrong():\n    assert VALUE == 2\n"
+    )
+    workspace.commit_card(card.pk, seat="senior_developer", message="tests")
+    seen: list[str] = []
+    summary = commands.card_tests_run(card=card, requested_by="t", on_output=lambda stream, text: seen.append(text))
+    assert (summary["tool"], summary["status"], summary["passed"], summary["failed"]) == ("pytest", "failed", 1, 1)
+    assert "1 failed, 1 passed" in summary["summary"]
+    assert "1 failed, 1 passed" in "".join(seen)
+    assert_isolated_summary(summary, backend)
+
+
+def assert_isolated_summary(summary: dict[str, Any], backend: str) -> None:
+    assert summary["backend"] == ("docker" if backend == "docker" else "local")
