@@ -23,6 +23,7 @@ verification (passed or failed) for the done gate; a later commit of the card cl
 
 from __future__ import annotations
 
+import compileall
 import hashlib
 import importlib.metadata
 import importlib.util
@@ -271,6 +272,9 @@ def _pytest_folder() -> Path | None:
             shutil.copytree(origin, target, ignore=shutil.ignore_patterns("__pycache__"))
         else:
             shutil.copyfile(origin, target)
+    # Compiled now, as commands run with a read-only copy and PYTHONDONTWRITEBYTECODE: pytest would be
+    # compiled again on every call (about a second). Interpreters of another version ignore these files.
+    compileall.compile_dir(building, quiet=1, workers=1)
     for path in [building, *building.rglob("*")]:
         path.chmod(0o755 if path.is_dir() else 0o644)
     try:
