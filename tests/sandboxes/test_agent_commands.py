@@ -21,6 +21,8 @@ from typing import Any
 import pytest
 from django.conf import settings
 
+from agents.conversation import result_text
+from agents.tools import ToolContext, ToolFailed, execute_tool
 from agents.workspaces import ProjectWorkspace, project_workspace_root
 from boards import services as board_services
 from boards.actors import Actor
@@ -239,6 +241,17 @@ def test_plain_subprocess_is_refused_without_the_setting(card: Card, monkeypatch
         command_run(card=card, argv=["python3", "-c", "print('ran')"])
     assert refused.value.code == "plain_commands_refused"
     assert "ORKET_AGENT_COMMANDS_ALLOW_PLAIN=1" in refused.value.message
+
+    # Through the tool, the agent reads why as the call's observation.
+    context = ToolContext(
+        card=card, actor=Actor.orket("t"), workspace=checkout_of(card)[1], seats=[], verification=lambda c: {}
+    )
+    with pytest.raises(ToolFailed) as failed:
+        execute_tool(context, "run_command", {"argv": ["python3", "-c", "print('ran')"]})
+    assert failed.value.rule == "plain_commands_refused" and not failed.value.governance
+    assert "FAILED (plain_commands_refused)" in result_text(
+        {"decision": "failed", "rule": failed.value.rule, "message": failed.value.message}
+    )
 
     monkeypatch.setenv("ORKET_AGENT_COMMANDS_ALLOW_PLAIN", "1")
     outcome = command_run(card=card, argv=["python3", "-c", "print('ran')"])
