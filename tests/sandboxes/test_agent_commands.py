@@ -201,8 +201,20 @@ def test_reading_the_hosts_files(backend: str, card: Card, outside: Path) -> Non
     data_file = Path(settings.DATA_DIR) / f"secret-{secrets.token_hex(4)}.txt"
     data_file.write_text("data secret")
     data_file.chmod(0o644)
+    # A link in the checkout (a cloned repository may hold one) must not lead out of it, nor be followed
+    # when the copy is handed to the sandbox user.
+    workspace, checkout = checkout_of(card)
+    (checkout / "hostlink").symlink_to(outside)
+    workspace.commit_card(card.pk, seat="senior_developer", message="a link")
+    owner = (outside.stat().st_uid, (outside / "secret.txt").stat().st_uid)
     try:
-        targets = [str(outside / "secret.txt"), str(data_file), "/etc/shadow", "/root/.bash_history"]
+        targets = [
+            str(outside / "secret.txt"),
+            "hostlink/secret.txt",
+            str(data_file),
+            "/etc/shadow",
+            "/root/.bash_history",
+        ]
         code = (
             "found = []\n"
             f"for path in {targets!r}:\n"
@@ -214,6 +226,7 @@ def test_reading_the_hosts_files(backend: str, card: Card, outside: Path) -> Non
     assert outcome.exit_code == 0, outcome.stderr
     assert "secret" not in outcome.stdout, outcome.stdout
     assert outcome.stdout.strip() == "[]"
+    assert (outside.stat().st_uid, (outside / "secret.txt").stat().st_uid) == owner
 
 
 def test_writes_inside_the_checkout_do_not_reach_the_card_branch(backend: str, card: Card) -> None:
