@@ -27,8 +27,10 @@ import compileall
 import hashlib
 import importlib.metadata
 import importlib.util
+import logging
 import os
 import shutil
+import stat
 import subprocess
 import tempfile
 from dataclasses import asdict, dataclass
@@ -49,6 +51,8 @@ from sandboxes.models import SandboxSettings, VerificationKind, VerificationRun,
 from sandboxes.testsuite import BadSuiteArguments, SuiteCounts, cut_output, parse_counts, suite_command
 from sandboxes.verification import MAX_STORED_OUTPUT, VerificationUnavailable, card_workspace, choose_runner
 
+log = logging.getLogger(__name__)
+
 WORKSPACE = "/workspace"
 PYTHON_TOOLS = "/orket/python"
 PYTEST_PACKAGES = ("pytest", "_pytest", "pluggy", "iniconfig", "packaging", "pygments", "py")
@@ -56,6 +60,12 @@ MAX_ARGV = 64
 MAX_ARG_CHARS = 4_000
 MAX_COPY_BYTES = 500 * 1024 * 1024
 COPY_SKIP = frozenset({".git"})
+SANDBOX_ENV = {
+    "HOME": "/tmp",  # noqa: S108 - the sandbox's private /tmp
+    "LANG": "C.UTF-8",
+    "PYTHONDONTWRITEBYTECODE": "1",
+    "PYTHONUNBUFFERED": "1",
+}
 RUNNER_KEEPS_BYTES = 4_000_000  # per stream; the runner keeps the head, so the shown tail is real up to this size
 
 
@@ -65,6 +75,10 @@ class CommandRefused(IllegalState):
 
 class PlainCommandsRefused(CommandRefused):
     code = "plain_commands_refused"
+
+
+class CommandNotRun(CommandRefused):
+    code = "command_not_run"
 
 
 @dataclass(frozen=True)
@@ -167,20 +181,27 @@ def command_run(
     runner = isolating_runner()
     commit, clean = checkout_state(checkout)
     limit = output_limit()
+    where = _inside(workdir)
     with tempfile.TemporaryDirectory(prefix="orket-cmd-") as scratch:
         copy = Path(scratch) / "workspace"
-        _throwaway_copy(checkout, copy)
-        Path(scratch).chmod(0o755)
         read_only, env = _python_tools()
         command = IsolatedCommand(
             argv=tuple(argv),
             read_only=read_only,
             writable={copy: WORKSPACE},
-            workdir=_inside(workdir),
-            env={"HOME": "/tmp", "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1", **env},  # noqa: S108 - the sandbox's private /tmp
+            workdir=where,
+            env={**SANDBOX_ENV, **env},
             limits=command_limits(),
         )
-        result = runner.run(command, on_output=on_output)
+        try:
+            _throwaway_copy(checkout, copy)
+            Path(scratch).chmod(0o755)
+            result = runner.run(command, on_output=on_output)
+        except CommandRefused:
+            raise
+        except Exception as error:  # the engine, the copy or the runner failed: the agent is told, the turn goes on
+            log.exception("command of card %s could not be run", card.pk)
+            raise CommandNotRun(f"The command could not be run: {type(error).__name__}: {error}") from error
     cut_out = result.output_truncated and len(result.stdout.encode()) >= command.limits.max_output_bytes
     cut_err = result.output_truncated and len(result.stderr.encode()) >= command.limits.max_output_bytes
     return CommandOutcome(
@@ -234,7 +255,8 @@ def _throwaway_copy(checkout: Path, copy: Path) -> None:
                 total += path.stat().st_size
         if total > MAX_COPY_BYTES:
             raise CommandRefused(f"The checkout holds more than {MAX_COPY_BYTES // (1024 * 1024)} MB to copy.")
-        return {name for name in names if name in COPY_SKIP}
+        # Only folders, regular files and links: a named pipe or a device would block or leak the copy.
+        return {name for name in names if name in COPY_SKIP or not _copyable(Path(folder) / name)}
 
     shutil.copytree(checkout, copy, symlinks=True, ignore=ignore)
     owner = NOBODY if os.geteuid() == 0 else os.geteuid()
@@ -242,6 +264,14 @@ def _throwaway_copy(checkout: Path, copy: Path) -> None:
         os.lchown(path, owner, owner)
         if not path.is_symlink():
             path.chmod(0o755 if path.is_dir() or path.stat().st_mode & 0o100 else 0o644)
+
+
+def _copyable(path: Path) -> bool:
+    try:
+        mode = path.lstat().st_mode
+    except OSError:
+        return False
+    return stat.S_ISDIR(mode) or stat.S_ISREG(mode) or stat.S_ISLNK(mode)
 
 
 def _python_tools() -> tuple[dict[Path, str], dict[str, str]]:

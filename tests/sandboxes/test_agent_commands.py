@@ -246,6 +246,16 @@ def test_writes_inside_the_checkout_do_not_reach_the_card_branch(backend: str, c
     assert workspace.commit_card(card.pk, seat="senior_developer", message="nothing") is None
 
 
+def test_a_named_pipe_in_the_checkout_is_left_out_of_the_copy(card: Card, monkeypatch: pytest.MonkeyPatch) -> None:
+    require_bwrap()
+    monkeypatch.setenv("ORKET_SANDBOX_BACKEND", "local")
+    monkeypatch.delenv("ORKET_BWRAP", raising=False)
+    _workspace, checkout = checkout_of(card)
+    os.mkfifo(checkout / "pipe")  # copying it would block until someone writes to it
+    outcome = command_run(card=card, argv=["ls"])
+    assert outcome.exit_code == 0 and outcome.stdout.split() == ["app.py"]
+
+
 def test_plain_subprocess_is_refused_without_the_setting(card: Card, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ORKET_SANDBOX_BACKEND", "local")
     monkeypatch.setenv("ORKET_BWRAP", "0")
