@@ -17,6 +17,12 @@ the step loop are exercised on every step. Its answers depend on what it is show
 - integrity_guard reviewing: runs the verification; when the card is labelled `needs-changes` and has
   no review feedback yet it leaves a note with the feedback and sends the card back to in_progress;
   when the verification failed it sends it back saying so; otherwise it moves the card to done;
+- coder on a card labelled `run-tests` (its module and test are already in the checkout): reads the card
+  context, runs the tests; while they fail it reads its module and replaces the old describe() with
+  `edit_file`, then runs them again; once they pass it reports the counts and moves the card to
+  code_review (when they still fail after the fix it says so and ends its turn);
+- integrity_guard reviewing a card labelled `run-tests`: runs the card's tests (run_tests) instead of the
+  verification and decides on their status the same way;
 - integrity_guard doing a card's work (a card assigned to it): reads the context, runs the
   verification, reports in a comment, and moves the card to code_review for someone else to review.
 
@@ -37,6 +43,7 @@ from agents.providers.base import ChatRequest
 from agents.providers.scripted import ScriptedReply
 
 NEEDS_CHANGES_LABEL = "needs-changes"
+RUN_TESTS_LABEL = "run-tests"
 CHANGES_REQUESTED = (
     "Changes requested: the module must reject empty input with a ValueError, and a test must cover that case."
 )
@@ -131,6 +138,8 @@ def scripted_reply(request: ChatRequest) -> ScriptedReply:
         return ScriptedReply(text=_stop_after_refusal(seen[refused[-1]]))
     if role == "architect":
         return ScriptedReply(text=_architect(found, seen))
+    if role == "coder" and RUN_TESTS_LABEL in _labels(found):
+        return ScriptedReply(text=_coder_running_tests(found, seen))
     if role == "coder":
         return ScriptedReply(text=_coder(found, seen))
     if role == "integrity_guard":
@@ -309,14 +318,66 @@ def _module_change(read: Observation, seen: list[Observation], mpath: str, modul
     return _call(f"Writing {mpath}: {why}.", "write_file", {"path": mpath, "content": module})
 
 
-def _verification_status(seen: list[Observation]) -> str:
-    run = _last(seen, "run_verification")
+def _labels(found: dict[str, str]) -> list[str]:
+    return [label.strip().lower() for label in found.get("LABELS", "").split(",")]
+
+
+def _coder_running_tests(found: dict[str, str], seen: list[Observation]) -> str:
+    card = found["CARD"]
+    mpath = module_path(card)
+    if not _done(seen, "get_card_context"):
+        return _call(f"I am taking card {card}; its tests decide. First the card context.", "get_card_context", {})
+    tests = _last(seen, "run_tests")
+    if tests is None or _position(seen, "run_tests") < _position(seen, "edit_file"):
+        why = "after my fix" if _last(seen, "edit_file") else "as the code is now"
+        return _call(f"Running the card's tests {why}.", "run_tests", {})
+    status = _verification_status(seen, "run_tests")
+    if status != "passed" and not _last(seen, "edit_file"):
+        if _position(seen, "read_file") < _position(seen, "run_tests"):
+            return _call(f"The tests say {status}; I read {mpath} to see why.", "read_file", {"path": mpath})
+        read = _last(seen, "read_file")
+        if read is not None and _UNFIXED_BODY in read.body:
+            return _call(
+                "describe() does not refuse empty names, which the failing test expects; I fix it in place.",
+                "edit_file",
+                {"path": mpath, "old_text": _UNFIXED_BODY, "new_text": _FIXED_BODY},
+            )
+    if status != "passed":
+        return _call(
+            "The tests still do not pass and I have no other fix; I stop here.",
+            "finish_turn",
+            {"summary": f"The card's tests say {status}.", "remaining": "Make the card's tests pass."},
+        )
+    if not _done(seen, "add_comment"):
+        counts = _header(tests)
+        body = f"The card's tests pass: {counts.get('passed')} passed, {counts.get('failed')} failed."
+        return _call("Reporting the test result.", "add_comment", {"body": body})
+    return _call(
+        "The card's tests pass; it is ready for review.",
+        "update_card_status",
+        {"status": "code_review", "reason": f"Card {card}: its tests pass."},
+    )
+
+
+def _position(seen: list[Observation], name: str) -> int:
+    """Where the last call to `name` is in the turn, or -1."""
+    return next((index for index in range(len(seen) - 1, -1, -1) if seen[index].name == name), -1)
+
+
+def _header(observation: Observation) -> dict[str, Any]:
+    """The JSON header of a result: its first line (results with text content put that after it)."""
+    try:
+        decoded = json.loads(observation.body.split("\n", 1)[0])
+    except ValueError:
+        return {}
+    return decoded if isinstance(decoded, dict) else {}
+
+
+def _verification_status(seen: list[Observation], tool: str = "run_verification") -> str:
+    run = _last(seen, tool)
     if run is None or run.decision != "executed":
         return "error"
-    try:
-        return str(json.loads(run.body).get("status", "unknown"))
-    except (ValueError, AttributeError):
-        return "unknown"
+    return str(_header(run).get("status", "unknown"))
 
 
 def _integrity_guard(found: dict[str, str], seen: list[Observation]) -> str:
@@ -324,9 +385,11 @@ def _integrity_guard(found: dict[str, str], seen: list[Observation]) -> str:
     labels = [label.strip().lower() for label in found.get("LABELS", "").split(",")]
     feedback = _count(found.get("REVIEW-FEEDBACK", "0"))
     seat = found.get("CARD-SEAT", "") or "all"
-    if not _last(seen, "run_verification"):
-        return _call(f"I am reviewing card {card}; first the verification.", "run_verification", {})
-    status = _verification_status(seen)
+    tool = "run_tests" if RUN_TESTS_LABEL in labels else "run_verification"
+    if not _last(seen, tool):
+        what = "its tests" if tool == "run_tests" else "the verification"
+        return _call(f"I am reviewing card {card}; first {what}.", tool, {})
+    status = _verification_status(seen, tool)
     if NEEDS_CHANGES_LABEL in labels and feedback == 0:
         if not _done(seen, "add_note"):
             return _call(
