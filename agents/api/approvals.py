@@ -14,7 +14,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from agents import approvals
-from agents.models import ToolApproval, approval_tools_for
+from agents.models import Run, ToolApproval, approval_tools_for
 from boards.access import require_project_role, visible_projects
 from boards.api.permissions import ProjectRolePermission
 from boards.models import Card, Project, ProjectRole
@@ -44,6 +44,16 @@ def card_waiting(request: Request, card_id: int) -> Response:
     """What the card waits for: its question, its tool calls waiting for approval (and decided ones), the run."""
     card = _visible_card(request, card_id)
     return Response(approvals.card_waiting(card))
+
+
+@extend_schema(responses={200: dict})
+@api_view(["GET"])
+@permission_classes([ProjectRolePermission])
+def run_approvals(request: Request, run_id: int) -> Response:
+    """The run's tool calls that waited for a person, newest first (at most 100)."""
+    run = get_object_or_404(Run.objects.filter(project__in=visible_projects(request.user)), pk=run_id)
+    rows = ToolApproval.objects.filter(run=run).select_related("turn", "decided_by").order_by("-id")[:100]
+    return Response({"run": run.pk, "results": [approvals.approval_frame(row) for row in rows]})
 
 
 @extend_schema(request=AnswerSerializer, responses={200: dict})

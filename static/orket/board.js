@@ -1715,6 +1715,7 @@
     loadHistory(id);
     loadTurns(id);
     loadDependents(id);
+    window.orketApprovals.drawer(id, config.canAct);
     loadRoles(summary ? summary.epic : config.epic);
   }
 
@@ -2154,6 +2155,7 @@
               loadHistory(id);
               loadComments(id);
               loadTurns(id);
+              window.orketApprovals.drawer(id, config.canAct);
             }
           })
           .catch(function (error) {
