@@ -274,3 +274,21 @@ def test_an_answer_moves_the_card_to_ready_and_the_next_turn_sees_it(
         Run.objects.filter(pk=second.pk).update(turns_per_card=1)
         drive(second.pk)
     assert worktree_file(epic, "notes/colour.txt").read_text() == "Teal, please.\n"
+
+
+def test_the_approval_settings_page_lets_only_maintainers_change_the_list(
+    data_dir: Path, make_user: Callable[..., Any], client: Any, fake_llm: FakeLLMServer
+) -> None:
+    project = make_epic("page", fake_llm).project
+    url = f"/projects/{project.pk}/settings/approvals/"
+    viewer = member(project, make_user, "vera", ProjectRole.VIEWER)
+    client.force_login(viewer)
+    page = client.get(url)
+    assert page.status_code == 200 and b"delete_file" in page.content and b"Save approval list" not in page.content
+    assert client.post(url, {"tools": ["write_file"]}).status_code == 403
+    client.force_login(member(project, make_user, "mo", ProjectRole.MAINTAINER))
+    assert client.post(url, {"tools": ["write_file", "delete_file"]}).status_code == 302
+    assert sorted(ProjectAgentSettings.objects.get(project=project).approval_tools) == ["delete_file", "write_file"]
+    assert client.post(url, {"tools": ["rm_rf"]}).status_code == 400
+    settings_page = client.get(f"/projects/{project.pk}/settings/")
+    assert url.encode() in settings_page.content
