@@ -14,6 +14,9 @@
 
   var el = window.orketDom.el;
   var cookie = window.orketDom.cookie;
+  // What the last answer on a card led to, kept while the page lives: the drawer is redrawn when the
+  // card moves (it is no longer waiting then), and the person must still read whether to press Run.
+  var answered = {};
 
   function api(method, url, body) {
     var options = { method: method, credentials: "same-origin", headers: { Accept: "application/json" } };
@@ -162,10 +165,10 @@
       send.disabled = true;
       note.textContent = "";
       api("POST", "/api/cards/" + data.card + "/answer/", { body: body.value })
-        .then(function (answered) {
+        .then(function (result) {
           body.value = "";
-          note.textContent = answered.resumed
-            ? "Answered. Run #" + answered.run + " is still going and picks the card up."
+          note.textContent = answered[data.card] = result.resumed
+            ? "Answered. Run #" + result.run + " is still going and picks the card up."
             : "Answered. No run of this epic is going: press Run to let the agents continue.";
           if (options.onChange) {
             options.onChange();
@@ -196,6 +199,11 @@
         container.appendChild(approvalList(pending, options));
       } else if (data.status === "blocked" || data.status === "waiting_for_developer") {
         container.appendChild(answerBox(container, data, options));
+      } else if (answered[data.card]) {
+        container.hidden = false;
+        var note = el("p", "answer-note", answered[data.card]);
+        note.setAttribute("role", "status");
+        container.appendChild(note);
       }
       var decided = data.approvals.filter(function (approval) {
         return approval.status !== "pending";

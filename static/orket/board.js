@@ -1769,6 +1769,9 @@
     if (row.event === "transition") {
       return statusName(row.from_status) + " \u2192 " + statusName(row.to_status);
     }
+    if (row.event === "decision") {
+      return "decided on an agent's tool call";
+    }
     if (row.event === "dependency_added") {
       return "now waits on #" + changes.depends_on;
     }

@@ -200,6 +200,9 @@ async def test_approve_and_reject_in_the_drawer_and_run_view_and_answer_a_blocke
             await page.click("#drawer-waiting .answer-send")
             await page.wait_for_selector("#drawer-waiting .answer-note:has-text('press Run')")
             await page.wait_for_selector(f'#board .column[data-status="ready"] .board-card[data-card="{asked}"]')
+            # Redrawn for the card's move to ready, the drawer still says what to do next.
+            await wait_until(page, "!document.querySelector('#drawer-waiting .answer-form')")
+            assert "press Run" in (await page.text_content("#drawer-waiting .answer-note") or "")
             await page.screenshot(path=str(ARTIFACTS / "card-answered.png"))
         finally:
             await browser.close()
