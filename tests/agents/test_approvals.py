@@ -292,3 +292,49 @@ def test_the_approval_settings_page_lets_only_maintainers_change_the_list(
     assert client.post(url, {"tools": ["rm_rf"]}).status_code == 400
     settings_page = client.get(f"/projects/{project.pk}/settings/")
     assert url.encode() in settings_page.content
+
+
+def finish_quietly(request: RecordedRequest) -> Reply:
+    return call("finish_turn", summary="Nothing more to do.")
+
+
+def test_a_worker_resumes_the_approved_turn_through_the_broker(data_dir: Path, make_user: Callable[..., Any]) -> None:
+    """The decision's dispatch goes through the real broker to a real worker (Redis under
+    ORKET_TEST_REDIS_URL), and the run, which waited meanwhile, goes on to its end."""
+    import time
+
+    from tests.agents.engine_support import wait_for_run, worker_thread
+
+    with FakeLLMServer(responder=finish_quietly) as server:
+        epic = make_epic("broker", server)
+        server.queue(
+            call("write_file", path=FILE, content="stale\n"),
+            call("delete_file", path=FILE, confirm=True),
+            call("finish_turn", summary="Removed the stale file."),
+        )
+        person = member(epic.project, make_user, "wes")
+        with worker_thread():
+            run = engine.run_start(epic=epic)
+            Run.objects.filter(pk=run.pk).update(turns_per_card=2)
+            deadline = time.monotonic() + 60
+            while not ToolApproval.objects.filter(run=run).exists() or Run.objects.get(pk=run.pk).last_seq == 0:
+                assert time.monotonic() < deadline, "no approval was asked for"
+                time.sleep(0.1)
+            approval = ToolApproval.objects.get(run=run)
+            deadline = time.monotonic() + 30
+            while Turn.objects.get(pk=approval.turn_id).status != "waiting":
+                assert time.monotonic() < deadline, "the turn did not wait"
+                time.sleep(0.1)
+            time.sleep(1.0)  # the run is advanced meanwhile and must not end while the turn waits
+            assert Run.objects.get(pk=run.pk).status == "running"
+            assert worktree_file(epic, FILE).exists()
+            decided = client_for(person).post(
+                f"/api/approvals/{approval.pk}/decide/", {"decision": "approve"}, format="json"
+            )
+            assert decided.status_code == 200, decided.content
+            finished = wait_for_run(run.pk, timeout=60)
+    assert finished.is_final
+    assert not worktree_file(epic, FILE).exists()
+    turn = Turn.objects.get(pk=approval.turn_id)
+    assert turn.status == "succeeded" and turn.outcome == "Removed the stale file."
+    assert [step.number for step in TurnStep.objects.filter(turn=turn).order_by("number")] == [1, 2, 3]
