@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib import messages
 from django.core.paginator import Paginator
 from django.db.models import Count, Q
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
+from django.views.decorators.http import require_http_methods
 
 from agents import approvals, engine
 from agents.models import RUN_FINAL_STATUSES, Run, approval_tools_for
@@ -138,12 +138,14 @@ def _duration_text(seconds: float | None) -> str:
     return f"{seconds:.1f}s"
 
 
+@require_http_methods(["GET", "HEAD", "POST"])
 def approval_settings(request: HttpRequest, project_id: int) -> HttpResponse:
     """/projects/<id>/settings/approvals/: the tools whose calls wait for a person (maintainers change it)."""
     role = _role_or_404(request, project_id)
     project = get_object_or_404(Project, pk=project_id)
     can_edit = role_allows(role, ProjectRole.MAINTAINER)
-    context: dict[str, Any] = {"project": project, "can_edit": can_edit, "problems": []}
+    saved = request.GET.get("saved") == "1"
+    context: dict[str, Any] = {"project": project, "can_edit": can_edit, "problems": [], "saved": saved}
     status = 200
     if request.method == "POST":
         if not can_edit:
@@ -154,8 +156,7 @@ def approval_settings(request: HttpRequest, project_id: int) -> HttpResponse:
             except OrketError as error:
                 context["problems"], status = [error.message], 400
             else:
-                messages.success(request, "The approval list is saved.")
-                return redirect("approval-settings", project_id=project.pk)
+                return redirect(reverse("approval-settings", args=[project.pk]) + "?saved=1")
     chosen = approval_tools_for(project.pk)
     context["tools"] = [(name, name in chosen) for name in approvals.approvable_tools()]
     return render(request, "agents/approval_settings.html", context, status=status)
