@@ -181,12 +181,12 @@ def active_run_of(card: Card) -> Run | None:
 
 
 def card_question(card: Card) -> str:
-    """What a waiting card asks: the agents' latest comment (a blocking report is one), else the
-    reason the card was last blocked."""
+    """What a waiting card asks: the newer of the agents' latest comment (a blocking report is one)
+    and the reason given when the card was last blocked."""
     comment = Comment.objects.filter(card_id=card.pk, author__isnull=True).order_by("-id").first()
-    if comment is not None:
-        return comment.body
     blocked = card.history.filter(to_status__in=machine.WAITING_STATUSES).order_by("-id").first()
+    if comment is not None and (blocked is None or comment.created_at >= blocked.created_at):
+        return comment.body
     return blocked.reason if blocked is not None else ""
 
 
