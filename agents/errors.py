@@ -18,3 +18,22 @@ class InvalidTeamDocument(AgentsError):
 class NameTaken(AgentsError):
     status = 409
     code = "name_taken"
+
+
+class ApprovalDecided(AgentsError):
+    """The approval was decided already (or its turn no longer waits for it)."""
+
+    status = 409
+    code = "already_decided"
+
+
+class ApprovalInvalid(AgentsError):
+    status = 400
+    code = "invalid_decision"
+
+
+class ApprovalPending(AgentsError):
+    """The card waits for an approval of a tool call, not for an answer."""
+
+    status = 409
+    code = "approval_pending"

@@ -8,4 +8,5 @@ urlpatterns: list[URLPattern] = [
     path("runs/<int:run_id>/", pages.run_view, name="run-view"),
     path("runs/<int:run_id>/replay/", pages.run_replay, name="run-replay"),
     path("projects/<int:project_id>/runs/", pages.project_runs, name="project-runs"),
+    path("projects/<int:project_id>/settings/approvals/", pages.approval_settings, name="approval-settings"),
 ]

@@ -259,6 +259,7 @@ class HistoryEvent(models.TextChoices):
     EDITED = "edited", "Edited"
     DEPENDENCY_ADDED = "dependency_added", "Dependency added"
     DEPENDENCY_REMOVED = "dependency_removed", "Dependency removed"
+    DECISION = "decision", "Decision by a person"
 
 
 class AppendOnlyError(Exception):

@@ -12,7 +12,7 @@ from django.utils.text import slugify
 
 from boards import machine, scheduling
 from boards.actors import Actor
-from boards.errors import IllegalState, InvalidInput, NotFound
+from boards.errors import Forbidden, IllegalState, InvalidInput, NotFound
 from boards.events import publish_card_event
 from boards.models import (
     PRIORITY_MAX,
@@ -543,6 +543,46 @@ def comment_add(*, card: Card, actor: Actor, body: str) -> Comment:
     )
     _publish_after_commit(card, "commented")
     return comment
+
+
+MAX_ANSWER_CHARS = 20_000
+
+
+@transaction.atomic
+def card_answer(*, card: Card, actor: Actor, body: str) -> Card:
+    """A person answers the question a blocked or waiting card asks: the answer becomes the person's
+    comment (which the next turn's prompt shows) and the card goes back to ready."""
+    if not actor.is_user:
+        raise Forbidden("Only a person answers a card.", code="person_required")
+    body = body.strip()
+    if len(body) > MAX_ANSWER_CHARS:
+        raise InvalidInput(f"The answer is longer than {MAX_ANSWER_CHARS:,} characters.", code="answer_too_long")
+    locked = Card.objects.select_for_update().filter(pk=card.pk).first()
+    if locked is None:
+        raise NotFound("That card no longer exists.")
+    actor.facts(locked.project_id)
+    if locked.status not in machine.WAITING_STATUSES:
+        raise IllegalState(
+            f"Card #{locked.pk} is {locked.status}; only a blocked or waiting card asks for an answer.",
+            code="not_waiting",
+        )
+    comment_add(card=locked, actor=actor, body=body)
+    summary = body if len(body) <= 300 else body[:300] + " [...]"
+    return card_transition(
+        card=locked, to_status=machine.READY, actor=actor, reason=f"Answered by {actor.user}: {summary}"
+    )
+
+
+@transaction.atomic
+def card_record_decision(*, card: Card, actor: Actor, reason: str) -> CardHistory:
+    """A history row for a person's decision about the card's work that is not a status change
+    (such as approving or rejecting an agent's tool call)."""
+    actor.facts(card.project_id)
+    if len(reason) > 5_000:
+        raise InvalidInput("The reason is longer than 5,000 characters.", code="reason_too_long")
+    row = _history(card, actor, event=HistoryEvent.DECISION, reason=reason)
+    _publish_after_commit(card, "decision")
+    return row
 
 
 class ImportInvalid(InvalidInput):

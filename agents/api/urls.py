@@ -1,6 +1,13 @@
 from django.urls import path
 from rest_framework.routers import DefaultRouter
 
+from agents.api.approvals import (
+    approval_decide,
+    card_answer,
+    card_waiting,
+    project_approval_tools,
+    run_approvals,
+)
 from agents.api.runs import RunViewSet, card_prompt, card_runs, card_turns, epic_runs
 from agents.api.views import ModelProfileViewSet, TeamViewSet
 
@@ -14,5 +21,10 @@ urlpatterns = [
     path("cards/<int:card_id>/runs/", card_runs, name="card-runs"),
     path("cards/<int:card_id>/prompt/", card_prompt, name="card-prompt"),
     path("cards/<int:card_id>/turns/", card_turns, name="card-turns"),
+    path("cards/<int:card_id>/waiting/", card_waiting, name="card-waiting"),
+    path("cards/<int:card_id>/answer/", card_answer, name="card-answer"),
+    path("runs/<int:run_id>/approvals/", run_approvals, name="run-approvals"),
+    path("approvals/<int:approval_id>/decide/", approval_decide, name="approval-decide"),
+    path("projects/<int:project_id>/approval-tools/", project_approval_tools, name="project-approval-tools"),
     *router.urls,
 ]

@@ -1715,6 +1715,7 @@
     loadHistory(id);
     loadTurns(id);
     loadDependents(id);
+    window.orketApprovals.drawer(id, config.canAct);
     loadRoles(summary ? summary.epic : config.epic);
   }
 
@@ -1767,6 +1768,9 @@
     }
     if (row.event === "transition") {
       return statusName(row.from_status) + " \u2192 " + statusName(row.to_status);
+    }
+    if (row.event === "decision") {
+      return "decided on an agent's tool call";
     }
     if (row.event === "dependency_added") {
       return "now waits on #" + changes.depends_on;
@@ -2154,6 +2158,7 @@
               loadHistory(id);
               loadComments(id);
               loadTurns(id);
+              window.orketApprovals.drawer(id, config.canAct);
             }
           })
           .catch(function (error) {
