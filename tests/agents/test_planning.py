@@ -152,7 +152,7 @@ class PlanningModel:
         if not observed:
             call = {"tool": "read_file", "args": {"path": "README.md"}}
         else:
-            if "hello from the repository" not in observed[-1]["content"]:
+            if "hello from the repository" not in observed[0]["content"]:
                 self.errors.append("the observation does not show the file the architect read")
             call = {"tool": "propose_plan", "args": {"cards": self.plan}}
         return openai_stream([f"```json\n{json.dumps(call)}\n```"], usage={"prompt_tokens": 50, "completion_tokens": 9})
@@ -213,6 +213,7 @@ def test_a_malformed_plan_fails_with_a_readable_error(
     assert model.errors == []
     assert plan.status == PlanStatus.FAILED
     assert "cards must be a list of card objects, not a string" in plan.error
+    assert "The plan was refused" in plan.steps[1]["calls"][0]["message"]  # the model was told, and tried again
     assert Card.objects.filter(epic=epic).count() == 0
     client.force_login(user)
     page = client.get(f"/plans/{plan.pk}/")
