@@ -20,6 +20,7 @@ import json
 import logging
 import time
 from dataclasses import asdict
+from datetime import timedelta
 from typing import Any, cast
 
 from django.conf import settings
@@ -65,6 +66,8 @@ from boards.transfer import ImportProblems, parse_epic_for_team
 logger = logging.getLogger(__name__)
 
 MAX_PLAN_STEPS = 8
+# A plan drafting this long without a step recorded lost its worker; asking again replaces it.
+STALE_DRAFTING_SECONDS = 15 * 60
 MAX_DOCUMENT_CHARS = 1_000_000
 ARCHITECT_ROLE = "architect"
 
@@ -123,6 +126,11 @@ def plan_request(*, epic: Epic, user: Any, replan: bool = False) -> EpicPlan:
             raise PlanRefused(
                 "The epic already has cards; choose re-plan to plan more cards next to them.", code="epic_has_cards"
             )
+        EpicPlan.objects.filter(
+            epic=locked,
+            status=PlanStatus.DRAFTING,
+            updated_at__lt=timezone.now() - timedelta(seconds=STALE_DRAFTING_SECONDS),
+        ).update(status=PlanStatus.FAILED, error="The planning turn stopped without an answer.")
         try:
             with transaction.atomic():
                 plan = EpicPlan.objects.create(

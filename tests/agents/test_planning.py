@@ -219,3 +219,21 @@ def test_a_malformed_plan_fails_with_a_readable_error(
     page = client.get(f"/plans/{plan.pk}/")
     assert page.status_code == 200
     assert b"cards must be a list of card objects, not a string" in page.content
+
+
+def test_a_plan_left_drafting_by_a_lost_worker_is_replaced_when_asked_again(
+    epic: Epic, member_of: Callable[..., AbstractUser]
+) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    user = member_of(epic.project, ProjectRole.MEMBER)
+    lost = planning.plan_request(epic=epic, user=user)
+    with pytest.raises(planning.PlanRefused) as busy:
+        planning.plan_request(epic=epic, user=user)
+    assert busy.value.code == "plan_in_progress"
+    EpicPlan.objects.filter(pk=lost.pk).update(updated_at=timezone.now() - timedelta(hours=1))
+    again = _drafted(epic, user)
+    assert again.status == PlanStatus.DRAFT
+    assert EpicPlan.objects.get(pk=lost.pk).status == PlanStatus.FAILED
