@@ -13,13 +13,13 @@ from django.contrib.auth.models import AbstractUser
 
 from agents import planning
 from agents.models import EpicPlan, ModelProfile, PlanStatus, ProjectAgentSettings
-from agents.plan_format import DESCRIPTION_CLOSE, DESCRIPTION_OPEN
 from boards import services as board_services
 from boards.actors import Actor
 from boards.errors import Forbidden
 from boards.models import Card, CardDependency, Epic, Project, ProjectRole
 from orket_site.seed import seed_first_run
-from tests.agents.fake_llm import FakeLLMServer, RecordedRequest, Reply, openai_stream
+from tests.agents.fake_llm import FakeLLMServer
+from tests.agents.reactive_model import ReactivePlanner
 
 pytestmark = pytest.mark.django_db
 
@@ -129,35 +129,6 @@ def test_viewers_may_not_plan_or_accept_and_planning_needs_a_description(
     assert replanned.status == PlanStatus.DRAFT and replanned.replan
 
 
-class PlanningModel:
-    """A fake OpenAI-compatible model for planning turns: checks the planning prompt carries the epic's
-    description, reads one file, then proposes `plan` (which may be malformed)."""
-
-    def __init__(self, description: str, plan: Any) -> None:
-        self.description, self.plan = description.strip(), plan
-        self.errors: list[str] = []
-        self.requests = 0
-
-    def __call__(self, request: RecordedRequest) -> Reply:
-        if not request.path.endswith("/chat/completions"):
-            return Reply(status=404, chunks=[b"{}"])
-        self.requests += 1
-        messages = request.json()["messages"]
-        first = "\n".join(str(message.get("content") or "") for message in messages[:2])
-        if f"{DESCRIPTION_OPEN}\n{self.description}\n{DESCRIPTION_CLOSE}" not in first:
-            self.errors.append("the planning prompt lacks the epic description")
-        if "ORKET-PURPOSE: plan" not in first:
-            self.errors.append("the planning prompt does not say it is for a plan")
-        observed = [m for m in messages if m["role"] == "user" and "ORKET-OBSERVATION" in str(m.get("content"))]
-        if not observed:
-            call = {"tool": "read_file", "args": {"path": "README.md"}}
-        else:
-            if "hello from the repository" not in observed[0]["content"]:
-                self.errors.append("the observation does not show the file the architect read")
-            call = {"tool": "propose_plan", "args": {"cards": self.plan}}
-        return openai_stream([f"```json\n{json.dumps(call)}\n```"], usage={"prompt_tokens": 50, "completion_tokens": 9})
-
-
 @pytest.fixture
 def fake_profile(epic: Epic) -> Callable[[FakeLLMServer], ModelProfile]:
     def make(server: FakeLLMServer) -> ModelProfile:
@@ -187,7 +158,7 @@ def test_a_model_plans_with_the_description_in_its_prompt(
     settings, epic: Epic, member_of: Callable[..., AbstractUser], fake_profile: Callable[..., ModelProfile]
 ) -> None:
     _repository_file(settings, epic)
-    model = PlanningModel(DESCRIPTION, [{"id": "a", "summary": "Convert lengths", "seat": "senior_developer"}])
+    model = ReactivePlanner(DESCRIPTION, [{"id": "a", "summary": "Convert lengths", "seat": "senior_developer"}])
     with FakeLLMServer(responder=model) as server:
         fake_profile(server)
         plan = _drafted(epic, member_of(epic.project, ProjectRole.MEMBER))
@@ -205,7 +176,7 @@ def test_a_malformed_plan_fails_with_a_readable_error(
     client,
 ) -> None:
     _repository_file(settings, epic)
-    model = PlanningModel(DESCRIPTION, "convert all the units")
+    model = ReactivePlanner(DESCRIPTION, "convert all the units")
     user = member_of(epic.project, ProjectRole.MEMBER)
     with FakeLLMServer(responder=model) as server:
         fake_profile(server)
