@@ -75,6 +75,7 @@ def test_members_create_edit_and_archive_epics(project: Project, member_of: Call
     api.force_login(member)
     assert api.get(f"/api/epics/?project={project.pk}").json()["results"] == []
     assert [row["id"] for row in api.get(f"/api/epics/?project={project.pk}&archived=1").json()["results"]] == [epic.pk]
+    assert api.get(f"/api/projects/{project.pk}/board/").json()["epics"] == []  # no swimlane either
     _post(client, f"/epics/{epic.pk}/edit/", {"action": "restore"})
     epic.refresh_from_db()
     assert epic.archived_at is None
