@@ -75,6 +75,13 @@ function startEditing(plan) {
   const document_ = plan.document || {};
   extra = Object.fromEntries(Object.entries(document_).filter(([key]) => key !== "cards"));
   cards = (document_.cards || []).map((card, index) => ({ ...card, id: String(card.id || index + 1) }));
+  // References by summary become references by id, so the dependency boxes show and change them.
+  const bySummary = new Map(cards.map((card) => [card.summary, card.id]));
+  const ids = new Set(cards.map((card) => card.id));
+  for (const card of cards) {
+    const refs = Array.isArray(card.depends_on) ? card.depends_on.map(String) : [];
+    card.depends_on = refs.map((ref) => (ids.has(ref) ? ref : bySummary.get(ref) || ref));
+  }
   nodes.editor.hidden = false;
   render();
   showProblems(plan.problems || []);
