@@ -526,4 +526,57 @@ class ToolApproval(models.Model):
         return f"approval of {self.tool} in turn {self.turn_id} step {self.step_number} ({self.status})"
 
 
+class PlanStatus(models.TextChoices):
+    DRAFTING = "drafting", "Drafting"  # the architect's planning turn is under way
+    DRAFT = "draft", "Draft"  # a plan to edit, accept or discard
+    ACCEPTED = "accepted", "Accepted"
+    DISCARDED = "discarded", "Discarded"
+    FAILED = "failed", "Failed"
+
+
+class EpicPlan(models.Model):
+    """The architect's plan for an epic's cards: proposed by a planning turn, edited by a person, and
+    turned into cards (through boards' import service) only when accepted."""
+
+    project = models.ForeignKey("boards.Project", on_delete=models.CASCADE, related_name="plans")
+    epic = models.ForeignKey("boards.Epic", on_delete=models.CASCADE, related_name="plans")
+    status = models.CharField(max_length=12, choices=PlanStatus.choices, default=PlanStatus.DRAFTING)
+    replan = models.BooleanField(default=False, help_text="Asked for while the epic already had cards.")
+    seat = models.CharField(max_length=80, blank=True, help_text="The architect seat that planned.")
+    model_profile = models.ForeignKey(ModelProfile, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    proposed = models.JSONField(default=dict, blank=True, help_text="The document the architect proposed.")
+    document = models.JSONField(default=dict, blank=True, help_text="The document as edited; accepted as it is.")
+    problems = models.JSONField(default=list, blank=True, help_text="[{path, message}] of the current document.")
+    warnings = models.JSONField(default=list, blank=True)
+    error = models.TextField(blank=True, max_length=20_000, help_text="Why the planning turn failed.")
+    steps = models.JSONField(default=list, blank=True, help_text="The planning turn's steps: answer, calls, tokens.")
+    messages = models.JSONField(default=list, blank=True, help_text="The planning turn's first prompt.")
+    tokens_in = models.PositiveIntegerField(default=0)
+    tokens_out = models.PositiveIntegerField(default=0)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    accepted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    cards_created = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    drafted_at = models.DateTimeField(null=True, blank=True)
+    accepted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["epic", "status"], name="plan_epic_status")]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(status__in=PlanStatus.values), name="plan_status_valid"),
+            models.UniqueConstraint(
+                fields=["epic"], condition=models.Q(status="drafting"), name="plan_one_drafting_per_epic"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"plan {self.pk} of epic {self.epic_id} ({self.status})"
+
+
 from agents.gitea.models import ForgeEventKey, GiteaLink, PullRequestLink, WebhookDelivery  # noqa: E402, F401

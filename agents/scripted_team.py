@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agents.conversation import NEXT_STEP
+from agents.plan_format import DESCRIPTION_CLOSE, DESCRIPTION_OPEN, PLAN_TOOL
 from agents.providers.base import ChatRequest
 from agents.providers.scripted import ScriptedReply
 
@@ -128,6 +129,8 @@ def scripted_reply(request: ChatRequest) -> ScriptedReply:
     """The scripted team's next answer in a conversation that started with agents.prompts.compile_prompt."""
     found = markers(request)
     role = found.get("ROLE", "")
+    if found.get("PURPOSE") == "plan":
+        return ScriptedReply(text=_planner(request, found, observations(request)))
     if not found.get("CARD", ""):
         return ScriptedReply(text="I see no card in this prompt, so there is nothing for me to do.")
     seen = observations(request)
@@ -434,3 +437,80 @@ def _count(text: str) -> int:
         return max(int(text.strip()), 0)
     except ValueError:
         return 0
+
+
+# -- planning an epic --------------------------------------------------------------------------------------------
+
+_BULLET = re.compile(r"^\s*(?:[-*+]|\d+[.)])\s+(.+?)\s*$")
+MAX_PLANNED_ITEMS = 12
+
+
+def _planner(request: ChatRequest, found: dict[str, str], seen: list[Observation]) -> str:
+    """The architect planning an epic: looks at the repository once, then proposes one design card and one
+    implementation card per item of the epic description, each implementation card after the design."""
+    if not _last(seen, "list_directory"):
+        return _call("Before planning, I look at what the repository already holds.", "list_directory", {"path": "."})
+    epic = found.get("EPIC-NAME", "") or "the epic"
+    items = description_items(_description(request)) or [epic]
+    roles = dict(pair.split("=", 1) for pair in found.get("SEAT-ROLES", "").split(",") if "=" in pair)
+    architect = next((seat for seat, role in roles.items() if role == "architect"), found.get("SEAT", ""))
+    coder = next((seat for seat, role in roles.items() if role == "coder"), architect)
+    governance = found.get("GOVERNANCE") == "on"
+    cards: list[dict[str, Any]] = [
+        {
+            "id": "design",
+            "summary": f"Design {epic}"[:200],
+            "seat": architect,
+            "priority": "high",
+            "description": f"Decide the modules of {epic} and their responsibilities.",
+            "requirements": "Cover every item of the epic description.",
+            "acceptance_criteria": "A design note exists in the workspace.",
+            "depends_on": [],
+            **({"component": "schemas"} if governance else {}),
+        }
+    ]
+    for number, item in enumerate(items, 1):
+        cards.append(
+            {
+                "id": f"item-{number}",
+                "summary": _summary(item),
+                "seat": coder,
+                "priority": "medium",
+                "description": item,
+                "requirements": f"Implement: {item}",
+                "acceptance_criteria": "Works as described; has a unit test.",
+                "depends_on": ["design"],
+                **({"component": "services"} if governance else {}),
+            }
+        )
+    return _call(
+        f"The plan for {epic}: a design card, then {len(items)} implementation card(s), one per item of the "
+        "description.",
+        PLAN_TOOL,
+        {"cards": cards},
+    )
+
+
+def _description(request: ChatRequest) -> str:
+    for message in request.messages:
+        content = str(message.get("content") or "")
+        if DESCRIPTION_OPEN in content and DESCRIPTION_CLOSE in content:
+            return content.split(DESCRIPTION_OPEN, 1)[1].split(DESCRIPTION_CLOSE, 1)[0]
+    return ""
+
+
+def description_items(description: str) -> list[str]:
+    """The items of an epic description: its bullet or numbered lines, else its sentences."""
+    lines = [line for line in description.splitlines() if line.strip()]
+    bullets = [match.group(1) for line in lines if (match := _BULLET.match(line))]
+    items = bullets or [
+        sentence.strip().rstrip(".")
+        for sentence in re.split(r"(?<=[.!?])\s+|\n+", description)
+        if len(sentence.strip().rstrip(".")) > 3
+    ]
+    return items[:MAX_PLANNED_ITEMS]
+
+
+def _summary(item: str) -> str:
+    text = item.strip().rstrip(".")
+    return (text[:1].upper() + text[1:])[:200]

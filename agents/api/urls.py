@@ -8,6 +8,7 @@ from agents.api.approvals import (
     project_approval_tools,
     run_approvals,
 )
+from agents.api.plans import epic_plans, plan_accept, plan_detail, plan_discard
 from agents.api.runs import RunViewSet, card_prompt, card_runs, card_turns, epic_runs
 from agents.api.views import ModelProfileViewSet, TeamViewSet
 
@@ -18,6 +19,10 @@ router.register("runs", RunViewSet, basename="run")
 
 urlpatterns = [
     path("epics/<int:epic_id>/runs/", epic_runs, name="epic-runs"),
+    path("epics/<int:epic_id>/plans/", epic_plans, name="epic-plans"),
+    path("plans/<int:plan_id>/", plan_detail, name="plan-detail"),
+    path("plans/<int:plan_id>/accept/", plan_accept, name="plan-accept"),
+    path("plans/<int:plan_id>/discard/", plan_discard, name="plan-discard"),
     path("cards/<int:card_id>/runs/", card_runs, name="card-runs"),
     path("cards/<int:card_id>/prompt/", card_prompt, name="card-prompt"),
     path("cards/<int:card_id>/turns/", card_turns, name="card-turns"),
