@@ -59,6 +59,7 @@ OWNED: list[tuple[str, ProjectRows]] = [
     ("agents.Run", lambda p: _model("agents.Run").objects.filter(project=p)),
     ("agents.Turn", lambda p: _model("agents.Turn").objects.filter(run__project=p)),
     ("agents.TurnStep", lambda p: _model("agents.TurnStep").objects.filter(turn__run__project=p)),
+    ("agents.ToolApproval", lambda p: _model("agents.ToolApproval").objects.filter(project=p)),
     ("agents.RunEvent", lambda p: _model("agents.RunEvent").objects.filter(run__project=p)),
     ("agents.SeatNote", lambda p: _model("agents.SeatNote").objects.filter(card__project=p)),
     ("agents.GiteaLink", lambda p: _model("agents.GiteaLink").objects.filter(project=p)),
