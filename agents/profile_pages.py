@@ -27,6 +27,8 @@ def _require_staff(request: HttpRequest) -> None:
 
 
 class ProfileForm(forms.ModelForm):
+    base_url = forms.URLField(required=False, max_length=500, assume_scheme="http", help_text="Empty for scripted.")
+
     class Meta:
         model = ModelProfile
         fields = list(profiles.EDITABLE_FIELDS)
