@@ -56,6 +56,8 @@ class RunSerializer(serializers.ModelSerializer):
             "status_reason",
             "cancel_requested",
             "max_parallel",
+            "profile_is_override",
+            "card_token_budget",
             "tokens_in",
             "tokens_out",
             "token_budget",
