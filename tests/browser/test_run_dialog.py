@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -109,7 +108,8 @@ async def test_the_run_dialog_starts_a_run_with_the_chosen_profile_and_paralleli
             await api(page, "POST", f"/api/runs/{run_id}/cancel/")
             await wait_until(
                 page,
-                f"fetch('/api/runs/{run_id}/').then(r => r.json()).then(r => r.status === 'canceled' || r.status === 'failed')",
+                f"fetch('/api/runs/{run_id}/').then(r => r.json())"
+                ".then(r => r.status === 'canceled' || r.status === 'failed')",
             )
             assert errors == [], errors
         finally:
