@@ -295,6 +295,9 @@ LOGGING = {
         "django.db.backends": {"level": "WARNING"},
         "daphne": {"level": "WARNING"},
         "twisted": {"level": "WARNING"},
+        # Celery's start-up chatter (broker connected, beat starting) says nothing a person acts on.
+        "celery.worker.consumer.connection": {"level": "WARNING"},
+        "celery.beat": {"level": "WARNING"},
     },
 }
 
