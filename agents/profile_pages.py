@@ -13,7 +13,7 @@ from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_POST, require_safe
 
 from agents import engine, profiles
 from agents.errors import AgentsError
@@ -122,6 +122,7 @@ def project_default_set(request: HttpRequest, project_id: int) -> HttpResponse:
     return redirect("model-profiles")
 
 
+@require_safe
 def teams_page(request: HttpRequest) -> HttpResponse:
     """Every team with its seats and the model each seat uses; staff choose a seat's model here."""
     teams = Team.objects.prefetch_related("seats__roles", "seats__model_profile").order_by("name")
