@@ -181,3 +181,26 @@ def test_a_run_starts_with_the_chosen_profile_and_parallelism(demo: Any, api_as:
     assert started.status_code == 201, started.content
     run = Run.objects.get(pk=started.json()["id"])
     assert (run.profile_is_override, run.max_parallel, run.model_profile.name) == (True, 1, "scripted-demo")
+
+
+def test_the_parallelism_setting_bounds_the_dialog_and_the_start(demo: Any, api_as: Any, settings: Any) -> None:
+    epic, users = demo
+    settings.ORKET_MAX_PARALLEL = 3
+    client = api_as(users["member"])
+    options = client.get(f"/api/epics/{epic.pk}/run-options/").json()
+    assert options["parallel"] == {"maximum": 3, "default": 2, "source": "the ORKET_MAX_PARALLEL setting"}
+    refused = client.post(f"/api/epics/{epic.pk}/runs/", {"max_parallel": 4}, format="json")
+    assert refused.status_code == 400 and "At most 3 cards at a time" in refused.json()["detail"]
+    assert not Run.objects.exists()
+
+
+def test_reachability_is_checked_in_parallel_and_remembered(demo: Any, api_as: Any) -> None:
+    epic, users = demo
+    with FakeLLMServer(responder=ModelServer("openai", OPENAI_MODELS, lambda r: ollama_stream([]))) as fake:
+        for index in range(3):
+            ModelProfile.objects.create(name=f"box-{index}", provider="openai", base_url=fake.base_url, model="m")
+        client = api_as(users["member"])
+        client.get(f"/api/epics/{epic.pk}/run-options/")
+        asked = len(fake.requests)
+        client.get(f"/api/epics/{epic.pk}/run-options/")
+    assert asked == 3 and len(fake.requests) == 3  # the second opening asked no server
