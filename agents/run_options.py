@@ -27,6 +27,7 @@ REACHABLE_CACHE_SECONDS = 30
 WORKERS_CACHE_SECONDS = 30
 EMBEDDED_MAX_PARALLEL = 8
 RUN_MAX_PARALLEL = 16  # Run.max_parallel's validator
+DEFAULT_PARALLEL = 2
 
 
 def _reachable_key(profile: ModelProfile) -> str:
@@ -128,7 +129,11 @@ def run_options(epic: Epic, *, check_reachable: bool = True) -> dict[str, Any]:
         "default_profile": default.name,
         "default_reason": default_reason,
         "seats_with_profiles": seats_with_profiles,
-        "parallel": {"maximum": limits.maximum, "default": min(2, limits.maximum), "source": limits.source},
+        "parallel": {
+            "maximum": limits.maximum,
+            "default": min(DEFAULT_PARALLEL, limits.maximum),
+            "source": limits.source,
+        },
         "cards": cards,
         "card_token_budget": card_budget,
         "run_token_budget": run_budget,

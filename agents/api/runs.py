@@ -223,10 +223,12 @@ def _start(request: Request, epic: Epic, card: Card | None) -> Response:
     serializer = RunStartSerializer(data=request.data or {})
     serializer.is_valid(raise_exception=True)
     reference = serializer.validated_data.get("model_profile")
-    max_parallel = serializer.validated_data.get("max_parallel", 2)
     limit = run_options.parallel_limit()
-    if max_parallel > limit.maximum:
+    max_parallel = serializer.validated_data.get("max_parallel")
+    if max_parallel is not None and max_parallel > limit.maximum:
         raise ValidationError({"max_parallel": [f"At most {limit.maximum} cards at a time here ({limit.source})."]})
+    if max_parallel is None:
+        max_parallel = min(run_options.DEFAULT_PARALLEL, limit.maximum)
     profile = engine.profile_by_reference(reference) if reference else None
     if card is None and serializer.validated_data.get("card") is not None:
         card = get_object_or_404(Card, pk=serializer.validated_data["card"], epic=epic)

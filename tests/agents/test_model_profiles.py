@@ -192,6 +192,9 @@ def test_the_parallelism_setting_bounds_the_dialog_and_the_start(demo: Any, api_
     refused = client.post(f"/api/epics/{epic.pk}/runs/", {"max_parallel": 4}, format="json")
     assert refused.status_code == 400 and "At most 3 cards at a time" in refused.json()["detail"]
     assert not Run.objects.exists()
+    settings.ORKET_MAX_PARALLEL = 1
+    unsaid = client.post(f"/api/epics/{epic.pk}/runs/", {}, format="json")
+    assert unsaid.status_code == 201 and unsaid.json()["max_parallel"] == 1
 
 
 def test_reachability_is_checked_in_parallel_and_remembered(demo: Any, api_as: Any) -> None:
