@@ -14,10 +14,11 @@ import pytest
 
 from tests.agents.fake_llm import FakeLLMServer, ModelServer, closed_port_url, json_error
 from tests.browser.chromium import chromium_or_skip, launch_chromium, log_in_through_page, wait_until
-from tests.processes import PYTHON, app_env, started, wait_for_http
+from tests.processes import PYTHON, REPO, app_env, started, wait_for_http
 from tests.services import free_port
 
 MS = 1000
+ARTIFACTS = REPO / "var" / "test-artifacts"
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
 API_JS = """
@@ -96,6 +97,8 @@ async def test_the_run_dialog_starts_a_run_with_the_chosen_profile_and_paralleli
             assert await page.get_attribute("#run-parallel", "max") == "8"
             assert "embedded default" in (await page.text_content("#run-parallel-note") or "")
             assert "Estimated token budget: up to" in (await page.text_content("#run-budget") or "")
+            ARTIFACTS.mkdir(parents=True, exist_ok=True)
+            await page.screenshot(path=str(ARTIFACTS / "run-dialog.png"))
 
             await page.select_option("#run-profile", "fake-server")
             await page.fill("#run-parallel", "1")
@@ -157,6 +160,10 @@ async def test_no_page_requests_another_host(site: Site) -> None:
                 answer = await page.goto(site.base + path)
                 assert answer is not None and answer.status < 400, (path, answer and answer.status)
                 await page.wait_for_load_state("networkidle")
+                if path in ("/settings/models/", "/teams/"):
+                    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+                    name = "model-profiles.png" if "models" in path else "teams.png"
+                    await page.screenshot(path=str(ARTIFACTS / name), full_page=True)
             # The card drawer of the board.
             await page.goto(f"{site.base}/projects/{project}/board/?epic={epic}")
             await page.wait_for_selector("#board[data-ready='1']")
