@@ -146,8 +146,11 @@ def demo(settings: Any, tmp_path: Any, make_user: Any) -> tuple[Epic, dict[str, 
     return epic, users
 
 
-def test_run_options_mark_the_default_and_the_unreachable(demo: Any, api_as: Any, make_user: Any) -> None:
+def test_run_options_mark_the_default_and_the_unreachable(
+    demo: Any, api_as: Any, make_user: Any, settings: Any
+) -> None:
     epic, users = demo
+    settings.CELERY_BROKER_URL = "memory://localhost/"  # the embedded default, also when tests use Redis
     with FakeLLMServer(responder=ModelServer("openai", OPENAI_MODELS, lambda r: ollama_stream([]))) as fake:
         ModelProfile.objects.create(name="fake-openai", provider="openai", base_url=fake.base_url, model="m")
         options = api_as(users["member"]).get(f"/api/epics/{epic.pk}/run-options/").json()
@@ -171,6 +174,7 @@ def test_run_options_mark_the_default_and_the_unreachable(demo: Any, api_as: Any
 
 def test_a_run_starts_with_the_chosen_profile_and_parallelism(demo: Any, api_as: Any, settings: Any) -> None:
     epic, users = demo
+    settings.CELERY_BROKER_URL = "memory://localhost/"  # the embedded default, also when tests use Redis
     client = api_as(users["member"])
     too_many = client.post(f"/api/epics/{epic.pk}/runs/", {"max_parallel": 9}, format="json")
     assert too_many.status_code == 400 and "max_parallel" in too_many.json()["detail"]
