@@ -8,9 +8,11 @@ from typing import Any
 from celery.exceptions import TimeoutError as CeleryTimeout
 from django.contrib.auth import authenticate
 from django.contrib.auth import views as auth_views
+from django.contrib.auth.decorators import login_not_required
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
+from django.templatetags.static import static
 from django.views.decorators.http import require_safe
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import generics, serializers, status
@@ -28,6 +30,13 @@ from orket_site.models import ApiToken
 from orket_site.tasks import worker_ping
 
 WORKER_PING_TIMEOUT_SECONDS = 5.0
+
+
+@login_not_required
+@require_safe
+def favicon(request: HttpRequest) -> HttpResponse:
+    """/favicon.ico, which browsers ask for on their own, answered from the static files."""
+    return redirect(static("orket/favicon.ico"))
 
 
 @require_safe

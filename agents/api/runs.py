@@ -9,14 +9,14 @@ from django.db.models import Count, QuerySet
 from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiTypes, extend_schema
 from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action, api_view, permission_classes
 from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from agents import engine
+from agents import engine, run_options
 from agents.export import STEP_FIELDS, TURN_RECORD_NAMES, export_chunks, export_chunks_async
 from agents.models import Role, Run, RunEvent, RunStatus, Turn, TurnStep
 from agents.prompts import compile_prompt
@@ -57,6 +57,8 @@ class RunSerializer(serializers.ModelSerializer):
             "status_reason",
             "cancel_requested",
             "max_parallel",
+            "profile_is_override",
+            "card_token_budget",
             "tokens_in",
             "tokens_out",
             "token_budget",
@@ -186,6 +188,12 @@ def _start(request: Request, epic: Epic, card: Card | None) -> Response:
     serializer = RunStartSerializer(data=request.data or {})
     serializer.is_valid(raise_exception=True)
     reference = serializer.validated_data.get("model_profile")
+    limit = run_options.parallel_limit()
+    max_parallel = serializer.validated_data.get("max_parallel")
+    if max_parallel is not None and max_parallel > limit.maximum:
+        raise ValidationError({"max_parallel": [f"At most {limit.maximum} cards at a time here ({limit.source})."]})
+    if max_parallel is None:
+        max_parallel = min(run_options.DEFAULT_PARALLEL, limit.maximum)
     profile = engine.profile_by_reference(reference) if reference else None
     if card is None and serializer.validated_data.get("card") is not None:
         card = get_object_or_404(Card, pk=serializer.validated_data["card"], epic=epic)
@@ -194,7 +202,7 @@ def _start(request: Request, epic: Epic, card: Card | None) -> Response:
         user=request.user,
         profile=profile,
         card=card,
-        max_parallel=serializer.validated_data.get("max_parallel", 2),
+        max_parallel=max_parallel,
     )
     return Response(RunSerializer(run_summarised(run.pk)).data, status=status.HTTP_201_CREATED)
 
@@ -208,6 +216,17 @@ def _visible_epic(request: Request, epic_id: int) -> Epic:
 @permission_classes([ProjectRolePermission])
 def epic_runs(request: Request, epic_id: int) -> Response:
     return _start(request, _visible_epic(request, epic_id), None)
+
+
+@extend_schema(responses={200: OpenApiTypes.OBJECT})
+@api_view(["GET"])
+@permission_classes([ProjectRolePermission])
+def epic_run_options(request: Request, epic_id: int) -> Response:
+    """What the Run dialog offers: the model profiles (the default marked, each with whether its
+    server answers), how many cards may run at a time and why, and the estimated token budget."""
+    epic = _visible_epic(request, epic_id)
+    require_project_role(request.user, epic.project_id, ProjectRole.MEMBER)
+    return Response(run_options.run_options(epic))
 
 
 @extend_schema(request=RunStartSerializer, responses={201: RunSerializer})

@@ -9,7 +9,7 @@ from agents.api.approvals import (
     run_approvals,
 )
 from agents.api.plans import epic_plans, plan_accept, plan_detail, plan_discard
-from agents.api.runs import RunViewSet, card_prompt, card_runs, card_turns, epic_runs
+from agents.api.runs import RunViewSet, card_prompt, card_runs, card_turns, epic_run_options, epic_runs
 from agents.api.views import ModelProfileViewSet, TeamViewSet
 
 router = DefaultRouter(trailing_slash=True)
@@ -23,6 +23,7 @@ urlpatterns = [
     path("plans/<int:plan_id>/", plan_detail, name="plan-detail"),
     path("plans/<int:plan_id>/accept/", plan_accept, name="plan-accept"),
     path("plans/<int:plan_id>/discard/", plan_discard, name="plan-discard"),
+    path("epics/<int:epic_id>/run-options/", epic_run_options, name="epic-run-options"),
     path("cards/<int:card_id>/runs/", card_runs, name="card-runs"),
     path("cards/<int:card_id>/prompt/", card_prompt, name="card-prompt"),
     path("cards/<int:card_id>/turns/", card_turns, name="card-turns"),
