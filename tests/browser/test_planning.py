@@ -1,6 +1,7 @@
 """From an empty install to a finished epic in headless Chromium, all in the browser: create a project
 and an epic, plan it with the scripted team's architect, edit the draft (remove a card, add a
-dependency), see a cycle refused with the cycle named, accept, run it and see every card done."""
+dependency), see a cycle refused with the cycle named, accept, run it from the Run dialog with a chosen
+profile and one card at a time, and see every card done."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ DESCRIPTION = """Unit conversions for the shop.
 - Convert kilograms to pounds
 - Convert Celsius to Fahrenheit
 """
+RUN_JS = "async (run) => (await fetch(`/api/runs/${run}/`)).json()"
 CARDS_JS = "async (epic) => (await (await fetch(`/api/cards/?epic=${epic}&page_size=100`)).json()).results"
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
@@ -129,8 +131,21 @@ async def test_create_plan_edit_accept_and_run_an_epic_in_the_browser(tmp_path: 
                     await page.click("#plan-board-link")
                 await page.wait_for_selector("#board[data-ready='1']")
                 assert await page.locator("#board .board-card").count() == 3
+                # The Run dialog: the scripted profile chosen, one card at a time.
                 await page.click("#run-epic")
-                await page.wait_for_selector("#started-run")
+                await page.wait_for_selector("#run-dialog[open] #run-start:not([disabled])")
+                await page.select_option("#run-profile", "scripted-demo")
+                await page.fill("#run-parallel", "1")
+                await page.click("#run-start")
+                link = page.locator("#started-run")
+                await link.wait_for()
+                run_id = int((await link.text_content() or "#0").lstrip("#"))
+                run = await page.evaluate(RUN_JS, run_id)
+                assert (run["model_profile"], run["profile_is_override"], run["max_parallel"]) == (
+                    "scripted-demo",
+                    True,
+                    1,
+                ), run
                 await wait_until(
                     page,
                     "document.querySelectorAll('#board .column[data-status=done] .board-card').length === 3",
