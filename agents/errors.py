@@ -18,3 +18,17 @@ class InvalidTeamDocument(AgentsError):
 class NameTaken(AgentsError):
     status = 409
     code = "name_taken"
+
+
+class PathRefused(AgentsError):
+    """A path the workspace path policy refuses (outside the checkout, through a link, into .git)."""
+
+    status = 400
+    code = "path_refused"
+
+
+class CodeNotFound(AgentsError):
+    """A file, folder, turn or step of a card that does not exist (or made no commit)."""
+
+    status = 404
+    code = "not_found"
