@@ -1714,6 +1714,7 @@
     loadComments(id);
     loadHistory(id);
     loadTurns(id);
+    document.dispatchEvent(new CustomEvent("orket:card-opened", { detail: { project: config.project, card: id } })); // card_diff.js, file_browser.js
     loadDependents(id);
     loadRoles(summary ? summary.epic : config.epic);
   }
