@@ -230,7 +230,7 @@ class ProjectWorkspace:
 
     def has_ref(self, ref: str) -> bool:
         """Whether `ref` (a branch, a sha, sha^) names a commit of the repository."""
-        if not _REF.match(ref):
+        if not _REF.match(ref) or not (self.repo / ".git").is_dir():
             return False
         done = self._git(self.repo, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}", check=False)
         return done.returncode == 0
