@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 from django.conf import settings
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from agents.models import RunEvent, Turn
 from agents.workspaces import ProjectWorkspace, git_env, project_workspace_root
@@ -97,6 +99,12 @@ def test_the_whole_card_a_turn_and_a_step_show_exactly_git_s_changes(demo, api_a
     ]
     assert whole["added"] == len(changed_lines(expected)[0]) and not whole["truncated"]
 
+    queries = []
+    for some in Card.objects.filter(epic=epic):
+        with CaptureQueriesContext(connection) as counted:
+            assert client.get(url(some, "diff/turns")).status_code == 200
+        queries.append(len(counted))
+    assert len(set(queries)) == 1, queries  # as many queries for one turn as for several
     turns = client.get(url(card, "diff/turns")).json()["results"]
     assert len(turns) == 2 and all(len(turn["commits"]) == 2 for turn in turns)
     later = turns[0]
