@@ -2155,6 +2155,7 @@
               loadHistory(id);
               loadComments(id);
               loadTurns(id);
+              document.dispatchEvent(new CustomEvent("orket:card-changed", { detail: { project: config.project, card: id } })); // card_diff.js
             }
           })
           .catch(function (error) {

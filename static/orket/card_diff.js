@@ -1,6 +1,7 @@
 /* The card drawer's "Changes" section: the card branch against its base, for the whole card or for one
  * turn (chosen in a list of the turns that made commits). board.js announces each opened card with the
- * "orket:card-opened" event; this module does the rest. */
+ * "orket:card-opened" event, and a change of the open card (from the board's live updates) with
+ * "orket:card-changed", on which the list and the diff shown are read again in place. */
 
 import { cardApi, getJson, renderDiff } from "./code_render.js";
 
@@ -14,11 +15,13 @@ function stillOpen(opened) {
   return current && current.card === opened.card && current.project === opened.project;
 }
 
-function show(opened, turn) {
+function show(opened, turn, quietly) {
   const query = turn ? "?turn=" + encodeURIComponent(turn) : "";
-  holder.textContent = "";
-  holder.appendChild(el("p", "muted", "Loading the changes..."));
-  holder.dataset.state = "loading";
+  if (!quietly) {
+    holder.textContent = "";
+    holder.appendChild(el("p", "muted", "Loading the changes..."));
+    holder.dataset.state = "loading";
+  }
   return getJson(cardApi(opened.project, opened.card) + "diff/" + query)
     .then(function (data) {
       if (!stillOpen(opened)) {
@@ -41,12 +44,13 @@ function show(opened, turn) {
 }
 
 function loadTurns(opened) {
-  choice.textContent = "";
-  choice.appendChild(new Option("The whole card", ""));
   return getJson(cardApi(opened.project, opened.card) + "diff/turns/").then(function (data) {
     if (!stillOpen(opened)) {
       return;
     }
+    const chosen = choice.value;
+    choice.textContent = "";
+    choice.appendChild(new Option("The whole card", ""));
     (data.results || []).forEach(function (turn) {
       const files = new Set();
       turn.commits.forEach(function (commit) {
@@ -57,6 +61,10 @@ function loadTurns(opened) {
       const label = "Run #" + turn.run + ", turn " + turn.number + " (" + turn.seat + ", " + files.size + (files.size === 1 ? " file)" : " files)");
       choice.appendChild(new Option(label, String(turn.id)));
     });
+    choice.value = chosen;
+    if (choice.value !== chosen) {
+      choice.value = "";
+    }
   });
 }
 
@@ -64,14 +72,28 @@ if (holder && choice) {
   document.addEventListener("orket:card-opened", function (event) {
     current = { project: event.detail.project, card: event.detail.card };
     const opened = current;
+    choice.textContent = "";
+    choice.appendChild(new Option("The whole card", ""));
     loadTurns(opened).catch(function () {
       /* the list stays at "the whole card"; the diff below says what went wrong */
     });
-    show(opened, "");
+    show(opened, "", false);
+  });
+  document.addEventListener("orket:card-changed", function (event) {
+    if (current && current.card === event.detail.card && holder.dataset.state !== "loading") {
+      const opened = current;
+      loadTurns(opened)
+        .catch(function () {})
+        .then(function () {
+          if (stillOpen(opened)) {
+            show(opened, choice.value, true);
+          }
+        });
+    }
   });
   choice.addEventListener("change", function () {
     if (current) {
-      show(current, choice.value);
+      show(current, choice.value, false);
     }
   });
 }

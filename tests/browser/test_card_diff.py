@@ -1,7 +1,8 @@
 """The card's changes and files in headless Chromium against the real embedded server: the scripted team
-runs the demo epic; the card drawer then shows exactly the lines `git diff` gives for the coder's card,
-for the whole card and for one turn; the run view folds each write into its diff; a file holding a
-script shows as text in the diff and in the file browser and never runs. Screenshot in var/test-artifacts."""
+runs the demo epic while the coder's card is open; the card drawer then shows exactly the lines
+`git diff` gives for that card, for the whole card and for one turn; the run view folds each write
+into its diff; a file holding a script shows as text in the diff and in the file browser and never
+runs. Screenshots in var/test-artifacts."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from tests.processes import PYTHON, REPO, app_env, started, wait_for_http
 from tests.services import free_port
 
 ARTIFACT = REPO / "var" / "test-artifacts" / "card-diff.png"
+DEMO_PROJECT = 1
 DEMO_EPIC = 1
 MS = 1000
 
@@ -96,9 +98,21 @@ async def open_card(page: Any, base: str, project: int, card: int) -> None:
 
 async def test_the_drawer_shows_the_lines_the_scripted_coder_changed(tmp_path: Path) -> None:
     async with signed_in_page(tmp_path) as (page, base, data, errors):
+        # The coder's card is open in the drawer while the run goes: nothing to show yet, then its
+        # changes arrive with the board's live updates.
+        project = DEMO_PROJECT
+        await page.goto(f"{base}/projects/{project}/board/?epic={DEMO_EPIC}")
+        await page.wait_for_selector("#board[data-ready='1']")
+        await wait_until(page, "window.orketBoard.state().connected && window.orketBoard.state().drawn")
+        watched = page.locator(".board-card:has-text('Implement the greeting formatter')")
+        watched_card = int(await watched.get_attribute("data-card") or 0)
+        await watched.click()
+        await page.wait_for_selector("#card-diff[data-state=loaded]")
+        assert await page.text_content("#card-diff .diff-empty") == "No work on this card yet."
         started_run = await page.evaluate(START_RUN_JS, DEMO_EPIC)
         assert started_run["status"] == 201, started_run
-        run_id, project = started_run["body"]["id"], started_run["body"]["project"]
+        run_id = started_run["body"]["id"]
+        assert started_run["body"]["project"] == project
         deadline = time.monotonic() + 150
         while (run := await page.evaluate(GET_JS, f"/api/runs/{run_id}/"))["status"] not in ("succeeded", "failed"):
             assert time.monotonic() < deadline, run
@@ -113,6 +127,11 @@ async def test_the_drawer_shows_the_lines_the_scripted_coder_changed(tmp_path: P
         merge = git(repo, "log", "main", "--merges", "--format=%H", f"--grep=merge {branch} into").split()[0]
         expected = changed(git(repo, "diff", f"{merge}^1...{branch}"))
         assert expected[0], "the scripted coder added no lines"
+        assert coder_card == watched_card
+        deadline = time.monotonic() + 30
+        while (rows := await shown(page, "#card-diff")) != expected:
+            assert time.monotonic() < deadline, ("the open drawer did not catch up with the run", rows, expected)
+            await page.wait_for_timeout(100)
 
         # The whole card, as git gives it.
         await open_card(page, base, project, coder_card)
