@@ -22,6 +22,7 @@ MAX_DIFF_LINES = 5000  # diff lines sent to the browser for one request, over al
 MAX_HIGHLIGHT_CHARS = 200_000  # text longer than this (one side of a file's diff, or a file) stays plain
 BINARY_SNIFF_BYTES = 8000  # as git: a NUL byte in the first 8000 bytes makes a file binary
 MAX_SHOWN_FILE_BYTES = 256 * 1024  # a larger file shows only its first lines
+MAX_SHOWN_FILE_LINES = 5000  # and so does a file of more lines than this
 LARGE_FILE_HEAD_LINES = 200
 
 _HUNK = re.compile(r"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@(.*)$")
@@ -285,24 +286,26 @@ def highlight_lines(text: str, path: str) -> list[Tokens]:
 
 
 def highlight_diff(view: DiffView) -> None:
-    """Give each shown line its tokens, lexing each hunk's old side and new side as a whole (so a line
-    inside a multi-line string is coloured as such)."""
+    """Give each shown line its tokens. A hunk's new side (context and added lines) and its old side
+    (context and removed lines) are each lexed as a whole, so a line inside a multi-line string is
+    coloured as such; the removed lines take their tokens from the old side."""
     for item in view.files:
         for hunk in item.hunks:
-            for side, kinds in (("new", ("context", "add")), ("old", ("del",))):
-                lines = [line for line in hunk.lines if line.kind in kinds]
-                if not lines:
-                    continue
-                if side == "old":
-                    # the removed lines are read with the context around them, as in the old file
-                    lines = [line for line in hunk.lines if line.kind in ("context", "del")]
-                tokens = highlight_lines("\n".join(line.text for line in lines), item.path)
-                for line, row in zip(lines, tokens, strict=True):
-                    if side == "new" or line.kind == "del":
-                        line.tokens = row
+            _colour(hunk.lines, ("context", "add"), ("context", "add"), item.path)
+            if any(line.kind == "del" for line in hunk.lines):
+                _colour(hunk.lines, ("context", "del"), ("del",), item.path)
             for line in hunk.lines:
                 if line.tokens is None:
                     line.tokens = [["", line.text]] if line.text else []
+
+
+def _colour(lines: list[DiffLine], read: tuple[str, ...], keep: tuple[str, ...], path: str) -> None:
+    side = [line for line in lines if line.kind in read]
+    if not side:
+        return
+    for line, tokens in zip(side, highlight_lines("\n".join(line.text for line in side), path), strict=True):
+        if line.kind in keep:
+            line.tokens = tokens
 
 
 # -- file contents ----------------------------------------------------------------------------------------
@@ -329,13 +332,13 @@ def file_summary(path: str, head: bytes, size: int) -> dict[str, Any]:
     if is_binary(head):
         summary.update(kind="binary", type=kind or "application/octet-stream", lines=[], truncated=False)
         return summary
-    large = size > MAX_SHOWN_FILE_BYTES
     text = head.decode("utf-8", errors="replace")
     lines = text.split("\n")
+    if lines and lines[-1] == "" and size <= len(head):
+        lines.pop()
+    large = size > MAX_SHOWN_FILE_BYTES or len(lines) > MAX_SHOWN_FILE_LINES
     if large:
         lines = lines[:LARGE_FILE_HEAD_LINES]
-    elif lines and lines[-1] == "":
-        lines.pop()
     summary.update(
         kind="large" if large else "text",
         truncated=large,

@@ -118,6 +118,10 @@ def test_binary_and_large_files_are_summarised() -> None:
     assert (large["kind"], large["truncated"], large["lines_shown"]) == ("large", True, 200)
     assert large["lines"][0] == [["", "line 0"]]
 
+    many = b"x\n" * 6000
+    short_lines = code_view.file_summary("many.txt", many, len(many))
+    assert (short_lines["kind"], short_lines["lines_shown"]) == ("large", 200)
+
     text = code_view.file_summary("page.html", b"<script>alert(1)</script>\n", 26)
     assert (text["kind"], text["lines_shown"]) == ("text", 1)
     assert "".join(part for _cls, part in text["lines"][0]) == "<script>alert(1)</script>"
