@@ -20,6 +20,25 @@ class NameTaken(AgentsError):
     code = "name_taken"
 
 
+class ApprovalDecided(AgentsError):
+    """The approval was decided already (or its turn no longer waits for it)."""
+
+    status = 409
+    code = "already_decided"
+
+
+class ApprovalInvalid(AgentsError):
+    status = 400
+    code = "invalid_decision"
+
+
+class ApprovalPending(AgentsError):
+    """The card waits for an approval of a tool call, not for an answer."""
+
+    status = 409
+    code = "approval_pending"
+
+
 class PathRefused(AgentsError):
     """A path the workspace path policy refuses (outside the checkout, through a link, into .git)."""
 

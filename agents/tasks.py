@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from agents import engine, leases, turns
+from agents import engine, leases, planning, turns
 
 
 @shared_task(name="agents.run_advance", acks_late=True)
@@ -15,6 +15,11 @@ def run_advance(run_id: int) -> None:
 @shared_task(name="agents.turn_execute", acks_late=True)
 def turn_execute(turn_id: int) -> None:
     turns.turn_execute(turn_id=turn_id)
+
+
+@shared_task(name="agents.plan_draft", acks_late=True)
+def plan_draft(plan_id: int) -> None:
+    planning.plan_draft(plan_id=plan_id)
 
 
 @shared_task(name="agents.turns_reap_stale", acks_late=False, ignore_result=True)

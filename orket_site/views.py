@@ -20,7 +20,7 @@ from rest_framework.response import Response
 from rest_framework.throttling import AnonRateThrottle
 from rest_framework.views import APIView
 
-from boards.access import visible_projects
+from boards.work_pages import home_context
 from orket_site.api_tokens import api_token_create, api_token_revoke, api_tokens_of
 from orket_site.errors import OrketError
 from orket_site.forms import SignInLimitedPasswordChangeForm
@@ -32,8 +32,7 @@ WORKER_PING_TIMEOUT_SECONDS = 5.0
 
 @require_safe
 def home(request: HttpRequest) -> HttpResponse:
-    projects = visible_projects(request.user).order_by("name")
-    return render(request, "home.html", {"projects": projects})
+    return render(request, "home.html", home_context(request))
 
 
 class CredentialsSerializer(serializers.Serializer):

@@ -71,7 +71,7 @@ GLOBAL_READS = {
 # The signed-in user's own account.
 OWN_ACCOUNT = {"password_change", "password_change_done"}
 # Creating a project of one's own is allowed to every signed-in user.
-OWN_CREATES = {("project-list", "post")}
+OWN_CREATES = {("project-list", "post"), ("project-new", "post")}
 REFUSED_ANONYMOUS = {401, 403, 404, 405}
 REFUSED_SIGNED_IN = {403, 404, 405}
 

@@ -17,10 +17,11 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from agents import engine
-from agents.export import STEP_FIELDS, export_chunks, export_chunks_async
+from agents.export import STEP_FIELDS, TURN_RECORD_NAMES, export_chunks, export_chunks_async
 from agents.models import Role, Run, RunEvent, RunStatus, Turn, TurnStep
 from agents.prompts import compile_prompt
 from agents.run_events import event_frame, events_after
+from agents.selectors import run_summarised, runs_summarised
 from agents.turn_prompt import prompt_context
 from boards.access import require_project_role, visible_projects
 from boards.api.permissions import ProjectRolePermission
@@ -79,20 +80,16 @@ class RunSerializer(serializers.ModelSerializer):
         end = run.finished_at or timezone.now()
         return round((end - run.started_at).total_seconds(), 3)
 
-    def _cards(self, run: Run) -> Any:
-        return Card.objects.filter(pk=run.card_id) if run.card_id else Card.objects.filter(epic_id=run.epic_id)
-
     def get_cards_done(self, run: Run) -> int:
-        return self._cards(run).filter(status="done").count()
+        return run.summary_cards_done
 
     def get_cards_total(self, run: Run) -> int:
-        return self._cards(run).count()
+        return run.summary_cards_total
 
     def get_active_turns(self, run: Run) -> list[dict[str, Any]]:
-        turns = Turn.objects.filter(run=run, status__in=["queued", "running"]).order_by("id")
         return [
             {"id": t.id, "card": t.card_id, "seat": t.seat, "role": t.role, "status": t.status, "worker": t.lease_owner}
-            for t in turns
+            for t in run.summary_active_turns
         ]
 
 
@@ -107,37 +104,7 @@ class TurnSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Turn
-        fields = [
-            "id",
-            "run",
-            "card",
-            "number",
-            "seat",
-            "role",
-            "purpose",
-            "model_profile",
-            "model",
-            "provider",
-            "status",
-            "outcome",
-            "failure",
-            "attempts",
-            "lease_owner",
-            "messages",
-            "raw_answer",
-            "reasoning",
-            "answer_recorded_at",
-            "tool_calls",
-            "tokens_in",
-            "tokens_out",
-            "time_to_first_token_ms",
-            "duration_ms",
-            "commit_sha",
-            "created_at",
-            "started_at",
-            "finished_at",
-            "steps",
-        ]
+        fields = [*TURN_RECORD_NAMES, "steps"]
 
 
 class RunStartSerializer(serializers.Serializer):
@@ -173,9 +140,7 @@ class RunViewSet(viewsets.ReadOnlyModelViewSet):
     project_roles = {"cancel": ProjectRole.MEMBER, "*": ProjectRole.VIEWER}
 
     def get_queryset(self) -> QuerySet[Run]:
-        queryset = Run.objects.filter(project__in=visible_projects(self.request.user)).select_related(
-            "model_profile", "team", "epic"
-        )
+        queryset = runs_summarised(Run.objects.filter(project__in=visible_projects(self.request.user)))
         return queryset.filter(**_query(RunFilterSerializer, self.request))
 
     @extend_schema(parameters=[RunFilterSerializer])
@@ -186,7 +151,7 @@ class RunViewSet(viewsets.ReadOnlyModelViewSet):
     @action(detail=True, methods=["post"])
     def cancel(self, request: Request, pk: str | None = None) -> Response:
         run = engine.run_cancel(run=self.get_object())
-        return Response(RunSerializer(Run.objects.get(pk=run.pk)).data)
+        return Response(RunSerializer(run_summarised(run.pk)).data)
 
     @extend_schema(parameters=[RunEventsQuerySerializer])
     @action(detail=True, methods=["get"])
@@ -231,7 +196,7 @@ def _start(request: Request, epic: Epic, card: Card | None) -> Response:
         card=card,
         max_parallel=serializer.validated_data.get("max_parallel", 2),
     )
-    return Response(RunSerializer(Run.objects.get(pk=run.pk)).data, status=status.HTTP_201_CREATED)
+    return Response(RunSerializer(run_summarised(run.pk)).data, status=status.HTTP_201_CREATED)
 
 
 def _visible_epic(request: Request, epic_id: int) -> Epic:

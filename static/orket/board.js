@@ -1716,6 +1716,7 @@
     loadTurns(id);
     document.dispatchEvent(new CustomEvent("orket:card-opened", { detail: { project: config.project, card: id } })); // card_diff.js, file_browser.js
     loadDependents(id);
+    window.orketApprovals.drawer(id, config.canAct);
     loadRoles(summary ? summary.epic : config.epic);
   }
 
@@ -1768,6 +1769,9 @@
     }
     if (row.event === "transition") {
       return statusName(row.from_status) + " \u2192 " + statusName(row.to_status);
+    }
+    if (row.event === "decision") {
+      return "decided on an agent's tool call";
     }
     if (row.event === "dependency_added") {
       return "now waits on #" + changes.depends_on;
@@ -2156,6 +2160,7 @@
               loadComments(id);
               loadTurns(id);
               document.dispatchEvent(new CustomEvent("orket:card-changed", { detail: { project: config.project, card: id } })); // card_diff.js
+              window.orketApprovals.drawer(id, config.canAct);
             }
           })
           .catch(function (error) {

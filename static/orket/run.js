@@ -18,7 +18,7 @@ import { diffFold } from "./call_diff.js";
   }
   var config = JSON.parse(configNode.textContent);
   var FINAL = { succeeded: true, failed: true, canceled: true };
-  var TURN_END = { "turn.succeeded": true, "turn.failed": true, "turn.canceled": true, "turn.requeued": true };
+  var TURN_END = { "turn.succeeded": true, "turn.failed": true, "turn.canceled": true, "turn.requeued": true, "turn.waiting": true };
   var LONG_LINES = 14;
   var PALETTE = ["#2f5bd3", "#c2410c", "#0f766e", "#7c3aed", "#b45309", "#be185d", "#15803d", "#0369a1", "#4d7c0f", "#9f1239"];
 
@@ -554,6 +554,12 @@ import { diffFold } from "./call_diff.js";
         this.detail(node, "message", frame.message);
         this.detail(node, "fix", frame.fix);
         return;
+      case "approval.requested":
+      case "approval.decided":
+      case "tool.rejected":
+        parent = info ? this.callGroup(info, frame, parent) : parent;
+        steps.approvalLine(this, parent, frame);
+        return;
       case "tool.error":
         parent = info ? this.callGroup(info, frame, parent) : parent;
         node = this.line(parent, frame, "error", "Tool error: " + (frame.name || "?"));
@@ -596,7 +602,7 @@ import { diffFold } from "./call_diff.js";
         return;
       default:
         if (TURN_END[kind]) {
-          if (info && kind === "turn.requeued") {
+          if (info && (kind === "turn.requeued" || kind === "turn.waiting")) {
             info.step = null; /* its steps go on when the turn is taken up again */
           } else if (info) {
             this.endSteps(info);
@@ -950,6 +956,7 @@ import { diffFold } from "./call_diff.js";
   /* ---------- live mode ---------- */
 
   function startLive() {
+    window.orketApprovals.runPage(config.run, config.canCancel);
     var charts = new Charts();
     var state = { socket: null, backoff: 500, timer: null, done: false, closing: false, knownLastSeq: null, reconnects: 0, stopped: false };
     var redraw = throttle(function () {
@@ -983,6 +990,9 @@ import { diffFold } from "./call_diff.js";
         }
         if (TURN_END[kind]) {
           refreshTurns();
+        }
+        if (kind.indexOf("approval.") === 0) {
+          window.orketApprovals.runPage(config.run, config.canCancel);
         }
         if (kind === "turn.started" || TURN_END[kind] || kind === "tool.refused") {
           redraw();
