@@ -192,6 +192,16 @@ async def test_the_drawer_shows_the_lines_the_scripted_coder_changed(tmp_path: P
         await page.wait_for_selector(f"#card-files button.link-button:text-is('card_{coder_card}.py')")
         await page.wait_for_timeout(200)
         assert await page.evaluate("window.__xss") is None
+
+        # A diff too large to show whole says so, and how much was left out.
+        for number in range(2):
+            (checkout / f"generated{number}.txt").write_text("".join(f"row {n}\n" for n in range(4000)))
+        git(checkout, "add", "--all")
+        git(checkout, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "generated")
+        await open_card(page, base, project, coder_card)
+        marker = await page.text_content("#card-diff .diff-view > .diff-truncated") or ""
+        assert marker == "The diff is too large to show whole: 1 file with 4000 changed lines not shown.", marker
+        assert await page.locator("#card-diff section.diff-file[data-path='generated1.txt'] .diff-truncated").count()
         ARTIFACT.parent.mkdir(parents=True, exist_ok=True)
         await page.locator("#drawer-changes").scroll_into_view_if_needed()
         await page.screenshot(path=str(ARTIFACT))
