@@ -37,3 +37,17 @@ class ApprovalPending(AgentsError):
 
     status = 409
     code = "approval_pending"
+
+
+class PathRefused(AgentsError):
+    """A path the workspace path policy refuses (outside the checkout, through a link, into .git)."""
+
+    status = 400
+    code = "path_refused"
+
+
+class CodeNotFound(AgentsError):
+    """A file, folder, turn or step of a card that does not exist (or made no commit)."""
+
+    status = 404
+    code = "not_found"

@@ -675,7 +675,7 @@ class TurnLoop:
         if not sha:
             return
         self.commit_sha = sha
-        self._event("workspace.commit", sha=sha, files=sorted(files))
+        self._event("workspace.commit", sha=sha, step=number, files=sorted(files))
         card = Card.objects.get(pk=self.card.pk)
         if card.last_verification:
             board_services.card_record_verification(

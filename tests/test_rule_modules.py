@@ -18,6 +18,7 @@ RULE_MODULES = [
     "agents.providers",
     "agents.toolcalls",
     "agents.step_schema",
+    "agents.code_view",
 ]
 
 

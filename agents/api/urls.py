@@ -8,6 +8,7 @@ from agents.api.approvals import (
     project_approval_tools,
     run_approvals,
 )
+from agents.api.code import card_diff, card_diff_turns, card_file, card_files
 from agents.api.plans import epic_plans, plan_accept, plan_detail, plan_discard
 from agents.api.runs import RunViewSet, card_prompt, card_runs, card_turns, epic_run_options, epic_runs
 from agents.api.views import ModelProfileViewSet, TeamViewSet
@@ -32,5 +33,9 @@ urlpatterns = [
     path("runs/<int:run_id>/approvals/", run_approvals, name="run-approvals"),
     path("approvals/<int:approval_id>/decide/", approval_decide, name="approval-decide"),
     path("projects/<int:project_id>/approval-tools/", project_approval_tools, name="project-approval-tools"),
+    path("projects/<int:project_id>/cards/<int:card_id>/diff/", card_diff, name="card-diff"),
+    path("projects/<int:project_id>/cards/<int:card_id>/diff/turns/", card_diff_turns, name="card-diff-turns"),
+    path("projects/<int:project_id>/cards/<int:card_id>/files/", card_files, name="card-files"),
+    path("projects/<int:project_id>/cards/<int:card_id>/file/", card_file, name="card-file"),
     *router.urls,
 ]

@@ -1724,6 +1724,7 @@
     loadComments(id);
     loadHistory(id);
     loadTurns(id);
+    document.dispatchEvent(new CustomEvent("orket:card-opened", { detail: { project: config.project, card: id } })); // card_diff.js, file_browser.js
     loadDependents(id);
     window.orketApprovals.drawer(id, config.canAct);
     loadRoles(summary ? summary.epic : config.epic);
@@ -2168,6 +2169,7 @@
               loadHistory(id);
               loadComments(id);
               loadTurns(id);
+              document.dispatchEvent(new CustomEvent("orket:card-changed", { detail: { project: config.project, card: id } })); // card_diff.js
               window.orketApprovals.drawer(id, config.canAct);
             }
           })

@@ -7,6 +7,7 @@
  * with textContent, never as HTML. An ES module: dom.js and Chart.js are classic scripts before it.
  */
 import * as steps from "./run_steps.js";
+import { diffFold } from "./call_diff.js";
 
 (function () {
   "use strict";
@@ -537,6 +538,7 @@ import * as steps from "./run_steps.js";
       case "tool.result":
         parent = info ? this.callGroup(info, frame, parent) : parent;
         parent.appendChild(steps.resultFold(frame));
+        diffFold(parent, frame, config.project);
         return;
       case "tool.refused":
         parent = info ? this.callGroup(info, frame, parent) : parent;
