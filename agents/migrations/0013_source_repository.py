@@ -9,7 +9,7 @@ import agents.outbound_policy
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("agents", "0010_secret_variables_and_outbound_hosts"),
+        ("agents", "0012_epic_plans"),
         ("boards", "0005_project_require_verification"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
