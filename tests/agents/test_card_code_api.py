@@ -12,9 +12,10 @@ from typing import Any
 import pytest
 from django.conf import settings
 from django.db import connection
+from django.db.models import Count, Q
 from django.test.utils import CaptureQueriesContext
 
-from agents.models import RunEvent, Turn
+from agents.models import Turn
 from agents.workspaces import ProjectWorkspace, git_env, project_workspace_root
 from boards.models import Card, Epic, Membership, Project, ProjectRole
 from orket_site.seed import seed_first_run
@@ -83,18 +84,20 @@ def test_the_whole_card_a_turn_and_a_step_show_exactly_git_s_changes(demo, api_a
     client = api_as(users["viewer"])
     repo = project_workspace_root(settings.DATA_DIR, epic.project_id) / "repo"
     # the card the coder was sent back on has two work turns, each with two commits
-    card = Card.objects.get(
-        pk=RunEvent.objects.filter(kind="workspace.commit", data__files__0="services/card_2.py")
-        .values_list("card_id", flat=True)
-        .first()
+    card = (
+        Card.objects.filter(epic=epic)
+        .annotate(work_turns=Count("turns", filter=Q(turns__purpose="work")))
+        .filter(work_turns=2)
+        .get()
     )
+    service = f"services/card_{card.pk}.py"
 
     whole = client.get(url(card, "diff")).json()
     assert whole["merged"] is True and whole["head"] == f"card/{card.pk}"
     expected = git(repo, "diff", f"{whole['base']}...card/{card.pk}")
     assert shown_lines(whole) == changed_lines(expected)
     assert [(f["path"], f["status"]) for f in whole["files"]] == [
-        ("services/card_2.py", "added"),
+        (service, "added"),
         (f"tests/test_card_{card.pk}.py", "added"),
     ]
     assert whole["added"] == len(changed_lines(expected)[0]) and not whole["truncated"]
@@ -114,9 +117,9 @@ def test_the_whole_card_a_turn_and_a_step_show_exactly_git_s_changes(demo, api_a
     assert shown_lines(per_turn) == changed_lines(git(repo, "diff", f"{first}^", last))
 
     step = later["commits"][0]["step"]
-    only = client.get(url(card, "diff"), {"turn": later["id"], "step": step, "path": "services/card_2.py"}).json()
-    assert [f["path"] for f in only["files"]] == ["services/card_2.py"]
-    assert shown_lines(only) == changed_lines(git(repo, "diff", f"{first}^", first, "--", "services/card_2.py"))
+    only = client.get(url(card, "diff"), {"turn": later["id"], "step": step, "path": service}).json()
+    assert [f["path"] for f in only["files"]] == [service]
+    assert shown_lines(only) == changed_lines(git(repo, "diff", f"{first}^", first, "--", service))
 
     reviewer = Turn.objects.filter(card=card, purpose="review").first()
     empty = client.get(url(card, "diff"), {"turn": reviewer.pk}).json()
