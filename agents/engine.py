@@ -138,7 +138,6 @@ def team_for(epic: Epic) -> Team:
     return team
 
 
-@transaction.atomic
 def run_start(
     *,
     epic: Epic,
@@ -147,7 +146,18 @@ def run_start(
     card: Card | None = None,
     max_parallel: int = 2,
 ) -> Run:
-    """Create a run of the epic (or of one of its cards) and schedule it."""
+    """Create a run of the epic (or of one of its cards) and schedule it. The default profile may ask
+    a local Ollama whether it answers: that happens before the transaction, never inside it."""
+    chosen = profile or default_profile(epic.project_id)
+    with transaction.atomic():
+        return _run_create(
+            epic=epic, user=user, profile=chosen, override=profile is not None, card=card, max_parallel=max_parallel
+        )
+
+
+def _run_create(
+    *, epic: Epic, user: Any, profile: ModelProfile, override: bool, card: Card | None, max_parallel: int
+) -> Run:
     gate = epic_run_gate(epic)
     if not gate.allowed:
         raise EngineError(gate.reason, code=gate.code or "complexity_gate")
@@ -161,8 +171,8 @@ def run_start(
         epic=epic,
         card=card,
         team=team_for(epic),
-        model_profile=profile or default_profile(epic.project_id),
-        profile_is_override=profile is not None,
+        model_profile=profile,
+        profile_is_override=override,
         requested_by=user,
         max_parallel=max_parallel,
     )
