@@ -14,6 +14,7 @@ No Django imports.
 
 from __future__ import annotations
 
+import codecs
 import functools
 import logging
 import os
@@ -21,6 +22,7 @@ import secrets
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -32,7 +34,7 @@ import docker
 import requests
 from docker.errors import DockerException, NotFound
 
-from sandboxes.isolation import IsolatedCommand, IsolatedResult, Limits
+from sandboxes.isolation import IsolatedCommand, IsolatedResult, Limits, OutputCallback
 
 log = logging.getLogger(__name__)
 
@@ -151,16 +153,23 @@ class DockerRunner:
             f"killed after {limits.timeout_seconds:g} s"
         )
 
-    def run(self, command: IsolatedCommand) -> IsolatedResult:
+    def run(self, command: IsolatedCommand, on_output: OutputCallback | None = None) -> IsolatedResult:
         started = time.monotonic()
         staging = Path(tempfile.mkdtemp(prefix="orket-docker-ro-"))
         try:
             volumes = _read_only_volumes(command.read_only, staging)
-            return self._run(command, volumes, started)
+            volumes.update(_writable_volumes(command.writable))
+            return self._run(command, volumes, started, on_output)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
 
-    def _run(self, command: IsolatedCommand, volumes: dict[str, dict[str, str]], started: float) -> IsolatedResult:
+    def _run(
+        self,
+        command: IsolatedCommand,
+        volumes: dict[str, dict[str, str]],
+        started: float,
+        on_output: OutputCallback | None = None,
+    ) -> IsolatedResult:
         limits = command.limits
         container = self.engine.containers.create(
             self.image,
@@ -192,6 +201,7 @@ class DockerRunner:
         exit_code: int | None = None
         try:
             container.start()
+            followers = _follow_output(container, on_output, limits.max_output_bytes) if on_output else []
             try:
                 status = container.wait(timeout=max(limits.timeout_seconds, 0.1))
                 exit_code = int(status.get("StatusCode", -1))
@@ -199,6 +209,8 @@ class DockerRunner:
                 timed_out = True
                 _quietly(container.kill)
                 _quietly(lambda: container.wait(timeout=30))
+            for follower in followers:
+                follower.join(timeout=5)
             stdout, cut_out = _capped(container.logs(stdout=True, stderr=False), limits.max_output_bytes)
             stderr, cut_err = _capped(container.logs(stdout=False, stderr=True), limits.max_output_bytes)
             if not timed_out and exit_code == 137 and _oom_killed(container):
@@ -214,6 +226,48 @@ class DockerRunner:
             isolation=self.describe(limits),
             output_truncated=cut_out or cut_err,
         )
+
+
+def _follow_output(container: Any, on_output: OutputCallback, limit: int) -> list[threading.Thread]:
+    """One thread per stream following the container's log as it is written, handing each piece on until
+    the container stops or `limit` bytes were handed on (the result is read from the log afterwards)."""
+
+    def follow(stream: str) -> None:
+        sent = 0
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        try:
+            for chunk in container.logs(stdout=stream == "stdout", stderr=stream == "stderr", stream=True, follow=True):
+                piece = chunk[: max(limit - sent, 0)]
+                sent += len(piece)
+                text = decoder.decode(piece)
+                if text:
+                    on_output(stream, text)
+                if sent >= limit:
+                    return
+        except (DockerException, requests.exceptions.RequestException) as error:
+            log.debug("stopped following the output of a container: %s", error)
+        except Exception:  # a listener that fails must not break the run
+            log.exception("output callback failed")
+
+    threads = [threading.Thread(target=follow, args=(name,), daemon=True) for name in ("stdout", "stderr")]
+    for thread in threads:
+        thread.start()
+    return threads
+
+
+def _writable_volumes(writable: dict[Path, str]) -> dict[str, dict[str, str]]:
+    """Read-write bind mounts of throwaway folders (their owner must be uid 65534 to be written)."""
+    volumes: dict[str, dict[str, str]] = {}
+    for source, target in writable.items():
+        resolved = Path(source).resolve()
+        if (
+            any(Path(socket_path).resolve().is_relative_to(resolved) for socket_path in FORBIDDEN_SOURCES)
+            or not resolved.is_dir()
+            or not target.startswith("/")
+        ):
+            raise ValueError(f"refusing to mount {source} at {target}")
+        volumes[str(resolved)] = {"bind": target, "mode": "rw"}
+    return volumes
 
 
 def _readable_by_others(path: Path) -> bool:

@@ -7,9 +7,13 @@ Pure: no Django imports.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
+
+# Called with ("stdout" | "stderr", text) as the command's output is produced, from a reader thread.
+OutputCallback = Callable[[str, str], None]
 
 
 @dataclass(frozen=True)
@@ -26,13 +30,16 @@ class IsolatedCommand:
     """`argv` runs with `workdir` as its working directory.
 
     `read_only` maps host paths to the paths the command sees, all read-only (the agents' workspace,
-    the fixture, the runner). `writable_tmp` gives it a private, empty /tmp. There is never a network.
+    the fixture, the runner). `writable` maps host folders the command may change (a throwaway copy of a
+    card's checkout for agent commands; verification never uses it). `writable_tmp` gives it a private,
+    empty /tmp. There is never a network.
     """
 
     argv: tuple[str, ...]
     read_only: dict[Path, str]
     workdir: str
     env: dict[str, str] = field(default_factory=dict)
+    writable: dict[Path, str] = field(default_factory=dict)
     writable_tmp: bool = True
     limits: Limits = Limits()
 
@@ -55,4 +62,4 @@ class IsolatedRunner(Protocol):
 
     def describe(self) -> str: ...
 
-    def run(self, command: IsolatedCommand) -> IsolatedResult: ...
+    def run(self, command: IsolatedCommand, on_output: OutputCallback | None = None) -> IsolatedResult: ...

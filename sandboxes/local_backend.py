@@ -25,8 +25,10 @@ may reuse it (with `network=True` and writable binds) to launch a long-running a
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import json
+import logging
 import math
 import os
 import shutil
@@ -36,11 +38,11 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO, Any
 
-from sandboxes.isolation import IsolatedCommand, IsolatedResult, Limits
+from sandboxes.isolation import IsolatedCommand, IsolatedResult, Limits, OutputCallback
 
 NOBODY = 65534
 SUPERVISOR = Path(__file__).resolve().parent / "runner" / "supervise.py"
@@ -237,25 +239,42 @@ def supervisor_argv(
 
 
 class _Capped:
-    """Reads a stream to its end on a thread, keeping at most `limit` bytes."""
+    """Reads a stream to its end on a thread, keeping at most `limit` bytes. With `on_chunk`, each piece
+    is also handed on as soon as it is read (what was kept only: past the cap nothing more is sent)."""
 
-    def __init__(self, stream: IO[bytes], limit: int) -> None:
-        self.stream, self.limit = stream, limit
+    def __init__(self, stream: IO[bytes], limit: int, on_chunk: Callable[[str], None] | None = None) -> None:
+        self.stream, self.limit, self.on_chunk = stream, limit, on_chunk
         self.data = bytearray()
         self.truncated = False
+        self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self.thread = threading.Thread(target=self._read, daemon=True)
         self.thread.start()
 
     def _read(self) -> None:
+        # read1 returns what the pipe holds now instead of waiting for a full buffer: output flows live.
+        read = getattr(self.stream, "read1", self.stream.read)
         while True:
-            chunk = self.stream.read(65536)
+            chunk = read(65536)
             if not chunk:
+                self._hand_on(b"", final=True)
                 return
             room = self.limit - len(self.data)
             if room > 0:
                 self.data += chunk[:room]
+                self._hand_on(chunk[:room])
             if len(chunk) > room:
                 self.truncated = True
+
+    def _hand_on(self, chunk: bytes, *, final: bool = False) -> None:
+        if self.on_chunk is None:
+            return
+        text = self.decoder.decode(chunk, final=final)
+        if text:
+            try:
+                self.on_chunk(text)
+            except Exception:  # a listener that fails must not stop the reading (the pipe would fill)
+                logging.getLogger(__name__).exception("output callback failed")
+                self.on_chunk = None
 
     def text(self) -> str:
         self.thread.join(timeout=5)
@@ -291,16 +310,18 @@ class LocalProcessRunner:
             "memory, process, CPU and file-size limits and a timeout (no cgroups)"
         )
 
-    def run(self, command: IsolatedCommand) -> IsolatedResult:
+    def run(self, command: IsolatedCommand, on_output: OutputCallback | None = None) -> IsolatedResult:
         with tempfile.TemporaryDirectory(prefix="orket-iso-") as scratch:
             base = Path(scratch)
             base.chmod(0o755)
             if self.bwrap is not None:
-                argv = bwrap_argv(command, bwrap=self.bwrap, etc_dir=write_etc(base / "etc"))
-                return self._supervise(command, argv, env={"PATH": SANDBOX_PATH}, cwd="/", uid=None)
-            return self._run_plain(command, base)
+                argv = bwrap_argv(command, bwrap=self.bwrap, etc_dir=write_etc(base / "etc"), writable=command.writable)
+                return self._supervise(
+                    command, argv, env={"PATH": SANDBOX_PATH}, cwd="/", uid=None, on_output=on_output
+                )
+            return self._run_plain(command, base, on_output)
 
-    def _run_plain(self, command: IsolatedCommand, base: Path) -> IsolatedResult:
+    def _run_plain(self, command: IsolatedCommand, base: Path, on_output: OutputCallback | None) -> IsolatedResult:
         root = os.geteuid() == 0
         work = base / "work"
         work.mkdir(mode=0o700)
@@ -319,6 +340,7 @@ class LocalProcessRunner:
                     None, "", f"orket: could not prepare {target}: {error}", 0, False, self.describe()
                 )
             mapping[target] = str(copy)
+        mapping.update({target: str(host) for host, target in command.writable.items()})
 
         def rewrite(text: str) -> str:
             for target, local in sorted(mapping.items(), key=lambda item: -len(item[0])):
@@ -332,10 +354,17 @@ class LocalProcessRunner:
         if cwd == command.workdir:
             cwd = str(work)
         uid = NOBODY if root else None
-        return self._supervise(command, argv, env=env, cwd=cwd, uid=uid)
+        return self._supervise(command, argv, env=env, cwd=cwd, uid=uid, on_output=on_output)
 
     def _supervise(
-        self, command: IsolatedCommand, argv: list[str], *, env: dict[str, str], cwd: str, uid: int | None
+        self,
+        command: IsolatedCommand,
+        argv: list[str],
+        *,
+        env: dict[str, str],
+        cwd: str,
+        uid: int | None,
+        on_output: OutputCallback | None = None,
     ) -> IsolatedResult:
         limits = command.limits
         rlimits = rlimits_for(limits)
@@ -367,8 +396,8 @@ class LocalProcessRunner:
         finally:
             os.close(write_status)
         assert process.stdout is not None and process.stderr is not None
-        stdout = _Capped(process.stdout, limits.max_output_bytes)
-        stderr = _Capped(process.stderr, limits.max_output_bytes)
+        stdout = _Capped(process.stdout, limits.max_output_bytes, _stream_to(on_output, "stdout"))
+        stderr = _Capped(process.stderr, limits.max_output_bytes, _stream_to(on_output, "stderr"))
         status = _Capped(os.fdopen(read_status, "rb"), 65536)
         killed = False
         try:
@@ -394,6 +423,12 @@ class LocalProcessRunner:
             isolation=self.describe(),
             output_truncated=stdout.truncated or stderr.truncated,
         )
+
+
+def _stream_to(on_output: OutputCallback | None, stream: str) -> Callable[[str], None] | None:
+    if on_output is None:
+        return None
+    return lambda text: on_output(stream, text)
 
 
 def _status_lines(data: bytes | bytearray) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from celery import shared_task, signals
@@ -69,3 +70,15 @@ def _find_sandbox_tools(**_: Any) -> None:
     from sandboxes import docker_backend
 
     docker_backend.log_tools()
+
+
+@signals.worker_ready.connect
+def _follow_sandbox_logs(**_: Any) -> None:
+    """A worker starting (again) follows the logs of the sandboxes that are live: no follower is lost
+    with a restart, and the stored cursors make it resume where the last one stopped."""
+    from sandboxes import log_follow
+
+    try:
+        log_follow.sandboxes_logs_follow()
+    except Exception:  # the worker must start even when the database is not there yet
+        logging.getLogger(__name__).exception("could not follow the logs of the live sandboxes")

@@ -236,8 +236,9 @@ def consumers_count_subscribers() -> bool:
     import inspect
 
     import agents.consumers
+    import orket_site.project_socket
 
-    source = inspect.getsource(agents.consumers)
+    source = inspect.getsource(agents.consumers) + inspect.getsource(orket_site.project_socket)
     return "websocket_opened" in source and "websocket_closed" in source
 
 
