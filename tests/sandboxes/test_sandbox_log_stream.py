@@ -137,7 +137,9 @@ async def test_service_lines_arrive_live_and_exactly_once_across_a_reconnect(
             await communicator.disconnect()
             await asyncio.sleep(1.0)  # the app goes on printing while no one listens
     finally:
-        await sync_to_async(services.sandbox_stop)(sandbox=await database_sync_to_async(Sandbox.objects.get)(pk=sandbox.pk))
+        await sync_to_async(services.sandbox_stop)(
+            sandbox=await database_sync_to_async(Sandbox.objects.get)(pk=sandbox.pk)
+        )
         await sync_to_async(services.sandbox_halt)(sandbox_id=sandbox.pk)
         await sync_to_async(log_follow.wait_until_stopped)(sandbox.pk, 20)
     stream = await database_sync_to_async(LogStream.objects.get)(pk=stream_id)
