@@ -46,6 +46,7 @@ FOLLOWED = (SandboxStatus.CREATING, SandboxStatus.RUNNING, SandboxStatus.UNHEALT
 LOCAL_SOURCE = "app.log"
 
 _threads: dict[int, threading.Thread] = {}
+_stops: dict[int, threading.Event] = {}
 _threads_lock = threading.Lock()
 
 
@@ -69,12 +70,24 @@ def sandbox_logs_follow(*, sandbox_id: int) -> bool:
         running = _threads.get(sandbox_id)
         if running is not None and running.is_alive():
             return False
+        stop = threading.Event()
         thread = threading.Thread(
-            target=_follow_safely, args=(sandbox_id,), name=f"sandbox-logs-{sandbox_id}", daemon=True
+            target=_follow_safely, args=(sandbox_id, stop), name=f"sandbox-logs-{sandbox_id}", daemon=True
         )
-        _threads[sandbox_id] = thread
+        _threads[sandbox_id], _stops[sandbox_id] = thread, stop
         thread.start()
     return True
+
+
+def sandboxes_logs_unfollow(timeout: float = 10.0) -> None:
+    """Stop every follower of this process and release their leases (a worker shutting down), so
+    the next worker takes over at once from where they stopped."""
+    with _threads_lock:
+        running = list(_threads.items())
+        for stop in _stops.values():
+            stop.set()
+    for _, thread in running:
+        thread.join(timeout=timeout)
 
 
 def sandboxes_logs_follow() -> int:
@@ -104,10 +117,10 @@ def wait_until_stopped(sandbox_id: int, timeout: float = 10.0) -> None:
         thread.join(timeout=timeout)
 
 
-def _follow_safely(sandbox_id: int) -> None:
+def _follow_safely(sandbox_id: int, stop: threading.Event) -> None:
     try:
         close_old_connections()
-        _follow(sandbox_id)
+        _follow(sandbox_id, stop)
     except LogStreamClosed:
         log.info("the log stream of sandbox %s was closed before its follower's last read", sandbox_id)
     except Exception:  # the thread must end quietly; the next health check starts another
@@ -136,7 +149,7 @@ def _release(stream_id: int, holder: str) -> None:
     LogStream.objects.filter(pk=stream_id, follower=holder).update(follower="", followed_until=None)
 
 
-def _follow(sandbox_id: int) -> None:
+def _follow(sandbox_id: int, stop: threading.Event) -> None:
     sandbox = Sandbox.objects.get(pk=sandbox_id)
     stream = sandbox_log_stream(sandbox)
     holder = _holder()
@@ -162,7 +175,8 @@ def _follow(sandbox_id: int) -> None:
                 if not _claim(stream.pk, holder):
                     return
                 renewed = time.monotonic()
-            time.sleep(POLL_SECONDS)
+            if stop.wait(POLL_SECONDS):
+                return
     finally:
         reader.stop()
         _release(stream.pk, holder)

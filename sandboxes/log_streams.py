@@ -45,11 +45,11 @@ MAX_LABEL = 200
 
 
 def max_lines() -> int:
-    return max(100, int(getattr(settings, "ORKET_LOG_STREAM_MAX_LINES", 20_000)))
+    return int(settings.ORKET_LOG_STREAM_MAX_LINES)
 
 
 def max_line_chars() -> int:
-    return max(200, int(getattr(settings, "ORKET_LOG_LINE_MAX_CHARS", 4_000)))
+    return int(settings.ORKET_LOG_LINE_MAX_CHARS)
 
 
 def stream_group(stream_id: int) -> str:

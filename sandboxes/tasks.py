@@ -82,3 +82,11 @@ def _follow_sandbox_logs(**_: Any) -> None:
         log_follow.sandboxes_logs_follow()
     except Exception:  # the worker must start even when the database is not there yet
         logging.getLogger(__name__).exception("could not follow the logs of the live sandboxes")
+
+
+@signals.worker_shutdown.connect
+@signals.worker_process_shutdown.connect
+def _stop_following_sandbox_logs(**_: Any) -> None:
+    from sandboxes import log_follow
+
+    log_follow.sandboxes_logs_unfollow()

@@ -170,3 +170,54 @@ async def test_service_lines_arrive_live_and_exactly_once_across_a_reconnect(
     delays = sorted(frame["received_at"] - printed_at for _, printed_at, frame in ticks
                     if any(s <= printed_at <= e - LIVE_WITHIN for s, e in live_windows))  # fmt: skip
     print(f"{backend}: {checked} live lines, delay median {delays[len(delays) // 2]:.3f} s, max {delays[-1]:.3f} s")
+
+
+def _wait_for(condition: Any, what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.05)
+
+
+def test_a_follower_restart_resumes_where_it_stopped_and_a_rival_stores_nothing(
+    monkeypatch: pytest.MonkeyPatch, settings, tmp_path: Path
+) -> None:
+    import threading
+
+    settings.DATA_DIR = tmp_path / "data"
+    monkeypatch.setenv("ORKET_SANDBOX_BACKEND", "local")
+    project = Project.objects.create(name="Ticks", slug="ticks")
+    sandbox = services.sandbox_create(project=project, workspace=write_ticker(tmp_path / "ws"))
+    stream_id = selectors.sandbox_log_stream_id(sandbox.pk)
+    try:
+        assert services.sandbox_provision(sandbox_id=sandbox.pk).status == SandboxStatus.RUNNING
+
+        def stored() -> int:
+            return LogStream.objects.get(pk=stream_id).last_seq
+
+        _wait_for(lambda: stored() >= 10, "the follower stored nothing")
+        log_follow.sandboxes_logs_unfollow()  # as a worker shutting down
+        assert not log_follow.following(sandbox.pk)
+        assert LogStream.objects.get(pk=stream_id).follower == ""  # the lease is given back
+        paused_at = stored()
+        time.sleep(1.0)  # the app prints on; nobody stores
+        assert stored() == paused_at
+
+        assert log_follow.sandbox_logs_follow(sandbox_id=sandbox.pk)  # a new worker takes over
+        assert not log_follow.sandbox_logs_follow(sandbox_id=sandbox.pk)  # one per sandbox in a process
+        _wait_for(lambda: LogStream.objects.get(pk=stream_id).follower != "", "the new follower took no lease")
+        rival = threading.Thread(target=log_follow._follow_safely, args=(sandbox.pk, threading.Event()))
+        rival.start()  # another process's follower: the lease is held, so it leaves at once
+        rival.join(10)
+        assert not rival.is_alive()
+        _wait_for(lambda: stored() >= paused_at + 20, "the new follower stored nothing")
+    finally:
+        services.sandbox_stop(sandbox=Sandbox.objects.get(pk=sandbox.pk))
+        services.sandbox_halt(sandbox_id=sandbox.pk)
+        log_follow.wait_until_stopped(sandbox.pk, 20)
+    texts = [line.text for line in LogStream.objects.get(pk=stream_id).lines.order_by("seq")]
+    numbers = [int(match[1]) for text in texts if (match := TICK.search(text))]
+    assert numbers == list(range(1, len(numbers) + 1))  # nothing lost in the pause, nothing twice
+    assert len(numbers) == (services.state_dir(sandbox) / "app.log").read_text().count("tick ")
+    services.sandbox_teardown(sandbox_id=sandbox.pk)
+    assert LogStream.objects.get(pk=stream_id).closed_at is not None
