@@ -92,7 +92,7 @@ def log_stream_open(
     label = label.strip()[:MAX_LABEL] or kind
     if not Project.objects.filter(pk=project_id).exists():
         raise NotFound("Project not found.")
-    return LogStream.objects.create(
+    stream = LogStream.objects.create(
         project_id=project_id,
         kind=kind,
         label=label,
@@ -100,6 +100,8 @@ def log_stream_open(
         verification_run_id=verification_run_id,
         refs=refs or {},
     )
+    log.info("log stream opened", extra={"stream": stream.pk, "project": project_id, "kind": kind})
+    return stream
 
 
 def log_append(*, stream_id: int, channel: str, text: str) -> int:
@@ -176,6 +178,7 @@ def log_stream_close(*, stream_id: int) -> LogStream:
             raise NotFound("Log stream not found.")
         last_seq = stream.last_seq
         transaction.on_commit(lambda: _publish_closed(stream_id, last_seq))
+    log.info("log stream closed", extra={"stream": stream_id, "lines": last_seq})
     return stream
 
 
