@@ -226,6 +226,8 @@ class LogWriter:
     thread of its own stores complete lines every `flush_seconds`, and a line without its newline
     once it is `partial_seconds` old. Past `max_pending_chars` waiting, output is dropped and a
     marker line says how much. `close()` stores everything left; it does not close the stream.
+    The writer stores on its own database connection: open the stream outside any transaction of
+    the caller (or after it committed), or the writer cannot see it.
     """
 
     def __init__(

@@ -36,6 +36,7 @@ function show(row) {
     return;
   }
   when.textContent = "stored logs (no live stream for this sandbox)";
+  lines.classList.add("log-stream"); // keeps the line breaks of the stored text
   fetch(`/api/sandboxes/${row.getAttribute("data-sandbox")}/logs/?tail=300`, {
     credentials: "same-origin",
     headers: { Accept: "application/json" },
