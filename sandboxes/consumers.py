@@ -62,17 +62,19 @@ class LogStreamConsumer(ProjectSocketConsumer):
                 await self._finish(state["last_seq"])
         self.keep(asyncio.ensure_future(self._resync_forever()))
 
-    async def log_line(self, event: dict[str, Any]) -> None:
-        seq = event["seq"]
+    async def log_lines(self, event: dict[str, Any]) -> None:
+        """Consecutive lines `first`, `first + 1`, ... as encoded frames."""
+        first = event["first"]
         self.last_live_at = asyncio.get_running_loop().time()
         async with self._lock:
-            if seq <= self.last_sent or self.closing:
+            if self.closing:
                 return
-            if seq > self.last_sent + 1:
-                await self._catch_up(until=seq - 1)
-            if seq == self.last_sent + 1:
-                await self.send(text_data=event["text"])
-                self.last_sent = seq
+            if first > self.last_sent + 1:
+                await self._catch_up(until=first - 1)
+            for offset, text in enumerate(event["texts"]):
+                if first + offset == self.last_sent + 1:
+                    await self.send(text_data=text)
+                    self.last_sent = first + offset
 
     async def log_closed(self, event: dict[str, Any]) -> None:
         async with self._lock:

@@ -205,11 +205,29 @@ def _send(group: str, messages: list[dict[str, Any]]) -> None:
         log.warning("could not publish to %s", group, exc_info=True)
 
 
+PUBLISH_BATCH_CHARS = 200_000
+
+
 def _publish(stream_id: int, frames: list[dict[str, Any]]) -> None:
-    _send(
-        stream_group(stream_id),
-        [{"type": "log.line", "seq": frame["seq"], "text": json.dumps(frame)} for frame in frames],
-    )
+    """Consecutive lines go out as few layer messages as fit (each encoded once, not per subscriber):
+    a group send costs far more than its size, on Redis above all."""
+    messages: list[dict[str, Any]] = []
+    texts: list[str] = []
+    size = 0
+    for frame in frames:
+        text = json.dumps(frame)
+        if texts and size + len(text) > PUBLISH_BATCH_CHARS:
+            messages.append(_lines_message(frame["seq"] - len(texts), texts))
+            texts, size = [], 0
+        texts.append(text)
+        size += len(text)
+    if texts:
+        messages.append(_lines_message(frames[-1]["seq"] - len(texts) + 1, texts))
+    _send(stream_group(stream_id), messages)
+
+
+def _lines_message(first_seq: int, texts: list[str]) -> dict[str, Any]:
+    return {"type": "log.lines", "first": first_seq, "texts": texts}
 
 
 def _publish_closed(stream_id: int, last_seq: int) -> None:
@@ -236,7 +254,7 @@ class LogWriter:
         *,
         flush_seconds: float = 0.1,
         partial_seconds: float = 0.5,
-        max_pending_chars: int = 2_000_000,
+        max_pending_chars: int = 8_000_000,
     ) -> None:
         self.stream_id = stream_id
         self.flush_seconds, self.partial_seconds = flush_seconds, partial_seconds

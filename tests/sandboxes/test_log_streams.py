@@ -265,4 +265,5 @@ async def test_strangers_foreign_origins_and_removed_members_are_refused(django_
         if output["type"] == "websocket.close":
             code = output.get("code")
             break
+    await communicator.disconnect()
     assert code == 4403
