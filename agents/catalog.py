@@ -19,6 +19,8 @@ TOOL_NAMES: tuple[str, ...] = (
     "edit_file",
     "git_diff",
     "finish_turn",
+    "run_command",
+    "run_tests",
 )
 
 PROVIDERS: tuple[str, ...] = ("ollama", "openai", "scripted")

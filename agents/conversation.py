@@ -62,6 +62,8 @@ def result_text(record: Mapping[str, Any]) -> str:
         return f"REFUSED by rule {record.get('rule', '')}: {record.get('message', '')}{fix} The call was not run."
     if decision == "failed":
         return f"FAILED ({record.get('rule', 'tool_failed')}): {record.get('message', '')}"
+    if decision == "rejected":
+        return f"REJECTED: {record.get('message', '')}. The call was not run."
     if decision != "executed":
         return "NOT RUN: the turn stopped before this call."
     result = record.get("result")

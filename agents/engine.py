@@ -186,6 +186,9 @@ def run_cancel(*, run: Run) -> Run:
     locked.save(update_fields=["cancel_requested"])
     queued = list(Turn.objects.filter(run=locked, status=TurnStatus.QUEUED).values_list("pk", flat=True))
     Turn.objects.filter(pk__in=queued).update(status=TurnStatus.CANCELED, outcome="run canceled before it started")
+    from agents.approvals import approvals_cancel
+
+    approvals_cancel(run=locked)
     event_append(locked.pk, "run.cancel_requested")
     dispatch_advance(locked.pk)
     return locked
@@ -275,6 +278,8 @@ def run_advance(*, run_id: int) -> Run | None:
     waiting = gitea_hooks.cards_waiting_for_review(cards)  # linked projects: people review in Gitea
     started = _start_turns(run, [card for card in cards if card.pk not in waiting], slots=run.max_parallel - active)
     if active == 0 and started == 0:
+        if Turn.objects.filter(run=run, status=TurnStatus.WAITING).exists():
+            return run  # a call waits for a person's approval; deciding it queues the turn again
         if waiting_for_model:
             # The model server is down: the run waits, and beat's reaper advances idle runs again
             # every ORKET_REAP_SECONDS, which resumes the cards once the server answers.
@@ -356,7 +361,9 @@ def _candidates(run: Run, cards: list[Card]) -> list[Card]:
 def _start_turns(run: Run, cards: list[Card], slots: int) -> int:
     if slots <= 0:
         return 0
-    busy = set(Turn.objects.filter(card__in=cards, status__in=TURN_ACTIVE_STATUSES).values_list("card_id", flat=True))
+    # A card whose turn waits for an approval is resumed by the decision, not by a new turn.
+    working = [*TURN_ACTIVE_STATUSES, TurnStatus.WAITING]
+    busy = set(Turn.objects.filter(card__in=cards, status__in=working).values_list("card_id", flat=True))
     counts = dict(
         Turn.objects.filter(run=run).values_list("card_id").annotate(n=Count("id")).values_list("card_id", "n")
     )

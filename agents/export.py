@@ -89,6 +89,8 @@ class _Encoder(DjangoJSONEncoder):
 
 
 _EXPORTED_NAMES = {"run_id": "run", "card_id": "card", "model_profile_id": "model_profile"}
+# The one list of a turn's fields as the API and the export show them.
+TURN_RECORD_NAMES = tuple(_EXPORTED_NAMES.get(name, name) for name in TURN_FIELDS)
 
 
 def _line(item: dict[str, Any]) -> str:

@@ -304,6 +304,7 @@ class TurnStatus(models.TextChoices):
     SUCCEEDED = "succeeded", "Succeeded"
     FAILED = "failed", "Failed"
     CANCELED = "canceled", "Canceled"
+    WAITING = "waiting", "Waiting for approval"
 
 
 TURN_ACTIVE_STATUSES = (TurnStatus.QUEUED, TurnStatus.RUNNING)
@@ -452,6 +453,20 @@ class SeatNote(models.Model):
         return f"note on card {self.card_id} from {self.from_seat} to {self.to_seat}"
 
 
+# Tools whose calls wait for a person's approval unless the project says otherwise.
+DEFAULT_APPROVAL_TOOLS = ("run_command", "delete_file")
+
+
+def default_approval_tools() -> list[str]:
+    return list(DEFAULT_APPROVAL_TOOLS)
+
+
+def approval_tools_for(project_id: int) -> frozenset[str]:
+    """The tools of the project whose calls need a person's approval."""
+    chosen = ProjectAgentSettings.objects.filter(project_id=project_id).values_list("approval_tools", flat=True).first()
+    return frozenset(DEFAULT_APPROVAL_TOOLS if chosen is None else chosen)
+
+
 class ProjectAgentSettings(models.Model):
     """Per-project choices of the agent engine."""
 
@@ -464,9 +479,104 @@ class ProjectAgentSettings(models.Model):
         related_name="+",
         help_text="Used when a run names no profile. Empty: Ollama when it answers, else the scripted demo.",
     )
+    approval_tools = models.JSONField(
+        default=default_approval_tools,
+        blank=True,
+        help_text="Tools whose calls wait for a person's approval before they run.",
+    )
 
     def __str__(self) -> str:
         return f"agent settings of {self.project_id}"
+
+
+class ApprovalStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    APPROVED = "approved", "Approved"
+    REJECTED = "rejected", "Rejected"
+    CANCELED = "canceled", "Canceled"
+
+
+class ToolApproval(models.Model):
+    """A tool call that waits for a person: the turn stopped before it ran, at this step and call."""
+
+    project = models.ForeignKey("boards.Project", on_delete=models.CASCADE, related_name="tool_approvals")
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="approvals")
+    turn = models.ForeignKey(Turn, on_delete=models.CASCADE, related_name="approvals")
+    card = models.ForeignKey("boards.Card", on_delete=models.CASCADE, related_name="tool_approvals")
+    step_number = models.PositiveIntegerField()
+    call_index = models.PositiveIntegerField(help_text="The call's 0-based position in the step's answer.")
+    tool = models.CharField(max_length=80)
+    arguments = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=20, choices=ApprovalStatus.choices, default=ApprovalStatus.PENDING)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+    reason = models.TextField(blank=True, max_length=5_000)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["turn", "step_number", "call_index"], name="tool_approval_unique_call"),
+        ]
+        indexes = [models.Index(fields=["card", "status"])]
+
+    def __str__(self) -> str:
+        return f"approval of {self.tool} in turn {self.turn_id} step {self.step_number} ({self.status})"
+
+
+class PlanStatus(models.TextChoices):
+    DRAFTING = "drafting", "Drafting"  # the architect's planning turn is under way
+    DRAFT = "draft", "Draft"  # a plan to edit, accept or discard
+    ACCEPTED = "accepted", "Accepted"
+    DISCARDED = "discarded", "Discarded"
+    FAILED = "failed", "Failed"
+
+
+class EpicPlan(models.Model):
+    """The architect's plan for an epic's cards: proposed by a planning turn, edited by a person, and
+    turned into cards (through boards' import service) only when accepted."""
+
+    project = models.ForeignKey("boards.Project", on_delete=models.CASCADE, related_name="plans")
+    epic = models.ForeignKey("boards.Epic", on_delete=models.CASCADE, related_name="plans")
+    status = models.CharField(max_length=12, choices=PlanStatus.choices, default=PlanStatus.DRAFTING)
+    replan = models.BooleanField(default=False, help_text="Asked for while the epic already had cards.")
+    seat = models.CharField(max_length=80, blank=True, help_text="The architect seat that planned.")
+    model_profile = models.ForeignKey(ModelProfile, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    proposed = models.JSONField(default=dict, blank=True, help_text="The document the architect proposed.")
+    document = models.JSONField(default=dict, blank=True, help_text="The document as edited; accepted as it is.")
+    problems = models.JSONField(default=list, blank=True, help_text="[{path, message}] of the current document.")
+    warnings = models.JSONField(default=list, blank=True)
+    error = models.TextField(blank=True, max_length=20_000, help_text="Why the planning turn failed.")
+    steps = models.JSONField(default=list, blank=True, help_text="The planning turn's steps: answer, calls, tokens.")
+    messages = models.JSONField(default=list, blank=True, help_text="The planning turn's first prompt.")
+    tokens_in = models.PositiveIntegerField(default=0)
+    tokens_out = models.PositiveIntegerField(default=0)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    accepted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    cards_created = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    drafted_at = models.DateTimeField(null=True, blank=True)
+    accepted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["epic", "status"], name="plan_epic_status")]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(status__in=PlanStatus.values), name="plan_status_valid"),
+            models.UniqueConstraint(
+                fields=["epic"], condition=models.Q(status="drafting"), name="plan_one_drafting_per_epic"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"plan {self.pk} of epic {self.epic_id} ({self.status})"
 
 
 from agents.gitea.models import ForgeEventKey, GiteaLink, PullRequestLink, WebhookDelivery  # noqa: E402, F401

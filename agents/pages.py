@@ -11,15 +11,17 @@ from typing import Any
 from django.core.paginator import Paginator
 from django.db.models import Count, Q
 from django.http import Http404, HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, render
+from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
+from django.views.decorators.http import require_http_methods
 
-from agents import engine
-from agents.models import RUN_FINAL_STATUSES, Run
+from agents import approvals, engine
+from agents.models import RUN_FINAL_STATUSES, Run, approval_tools_for
 from boards.access import require_project_role, role_allows
 from boards.errors import NotFound
 from boards.models import Card, Epic, Project, ProjectRole
+from orket_site.errors import OrketError
 
 RUNS_PER_PAGE = 50
 
@@ -134,3 +136,27 @@ def _duration_text(seconds: float | None) -> str:
     if minutes:
         return f"{minutes}m {secs:02d}s"
     return f"{seconds:.1f}s"
+
+
+@require_http_methods(["GET", "HEAD", "POST"])
+def approval_settings(request: HttpRequest, project_id: int) -> HttpResponse:
+    """/projects/<id>/settings/approvals/: the tools whose calls wait for a person (maintainers change it)."""
+    role = _role_or_404(request, project_id)
+    project = get_object_or_404(Project, pk=project_id)
+    can_edit = role_allows(role, ProjectRole.MAINTAINER)
+    saved = request.GET.get("saved") == "1"
+    context: dict[str, Any] = {"project": project, "can_edit": can_edit, "problems": [], "saved": saved}
+    status = 200
+    if request.method == "POST":
+        if not can_edit:
+            context["problems"], status = ["Only maintainers change which calls need approval."], 403
+        else:
+            try:
+                approvals.approval_tools_set(project=project, tools=request.POST.getlist("tools"))
+            except OrketError as error:
+                context["problems"], status = [error.message], 400
+            else:
+                return redirect(reverse("approval-settings", args=[project.pk]) + "?saved=1")
+    chosen = approval_tools_for(project.pk)
+    context["tools"] = [(name, name in chosen) for name in approvals.approvable_tools()]
+    return render(request, "agents/approval_settings.html", context, status=status)

@@ -162,6 +162,34 @@ TOOL_SCHEMAS: dict[str, dict[str, Any]] = {
         "required": [],
         "additionalProperties": False,
     },
+    "run_command": {
+        "type": "object",
+        "properties": {
+            "argv": {
+                "type": "array",
+                "items": {"type": "string", "maxLength": 4000},
+                "maxItems": 64,
+                "description": 'The program and its arguments, e.g. ["python3", "-m", "pytest", "-x"]; no shell.',
+            },
+            "workdir": {**_PATH_PROP, "description": "A folder of the checkout to run in; omit for the top."},
+        },
+        "required": ["argv"],
+        "additionalProperties": False,
+    },
+    "run_tests": {
+        "type": "object",
+        "properties": {
+            "path": {**_PATH_PROP, "description": "Run only the tests in this file or folder; optional."},
+            "args": {
+                "type": "array",
+                "items": {"type": "string", "maxLength": 400},
+                "maxItems": 32,
+                "description": "Extra arguments for the test command (e.g. -k name); optional.",
+            },
+        },
+        "required": [],
+        "additionalProperties": False,
+    },
     "finish_turn": {
         "type": "object",
         "properties": {
@@ -187,6 +215,8 @@ TOOL_DESCRIPTIONS: dict[str, str] = {
     "search_code": "Search the workspace's text files for a regular expression or plain text; lists path:line hits.",
     "edit_file": "Replace one exact, unique piece of text in a file (old_text must occur exactly once).",
     "git_diff": "Show what this card changed so far: its branch against the base branch.",
+    "run_command": "Run a program (argv, no shell) isolated, on a throwaway copy of the workspace.",
+    "run_tests": "Run the workspace's tests isolated: pass/fail counts and output.",
     "finish_turn": "End your turn with a summary of what you did and what is left; the card moves on.",
 }
 
@@ -435,6 +465,8 @@ def tool_signature(name: str) -> str:
     for key, prop in schema["properties"].items():
         mark = "" if key in schema["required"] else "?"
         kind = "|".join(prop["enum"]) if "enum" in prop else _KIND_WORDS.get(prop.get("type", ""), "value")
+        if prop.get("type") == "array" and prop.get("items", {}).get("type") == "string":
+            kind = "list of text"
         parts.append(f"{key}{mark}: {kind}")
     return f"{name}({', '.join(parts)})"
 

@@ -234,3 +234,66 @@ def _stat_or_none(name: str, folder: int) -> os.stat_result | None:
         return os.stat(name, dir_fd=folder, follow_symlinks=False)
     except OSError:
         return None
+
+
+@dataclass(frozen=True)
+class EntryInfo:
+    name: str
+    kind: str  # "dir", "file", "link" or "other"
+    size: int
+
+
+def list_folder_info(root: str, path: str, *, limit: int) -> tuple[list[EntryInfo], int]:
+    """The entries of folder `path` with their kind and size (links are reported, never followed), sorted
+    folders first then by name, `.git` left out: at most `limit` of them, and how many there are in all."""
+    with _folder(root, path, _parts(path)) as folder:
+        try:
+            with os.scandir(folder) as found:
+                entries = [_entry_info(entry) for entry in found if entry.name != ".git"]
+        except OSError as exc:
+            raise _error(path, exc) from None
+    entries.sort(key=lambda entry: (entry.kind != "dir", entry.name))
+    return entries[:limit], len(entries)
+
+
+def _entry_info(entry: os.DirEntry[str]) -> EntryInfo:
+    try:
+        info = entry.stat(follow_symlinks=False)
+    except OSError:
+        return EntryInfo(entry.name, "other", 0)
+    if stat.S_ISLNK(info.st_mode):
+        return EntryInfo(entry.name, "link", 0)
+    if stat.S_ISDIR(info.st_mode):
+        return EntryInfo(entry.name, "dir", 0)
+    if stat.S_ISREG(info.st_mode):
+        return EntryInfo(entry.name, "file", info.st_size)
+    return EntryInfo(entry.name, "other", 0)
+
+
+def read_head(root: str, path: str, *, limit: int) -> tuple[bytes, int]:
+    """The first `limit` bytes of the regular file `path` and its size; never through a link."""
+    parts = _parts(path)
+    if not parts:
+        raise WorkspaceFileError(path, "not_a_file", "The path names no file.")
+    with _folder(root, path, parts[:-1]) as folder:
+        try:
+            fd = os.open(parts[-1], _READ_FLAGS, dir_fd=folder)
+        except OSError as exc:
+            if exc.errno in (errno.ELOOP, errno.EMLINK) or _is_link(parts[-1], folder):
+                raise WorkspaceFileError(
+                    path, "symlink", f"{path} is a symbolic link, which is not followed."
+                ) from None
+            raise _error(path, exc) from None
+        try:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):
+                raise WorkspaceFileError(path, "not_a_file", f"{path} is not a regular file.")
+            chunks, total = [], 0
+            while total < limit and (chunk := os.read(fd, min(1 << 16, limit - total))):
+                chunks.append(chunk)
+                total += len(chunk)
+            return b"".join(chunks), info.st_size
+        except OSError as exc:
+            raise _error(path, exc) from None
+        finally:
+            os.close(fd)

@@ -17,6 +17,12 @@ the step loop are exercised on every step. Its answers depend on what it is show
 - integrity_guard reviewing: runs the verification; when the card is labelled `needs-changes` and has
   no review feedback yet it leaves a note with the feedback and sends the card back to in_progress;
   when the verification failed it sends it back saying so; otherwise it moves the card to done;
+- coder on a card labelled `run-tests` (its module and test are already in the checkout): reads the card
+  context, runs the tests; while they fail it reads its module and replaces the old describe() with
+  `edit_file`, then runs them again; once they pass it reports the counts and moves the card to
+  code_review (when they still fail after the fix it says so and ends its turn);
+- integrity_guard reviewing a card labelled `run-tests`: runs the card's tests (run_tests) instead of the
+  verification and decides on their status the same way;
 - integrity_guard doing a card's work (a card assigned to it): reads the context, runs the
   verification, reports in a comment, and moves the card to code_review for someone else to review.
 
@@ -33,10 +39,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from agents.conversation import NEXT_STEP
+from agents.plan_format import DESCRIPTION_CLOSE, DESCRIPTION_OPEN, PLAN_TOOL
 from agents.providers.base import ChatRequest
 from agents.providers.scripted import ScriptedReply
 
 NEEDS_CHANGES_LABEL = "needs-changes"
+RUN_TESTS_LABEL = "run-tests"
 CHANGES_REQUESTED = (
     "Changes requested: the module must reject empty input with a ValueError, and a test must cover that case."
 )
@@ -121,6 +129,8 @@ def scripted_reply(request: ChatRequest) -> ScriptedReply:
     """The scripted team's next answer in a conversation that started with agents.prompts.compile_prompt."""
     found = markers(request)
     role = found.get("ROLE", "")
+    if found.get("PURPOSE") == "plan":
+        return ScriptedReply(text=_planner(request, found, observations(request)))
     if not found.get("CARD", ""):
         return ScriptedReply(text="I see no card in this prompt, so there is nothing for me to do.")
     seen = observations(request)
@@ -131,6 +141,8 @@ def scripted_reply(request: ChatRequest) -> ScriptedReply:
         return ScriptedReply(text=_stop_after_refusal(seen[refused[-1]]))
     if role == "architect":
         return ScriptedReply(text=_architect(found, seen))
+    if role == "coder" and RUN_TESTS_LABEL in _labels(found):
+        return ScriptedReply(text=_coder_running_tests(found, seen))
     if role == "coder":
         return ScriptedReply(text=_coder(found, seen))
     if role == "integrity_guard":
@@ -309,14 +321,66 @@ def _module_change(read: Observation, seen: list[Observation], mpath: str, modul
     return _call(f"Writing {mpath}: {why}.", "write_file", {"path": mpath, "content": module})
 
 
-def _verification_status(seen: list[Observation]) -> str:
-    run = _last(seen, "run_verification")
+def _labels(found: dict[str, str]) -> list[str]:
+    return [label.strip().lower() for label in found.get("LABELS", "").split(",")]
+
+
+def _coder_running_tests(found: dict[str, str], seen: list[Observation]) -> str:
+    card = found["CARD"]
+    mpath = module_path(card)
+    if not _done(seen, "get_card_context"):
+        return _call(f"I am taking card {card}; its tests decide. First the card context.", "get_card_context", {})
+    tests = _last(seen, "run_tests")
+    if tests is None or _position(seen, "run_tests") < _position(seen, "edit_file"):
+        why = "after my fix" if _last(seen, "edit_file") else "as the code is now"
+        return _call(f"Running the card's tests {why}.", "run_tests", {})
+    status = _verification_status(seen, "run_tests")
+    if status != "passed" and not _last(seen, "edit_file"):
+        if _position(seen, "read_file") < _position(seen, "run_tests"):
+            return _call(f"The tests say {status}; I read {mpath} to see why.", "read_file", {"path": mpath})
+        read = _last(seen, "read_file")
+        if read is not None and _UNFIXED_BODY in read.body:
+            return _call(
+                "describe() does not refuse empty names, which the failing test expects; I fix it in place.",
+                "edit_file",
+                {"path": mpath, "old_text": _UNFIXED_BODY, "new_text": _FIXED_BODY},
+            )
+    if status != "passed":
+        return _call(
+            "The tests still do not pass and I have no other fix; I stop here.",
+            "finish_turn",
+            {"summary": f"The card's tests say {status}.", "remaining": "Make the card's tests pass."},
+        )
+    if not _done(seen, "add_comment"):
+        counts = _header(tests)
+        body = f"The card's tests pass: {counts.get('passed')} passed, {counts.get('failed')} failed."
+        return _call("Reporting the test result.", "add_comment", {"body": body})
+    return _call(
+        "The card's tests pass; it is ready for review.",
+        "update_card_status",
+        {"status": "code_review", "reason": f"Card {card}: its tests pass."},
+    )
+
+
+def _position(seen: list[Observation], name: str) -> int:
+    """Where the last call to `name` is in the turn, or -1."""
+    return next((index for index in range(len(seen) - 1, -1, -1) if seen[index].name == name), -1)
+
+
+def _header(observation: Observation) -> dict[str, Any]:
+    """The JSON header of a result: its first line (results with text content put that after it)."""
+    try:
+        decoded = json.loads(observation.body.split("\n", 1)[0])
+    except ValueError:
+        return {}
+    return decoded if isinstance(decoded, dict) else {}
+
+
+def _verification_status(seen: list[Observation], tool: str = "run_verification") -> str:
+    run = _last(seen, tool)
     if run is None or run.decision != "executed":
         return "error"
-    try:
-        return str(json.loads(run.body).get("status", "unknown"))
-    except (ValueError, AttributeError):
-        return "unknown"
+    return str(_header(run).get("status", "unknown"))
 
 
 def _integrity_guard(found: dict[str, str], seen: list[Observation]) -> str:
@@ -324,9 +388,11 @@ def _integrity_guard(found: dict[str, str], seen: list[Observation]) -> str:
     labels = [label.strip().lower() for label in found.get("LABELS", "").split(",")]
     feedback = _count(found.get("REVIEW-FEEDBACK", "0"))
     seat = found.get("CARD-SEAT", "") or "all"
-    if not _last(seen, "run_verification"):
-        return _call(f"I am reviewing card {card}; first the verification.", "run_verification", {})
-    status = _verification_status(seen)
+    tool = "run_tests" if RUN_TESTS_LABEL in labels else "run_verification"
+    if not _last(seen, tool):
+        what = "its tests" if tool == "run_tests" else "the verification"
+        return _call(f"I am reviewing card {card}; first {what}.", tool, {})
+    status = _verification_status(seen, tool)
     if NEEDS_CHANGES_LABEL in labels and feedback == 0:
         if not _done(seen, "add_note"):
             return _call(
@@ -371,3 +437,80 @@ def _count(text: str) -> int:
         return max(int(text.strip()), 0)
     except ValueError:
         return 0
+
+
+# -- planning an epic --------------------------------------------------------------------------------------------
+
+_BULLET = re.compile(r"^\s*(?:[-*+]|\d+[.)])\s+(.+?)\s*$")
+MAX_PLANNED_ITEMS = 12
+
+
+def _planner(request: ChatRequest, found: dict[str, str], seen: list[Observation]) -> str:
+    """The architect planning an epic: looks at the repository once, then proposes one design card and one
+    implementation card per item of the epic description, each implementation card after the design."""
+    if not _last(seen, "list_directory"):
+        return _call("Before planning, I look at what the repository already holds.", "list_directory", {"path": "."})
+    epic = found.get("EPIC-NAME", "") or "the epic"
+    items = description_items(_description(request)) or [epic]
+    roles = dict(pair.split("=", 1) for pair in found.get("SEAT-ROLES", "").split(",") if "=" in pair)
+    architect = next((seat for seat, role in roles.items() if role == "architect"), found.get("SEAT", ""))
+    coder = next((seat for seat, role in roles.items() if role == "coder"), architect)
+    governance = found.get("GOVERNANCE") == "on"
+    cards: list[dict[str, Any]] = [
+        {
+            "id": "design",
+            "summary": f"Design {epic}"[:200],
+            "seat": architect,
+            "priority": "high",
+            "description": f"Decide the modules of {epic} and their responsibilities.",
+            "requirements": "Cover every item of the epic description.",
+            "acceptance_criteria": "A design note exists in the workspace.",
+            "depends_on": [],
+            **({"component": "schemas"} if governance else {}),
+        }
+    ]
+    for number, item in enumerate(items, 1):
+        cards.append(
+            {
+                "id": f"item-{number}",
+                "summary": _summary(item),
+                "seat": coder,
+                "priority": "medium",
+                "description": item,
+                "requirements": f"Implement: {item}",
+                "acceptance_criteria": "Works as described; has a unit test.",
+                "depends_on": ["design"],
+                **({"component": "services"} if governance else {}),
+            }
+        )
+    return _call(
+        f"The plan for {epic}: a design card, then {len(items)} implementation card(s), one per item of the "
+        "description.",
+        PLAN_TOOL,
+        {"cards": cards},
+    )
+
+
+def _description(request: ChatRequest) -> str:
+    for message in request.messages:
+        content = str(message.get("content") or "")
+        if DESCRIPTION_OPEN in content and DESCRIPTION_CLOSE in content:
+            return content.split(DESCRIPTION_OPEN, 1)[1].split(DESCRIPTION_CLOSE, 1)[0]
+    return ""
+
+
+def description_items(description: str) -> list[str]:
+    """The items of an epic description: its bullet or numbered lines, else its sentences."""
+    lines = [line for line in description.splitlines() if line.strip()]
+    bullets = [match.group(1) for line in lines if (match := _BULLET.match(line))]
+    items = bullets or [
+        sentence.strip().rstrip(".")
+        for sentence in re.split(r"(?<=[.!?])\s+|\n+", description)
+        if len(sentence.strip().rstrip(".")) > 3
+    ]
+    return items[:MAX_PLANNED_ITEMS]
+
+
+def _summary(item: str) -> str:
+    text = item.strip().rstrip(".")
+    return (text[:1].upper() + text[1:])[:200]

@@ -23,11 +23,23 @@ from django.db import transaction
 from django.db.models import F, Sum
 from django.utils import timezone
 
+from agents.approvals import call_label, tool_approval_request
 from agents.conversation import StepRecord, step_messages
 from agents.engine import block_card
 from agents.gate import check_call
 from agents.leases import LeaseKeeper, LeaseLost
-from agents.models import ModelProfile, Role, Run, SeatNote, Turn, TurnStatus, TurnStep
+from agents.models import (
+    ApprovalStatus,
+    ModelProfile,
+    Role,
+    Run,
+    SeatNote,
+    ToolApproval,
+    Turn,
+    TurnStatus,
+    TurnStep,
+    approval_tools_for,
+)
 from agents.prompt_budget import (
     DEFAULT_CHARS_PER_TOKEN,
     PromptTooLarge,
@@ -75,6 +87,8 @@ _MEASURED: set[int] = set()
 # Tools whose effect is database rows: the effect and its record commit together, so it happens once.
 BOARD_TOOLS = frozenset({"add_comment", "update_card_status", "create_card", "add_note"})
 FILE_TOOLS = frozenset({"write_file", "edit_file", "delete_file"})
+# The decision recorded for a call that waits for a person's approval (agents.approvals).
+AWAITING_APPROVAL = "awaiting_approval"
 
 
 class RunCanceled(Exception):
@@ -95,7 +109,8 @@ class ModelAnswer:
 
 @dataclass(frozen=True)
 class TurnEnding:
-    """Why the loop stopped: `kind` is handoff, finished, no_call, limit, budget or blocked."""
+    """Why the loop stopped: `kind` is handoff, finished, no_call, limit, budget, blocked or approval
+    (a call waits for a person; the step stays unfinished and the turn resumes there)."""
 
     kind: str
     outcome: str
@@ -169,6 +184,7 @@ class TurnLoop:
         self.fixed: list[dict[str, Any]] = []
         self.tools: list[dict[str, Any]] = []
         self.signatures = self._earlier_signatures()
+        self.approval_tools = approval_tools_for(card.project_id)
         # Earlier turns of the card in this run are finished: their tokens do not change during this one.
         self.card_tokens_before = (
             Turn.objects.filter(run_id=turn.run_id, card_id=turn.card_id, number__lt=turn.number).aggregate(
@@ -263,6 +279,8 @@ class TurnLoop:
             if r.get("decision") == "executed" and r["name"] in FILE_TOOLS
         }
         self._commit(number, step_files)
+        if blocked is not None and blocked.kind == "approval":
+            return blocked  # the step is not finished: the resumed turn takes it up at the waiting call
         ending = blocked or self._ending_after(records, parsed.calls)
         outcome = ending.kind if ending else ("calls" if parsed.calls else "no_call")
         self._finish_step(step, records, outcome, engine_started)
@@ -478,6 +496,13 @@ class TurnLoop:
         done = list(step.calls)
         records: list[dict[str, Any]] = []
         for index, call in enumerate(calls):
+            if index < len(done) and done[index].get("decision") == AWAITING_APPROVAL:
+                records.append(done[index])
+                self.signatures.append(done[index].get("signature", ""))
+                waiting = self._decided(step, records, index)
+                if waiting is not None:
+                    return records, waiting
+                continue
             if index < len(done):
                 records.append(done[index])
                 self.signatures.append(done[index].get("signature", ""))
@@ -511,8 +536,54 @@ class TurnLoop:
                 fields = {"rule": decision.rule, "message": decision.message, "fix": decision.fix}
                 self._settle(step, records, "tool.refused", "refused", **fields)
                 continue
+            if call.name in self.approval_tools:
+                return records, self._ask_approval(step, records, index)
             self._execute(step, call.name, arguments, records)
         return records, self._ladder(step, records)
+
+    def _ask_approval(self, step: TurnStep, records: list[dict[str, Any]], index: int) -> TurnEnding:
+        """Stop before the call: a person approves or rejects it, and the turn resumes here."""
+        record = records[-1]
+        with transaction.atomic():
+            approval = tool_approval_request(
+                turn=self.turn,
+                step_number=step.number,
+                call_index=index,
+                tool=record["name"],
+                arguments=record["arguments"],
+            )
+            self._settle(
+                step,
+                records,
+                "approval.requested",
+                AWAITING_APPROVAL,
+                approval=approval.pk,
+                call=index + 1,
+                arguments=record["arguments"],
+            )
+        label = call_label(record["name"], record["arguments"])
+        where = f"step {step.number}, call {index + 1}"
+        return TurnEnding("approval", f"Waiting for a person to approve {label} ({where}).")
+
+    def _decided(self, step: TurnStep, records: list[dict[str, Any]], index: int) -> TurnEnding | None:
+        """A call that waited for a person: run it if approved, tell the model if rejected."""
+        record = records[-1]
+        approval = (
+            ToolApproval.objects.filter(turn_id=self.turn.pk, step_number=step.number, call_index=index)
+            .select_related("decided_by")
+            .first()
+        )
+        status = approval.status if approval is not None else ApprovalStatus.PENDING
+        if status in (ApprovalStatus.PENDING, ApprovalStatus.CANCELED):
+            return TurnEnding("approval", f"Still waiting for a person to approve {record['name']}.")
+        person = approval.decided_by.get_username() if approval.decided_by else "a person"
+        if status == ApprovalStatus.APPROVED:
+            record["approved_by"] = person
+            self._execute(step, record["name"], record["arguments"], records)
+        else:
+            message = f"rejected by {person}: {approval.reason}"
+            self._settle(step, records, "tool.rejected", "rejected", rejected_by=person, message=message)
+        return None
 
     def _block_loop(self, step: TurnStep, records: list[dict[str, Any]], name: str) -> TurnEnding:
         message = "The same call was made three times in a row."
@@ -604,7 +675,7 @@ class TurnLoop:
         if not sha:
             return
         self.commit_sha = sha
-        self._event("workspace.commit", sha=sha, files=sorted(files))
+        self._event("workspace.commit", sha=sha, step=number, files=sorted(files))
         card = Card.objects.get(pk=self.card.pk)
         if card.last_verification:
             board_services.card_record_verification(

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import logging
+
 from celery import shared_task
 
-from agents import engine, leases, turns
+from agents import engine, leases, planning, turns
+
+logger = logging.getLogger(__name__)
 
 
 @shared_task(name="agents.run_advance", acks_late=True)
@@ -17,9 +21,17 @@ def turn_execute(turn_id: int) -> None:
     turns.turn_execute(turn_id=turn_id)
 
 
+@shared_task(name="agents.plan_draft", acks_late=True)
+def plan_draft(plan_id: int) -> None:
+    planning.plan_draft(plan_id=plan_id)
+
+
 @shared_task(name="agents.turns_reap_stale", acks_late=False, ignore_result=True)
 def turns_reap_stale() -> int:
-    return leases.turns_reap_stale()
+    reaped = leases.turns_reap_stale()
+    if reaped:
+        logger.info("returned %d turns whose worker stopped answering to the queue", reaped)
+    return reaped
 
 
 from agents.gitea import tasks as gitea_tasks  # noqa: E402, F401  (registers the Gitea tasks)

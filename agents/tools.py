@@ -18,8 +18,10 @@ from agents.models import SeatNote
 from agents.safe_files import WorkspaceFileError
 from boards import services as board_services
 from boards.actors import Actor
+from boards.errors import InvalidInput
 from boards.models import Card, CardDependency, Comment
 from orket_site.errors import OrketError
+from sandboxes.commands import CommandRefused, card_tests_run, command_run
 
 MAX_READ_BYTES = 1024 * 1024
 MAX_LISTING = 500
@@ -49,6 +51,8 @@ class ToolContext:
     seats: list[str]
     verification: Callable[[Card], dict[str, Any]]
     diff: Callable[[str], str] = lambda path: ""
+    # Called as run_command / run_tests output is produced: on_output(stream, text), stream "stdout" or "stderr".
+    on_output: Callable[[str, str], None] | None = None
     files_changed: set[str] = field(default_factory=set)
     status_changed_to: str | None = None
     finished: bool = False
@@ -260,6 +264,36 @@ def run_verification(context: ToolContext) -> dict[str, Any]:
     return context.verification(context.card)
 
 
+@contextmanager
+def _command_errors() -> Iterator[None]:
+    """A refused or impossible command becomes a failed call whose message the agent reads."""
+    try:
+        yield
+    except (CommandRefused, InvalidInput) as problem:
+        raise ToolFailed(problem.message, rule=problem.code) from None
+
+
+def run_command(context: ToolContext, argv: list[str], workdir: str = ".") -> dict[str, Any]:
+    if workdir not in ("", "."):
+        _checked(workdir, allow_root=True)
+    with _command_errors():
+        outcome = command_run(card=context.card, argv=argv, workdir=workdir or ".", on_output=context.on_output)
+    return outcome.for_agent()
+
+
+def run_tests(context: ToolContext, path: str = "", args: list[str] | None = None) -> dict[str, Any]:
+    if path not in ("", "."):
+        _checked(path, allow_root=True)
+    with _command_errors():
+        return card_tests_run(
+            card=context.card,
+            requested_by=context.actor.seat or "agent",
+            path=path,
+            args=list(args or []),
+            on_output=context.on_output,
+        )
+
+
 TOOLS: dict[str, Callable[..., dict[str, Any]]] = {
     "read_file": read_file,
     "write_file": write_file,
@@ -275,6 +309,8 @@ TOOLS: dict[str, Callable[..., dict[str, Any]]] = {
     "edit_file": edit_file,
     "git_diff": git_diff,
     "finish_turn": finish_turn,
+    "run_command": run_command,
+    "run_tests": run_tests,
 }
 
 

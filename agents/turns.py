@@ -148,10 +148,23 @@ def _execute_claimed(run: Run, turn: Turn, owner: str, started: float, keeper: L
         _finish_turn(turn, owner, TurnStatus.FAILED, f"The turn could not go on: {message}", started, **totals)
         block_card(run, Card.objects.get(pk=card.pk), "input", message)
         return
+    if ending.kind == "approval":
+        _wait_for_approval(run, turn, owner, card, started, loop, ending)
+        return
     if ending.kind != "blocked":
         loop.leave_refusal_note()
     if _finish_turn(turn, owner, TurnStatus.SUCCEEDED, ending.outcome, started, **loop.totals()):
         _after_turn(run, turn, role, actor, workspace, loop, ending)
+
+
+def _wait_for_approval(
+    run: Run, turn: Turn, owner: str, card: Card, started: float, loop: TurnLoop, ending: TurnEnding
+) -> None:
+    """The turn stops before a call that needs a person: it waits (neither failed nor succeeded) and
+    its card is blocked for input, together, so a decision always finds both."""
+    with transaction.atomic():
+        if _finish_turn(turn, owner, TurnStatus.WAITING, ending.outcome, started, **loop.totals()):
+            block_card(run, Card.objects.get(pk=card.pk), "input", ending.outcome)
 
 
 def _model_failed(

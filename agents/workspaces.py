@@ -32,6 +32,8 @@ MAIN = "main"
 MAX_DIFF_BYTES = 200 * 1024
 GIT_TIMEOUT = 120.0
 _CARD_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+# a branch, a sha, or either followed by ^ / ~N: never an option, never a range
+_REF = re.compile(r"^(?!.*\.\.)[A-Za-z0-9][A-Za-z0-9_./-]{0,199}(\^|~[0-9]{1,4})?$")
 _SEAT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}$")
 
 
@@ -47,6 +49,12 @@ class MergeConflict(WorkspaceError):
 
 class WorkspaceBusy(WorkspaceError):
     """The project's lock could not be taken in time."""
+
+
+class RawDiff(NamedTuple):
+    numstat: str  # git diff --numstat -z: every changed file with its counts
+    patch: str  # the unified diff, possibly cut
+    cut: bool  # the patch was cut at the size limit
 
 
 class LogEntry(NamedTuple):
@@ -215,6 +223,67 @@ class ProjectWorkspace:
         if cut:
             text = text.rsplit("\n", 1)[0] + f"\n[diff cut at {max_bytes // 1024} KB]\n"
         return text
+
+    def base_ref_for(self, card_id: int | str) -> str:
+        """The branch a card's work is compared with and merged into (today the workspace's main branch)."""
+        return MAIN
+
+    def has_ref(self, ref: str) -> bool:
+        """Whether `ref` (a branch, a sha, sha^) names a commit of the repository."""
+        if not _REF.match(ref) or not (self.repo / ".git").is_dir():
+            return False
+        done = self._git(self.repo, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}", check=False)
+        return done.returncode == 0
+
+    def merged_from(self, base: str, head: str) -> str | None:
+        """When `head` was merged into `base` (and has no commit since), the base's commit just before that
+        merge, so that the work can still be compared with what it started from; None otherwise."""
+        for ref in (base, head):
+            if not _REF.match(ref):
+                raise WorkspaceError(f"{ref!r} is not a usable git reference")
+        ancestor = self._git(self.repo, "merge-base", "--is-ancestor", head, base, check=False)
+        if ancestor.returncode != 0:
+            return None
+        tip = self._git(self.repo, "rev-parse", "--verify", f"{head}^{{commit}}").stdout.strip()
+        merges = self._git(
+            self.repo, "log", "--first-parent", "--merges", "-n", "1000", "--format=%H %P", base, "--"
+        ).stdout
+        for line in merges.splitlines():
+            _sha, first, *others = line.split()
+            if tip in others:
+                return first
+        return None
+
+    def diff(
+        self, base: str, head: str, *, merge_base: bool = True, path: str = "", max_bytes: int = MAX_DIFF_BYTES
+    ) -> RawDiff:
+        """The changes from `base` to `head` (from their merge base, `base...head`, unless `merge_base` is
+        False): git's --numstat -z listing, complete, and the patch, cut at `max_bytes`. Renames are found."""
+        for ref in (base, head):
+            if not _REF.match(ref):
+                raise WorkspaceError(f"{ref!r} is not a usable git reference")
+        spec = f"{base}...{head}" if merge_base else f"{base}..{head}"
+        options = ["--no-ext-diff", "--no-textconv", "--no-color", "--find-renames", "--end-of-options", spec]
+        limit = ["--", f":(literal){path}"] if path else ["--"]
+        numstat = self._git(self.repo, "diff", "--numstat", "-z", *options, *limit).stdout
+        patch, cut = self._read_capped(["git", "diff", *options, *limit], max_bytes)
+        return RawDiff(numstat=numstat, patch=patch, cut=cut)
+
+    def _read_capped(self, args: list[str], max_bytes: int) -> tuple[str, bool]:
+        """A git command's output up to `max_bytes` (cut at a line's end), and whether it was cut."""
+        with subprocess.Popen(
+            args, cwd=self.repo, env=git_env(), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+        ) as proc:
+            assert proc.stdout is not None
+            data = proc.stdout.read(max_bytes + 1)
+            cut = len(data) > max_bytes
+            if cut:
+                proc.kill()
+            proc.wait(timeout=GIT_TIMEOUT)
+        if not cut and proc.returncode != 0:
+            raise WorkspaceError(f"{' '.join(args[:2])} failed in {self.repo}")
+        text = data[:max_bytes].decode("utf-8", errors="replace")
+        return (text.rsplit("\n", 1)[0] if cut else text), cut
 
     def merge_card(self, card_id: int | str) -> str:
         """Merge card/<id> into main (--no-ff); the merge commit's sha. MergeConflict leaves main clean."""

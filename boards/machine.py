@@ -60,8 +60,9 @@ TRANSITIONS: Mapping[str, Mapping[str, frozenset[str]]] = {
     ISSUE: {
         READY: frozenset({IN_PROGRESS, CANCELED}),
         IN_PROGRESS: frozenset({BLOCKED, WAITING_FOR_DEVELOPER, READY_FOR_TESTING, CODE_REVIEW, CANCELED}),
-        BLOCKED: frozenset({IN_PROGRESS, CANCELED}),
-        WAITING_FOR_DEVELOPER: frozenset({IN_PROGRESS, CANCELED}),
+        # Back to ready: a person answered the question the card waited on (boards.services.card_answer).
+        BLOCKED: frozenset({IN_PROGRESS, READY, CANCELED}),
+        WAITING_FOR_DEVELOPER: frozenset({IN_PROGRESS, READY, CANCELED}),
         READY_FOR_TESTING: frozenset({CODE_REVIEW, IN_PROGRESS, CANCELED}),
         CODE_REVIEW: frozenset({DONE, IN_PROGRESS, READY_FOR_TESTING}),
         DONE: frozenset(),

@@ -48,6 +48,7 @@ class Project(models.Model):
         default=True,
         help_text="Agents may move a card to done only when its latest code passed a verification.",
     )
+    archived_at = models.DateTimeField(null=True, blank=True, help_text="Hidden from lists since then.")
 
     class Meta:
         ordering = ["name", "id"]
@@ -139,6 +140,7 @@ class Epic(models.Model):
         default=False, help_text="iDesign architecture governance for this epic (the project setting also counts)."
     )
     rank = models.FloatField(default=0.0)
+    archived_at = models.DateTimeField(null=True, blank=True, help_text="Hidden from lists since then.")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -259,6 +261,7 @@ class HistoryEvent(models.TextChoices):
     EDITED = "edited", "Edited"
     DEPENDENCY_ADDED = "dependency_added", "Dependency added"
     DEPENDENCY_REMOVED = "dependency_removed", "Dependency removed"
+    DECISION = "decision", "Decision by a person"
 
 
 class AppendOnlyError(Exception):

@@ -69,13 +69,16 @@ def board(request: HttpRequest, project_id: int) -> HttpResponse:
     """The kanban board of one epic of a project (`?epic=<id>`, default the first epic)."""
     role = _role_or_404(request, project_id)
     project = get_object_or_404(Project, pk=project_id)
-    epics = list(Epic.objects.filter(project=project).order_by("rank", "id"))
+    every_epic = list(Epic.objects.filter(project=project).order_by("rank", "id"))
+    epics = [item for item in every_epic if item.archived_at is None]
     epic: Epic | None = epics[0] if epics else None
     epic_param = request.GET.get("epic", "").strip()
-    if epic_param:
-        epic = next((item for item in epics if str(item.pk) == epic_param), None)
+    if epic_param:  # an archived epic is still shown when asked for by its id
+        epic = next((item for item in every_epic if str(item.pk) == epic_param), None)
         if epic is None:
             raise Http404("No such epic in this project.")
+        if epic not in epics:
+            epics.append(epic)
     filters = {name: request.GET.get(name, "").strip()[:200] for name in FILTER_NAMES}
     view = {
         "lanes": "epic" if request.GET.get("lanes", "") == "epic" else "",

@@ -85,13 +85,15 @@ class ProjectBoard:
 
 
 def project_board(project_id: int) -> ProjectBoard:
-    """The cards of every epic of a project, for swimlanes by epic, in three queries whatever the
-    number of cards: the epics, the cards, and the dependency pairs of those cards."""
+    """The cards of every epic of a project that is not archived, for swimlanes by epic, in three queries
+    whatever the number of cards: the epics, the cards, and the dependency pairs of those cards."""
     epics = list(
-        Epic.objects.filter(project_id=project_id).order_by("rank", "id").values("id", "name", "status", "rank")
+        Epic.objects.filter(project_id=project_id, archived_at__isnull=True)
+        .order_by("rank", "id")
+        .values("id", "name", "status", "rank")
     )
     cards = list(
-        Card.objects.filter(project_id=project_id)
+        Card.objects.filter(project_id=project_id, epic__archived_at__isnull=True)
         .order_by("epic__rank", "epic_id", "rank", "id")
         .values(*LANE_CARD_FIELDS)
     )

@@ -3,16 +3,18 @@ BoardsError subclass when the change is refused, leaving the database as it was.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
+from django.utils import timezone
 from django.utils.text import slugify
 
 from boards import machine, scheduling
 from boards.actors import Actor
-from boards.errors import IllegalState, InvalidInput, NotFound
+from boards.errors import Forbidden, IllegalState, InvalidInput, NotFound
 from boards.events import publish_card_event
 from boards.models import (
     PRIORITY_MAX,
@@ -30,7 +32,7 @@ from boards.models import (
     Rock,
 )
 from boards.signals import card_entered_review
-from boards.transfer import ImportProblems, export_epic, parse_epic
+from boards.transfer import ImportProblems, ParsedCard, export_epic, parse_epic, parse_epic_for_team
 
 User = get_user_model()
 
@@ -545,39 +547,66 @@ def comment_add(*, card: Card, actor: Actor, body: str) -> Comment:
     return comment
 
 
+MAX_ANSWER_CHARS = 20_000
+
+
+@transaction.atomic
+def card_answer(*, card: Card, actor: Actor, body: str) -> Card:
+    """A person answers the question a blocked or waiting card asks: the answer becomes the person's
+    comment (which the next turn's prompt shows) and the card goes back to ready."""
+    if not actor.is_user:
+        raise Forbidden("Only a person answers a card.", code="person_required")
+    body = body.strip()
+    if len(body) > MAX_ANSWER_CHARS:
+        raise InvalidInput(f"The answer is longer than {MAX_ANSWER_CHARS:,} characters.", code="answer_too_long")
+    locked = Card.objects.select_for_update().filter(pk=card.pk).first()
+    if locked is None:
+        raise NotFound("That card no longer exists.")
+    actor.facts(locked.project_id)
+    if locked.status not in machine.WAITING_STATUSES:
+        raise IllegalState(
+            f"Card #{locked.pk} is {locked.status}; only a blocked or waiting card asks for an answer.",
+            code="not_waiting",
+        )
+    comment_add(card=locked, actor=actor, body=body)
+    summary = body if len(body) <= 300 else body[:300] + " [...]"
+    return card_transition(
+        card=locked, to_status=machine.READY, actor=actor, reason=f"Answered by {actor.user}: {summary}"
+    )
+
+
+@transaction.atomic
+def card_record_decision(*, card: Card, actor: Actor, reason: str) -> CardHistory:
+    """A history row for a person's decision about the card's work that is not a status change
+    (such as approving or rejecting an agent's tool call)."""
+    actor.facts(card.project_id)
+    if len(reason) > 5_000:
+        raise InvalidInput("The reason is longer than 5,000 characters.", code="reason_too_long")
+    row = _history(card, actor, event=HistoryEvent.DECISION, reason=reason)
+    _publish_after_commit(card, "decision")
+    return row
+
+
 class ImportInvalid(InvalidInput):
     """The import document has problems; `errors` lists each with its JSON path."""
 
     code = "import_invalid"
 
 
-@transaction.atomic
-def epic_import(*, project: Project, data: Any, actor: Actor, rock: Rock | None = None) -> Epic:
-    """Create an epic and its cards and dependencies from Orket's JSON format, all or nothing."""
-    actor.facts(project.pk)
-    try:
-        parsed = parse_epic(data)
-    except ImportProblems as problems:
-        count = len(problems.problems)
-        first = problems.problems[0]
-        raise ImportInvalid(
-            f"The epic was not imported: {count} problem{'s' if count != 1 else ''}, "
-            f"the first at {first.path}: {first.message}.",
-            errors=[problem.as_dict() for problem in problems.problems],
-        ) from problems
-    if rock is not None and rock.project_id != project.pk:
-        raise InvalidInput("The rock belongs to another project.", code="wrong_project")
-    epic = Epic.objects.create(
-        project=project,
-        rock=rock,
-        name=parsed.name,
-        description=parsed.description,
-        team=parsed.team,
-        environment=parsed.environment,
-        architecture_governance=parsed.architecture_governance,
+def _import_problems(problems: ImportProblems, what: str) -> ImportInvalid:
+    count = len(problems.problems)
+    first = problems.problems[0]
+    return ImportInvalid(
+        f"{what}: {count} problem{'s' if count != 1 else ''}, the first at {first.path}: {first.message}.",
+        errors=[problem.as_dict() for problem in problems.problems],
     )
-    _history(epic, actor, event=HistoryEvent.CREATED, to_status=epic.status, reason="imported")
-    cards = Card.objects.bulk_create(
+
+
+def _create_parsed_cards(
+    *, project: Project, epic: Epic, cards: list[ParsedCard], actor: Actor, first_rank: float, reason: str
+) -> list[Card]:
+    """Cards, their dependencies (indexes into `cards`) and their history rows, in bulk."""
+    created = Card.objects.bulk_create(
         [
             Card(
                 project=project,
@@ -592,17 +621,17 @@ def epic_import(*, project: Project, data: Any, actor: Actor, rock: Rock | None 
                 note=item.note,
                 verification_fixture=item.verification_fixture,
                 verification_scenarios=item.verification_scenarios,
-                rank=float(position + 1),
+                rank=first_rank + position,
             )
-            for position, item in enumerate(parsed.cards)
+            for position, item in enumerate(cards)
         ]
     )
-    if any(card.pk is None for card in cards):  # backends without RETURNING: read the ids back in rank order
-        cards = list(Card.objects.filter(epic=epic).order_by("rank", "id"))
+    if any(card.pk is None for card in created):  # backends without RETURNING: read the ids back in rank order
+        created = list(Card.objects.filter(epic=epic, rank__gte=first_rank).order_by("rank", "id"))
     CardDependency.objects.bulk_create(
         [
-            CardDependency(card=cards[index], depends_on=cards[target])
-            for index, item in enumerate(parsed.cards)
+            CardDependency(card=created[index], depends_on=created[target])
+            for index, item in enumerate(cards)
             for target in item.depends_on
         ]
     )
@@ -613,14 +642,111 @@ def epic_import(*, project: Project, data: Any, actor: Actor, rock: Rock | None 
                 card=card,
                 event=HistoryEvent.CREATED,
                 to_status=card.status,
-                reason="imported",
+                reason=reason,
                 **actor.history_fields(),
             )
-            for card in cards
+            for card in created
         ]
     )
+    return created
+
+
+@transaction.atomic
+def epic_import(*, project: Project, data: Any, actor: Actor, rock: Rock | None = None) -> Epic:
+    """Create an epic and its cards and dependencies from Orket's JSON format, all or nothing."""
+    actor.facts(project.pk)
+    try:
+        parsed = parse_epic(data)
+    except ImportProblems as problems:
+        raise _import_problems(problems, "The epic was not imported") from problems
+    if rock is not None and rock.project_id != project.pk:
+        raise InvalidInput("The rock belongs to another project.", code="wrong_project")
+    epic = Epic.objects.create(
+        project=project,
+        rock=rock,
+        name=parsed.name,
+        description=parsed.description,
+        team=parsed.team,
+        environment=parsed.environment,
+        architecture_governance=parsed.architecture_governance,
+    )
+    _history(epic, actor, event=HistoryEvent.CREATED, to_status=epic.status, reason="imported")
+    _create_parsed_cards(project=project, epic=epic, cards=parsed.cards, actor=actor, first_rank=1.0, reason="imported")
     _publish_after_commit(epic, "created")
     return epic
+
+
+@transaction.atomic
+def epic_cards_import(
+    *, epic: Epic, data: Any, actor: Actor, known_seats: Collection[str] | None = None, reason: str = "imported"
+) -> list[Card]:
+    """Add the cards of an epic document (Orket's JSON format; its epic fields other than the cards are
+    ignored) to an existing epic, after its cards, all or nothing. With `known_seats`, every card's
+    seat must be one of them."""
+    actor.facts(epic.project_id)
+    locked = Epic.objects.select_for_update().filter(pk=epic.pk).first()
+    if locked is None:
+        raise NotFound("That epic no longer exists.")
+    if locked.archived_at is not None:
+        raise IllegalState("The epic is archived; restore it before adding cards.", code="epic_archived")
+    document = {**data, "name": data.get("name") or locked.name} if isinstance(data, dict) else data
+    try:
+        parsed = parse_epic_for_team(document, known_seats=known_seats)
+    except ImportProblems as problems:
+        raise _import_problems(problems, "No cards were created") from problems
+    if not parsed.cards:
+        raise InvalidInput("The document holds no cards.", code="no_cards")
+    last = Card.objects.filter(epic_id=locked.pk).order_by("-rank").values_list("rank", flat=True).first()
+    cards = _create_parsed_cards(
+        project=locked.project,
+        epic=locked,
+        cards=parsed.cards,
+        actor=actor,
+        first_rank=(last or 0.0) + 1.0,
+        reason=reason,
+    )
+    _history(
+        locked,
+        actor,
+        event=HistoryEvent.EDITED,
+        from_status=locked.status,
+        to_status=locked.status,
+        changes={"cards_added": len(cards)},
+        reason=reason,
+    )
+    _publish_after_commit(locked, "edited")  # one event: the board reloads the epic
+    return cards
+
+
+@transaction.atomic
+def project_archive(*, project: Project, archived: bool) -> Project:
+    """Archive (hide from lists) or restore a project; nothing in it changes."""
+    locked = Project.objects.select_for_update().get(pk=project.pk)
+    if (locked.archived_at is not None) != archived:
+        locked.archived_at = timezone.now() if archived else None
+        locked.save(update_fields=["archived_at", "updated_at"])
+    return locked
+
+
+@transaction.atomic
+def epic_archive(*, epic: Epic, actor: Actor, archived: bool) -> Epic:
+    """Archive (hide from the board and lists) or restore an epic; its cards stay as they are."""
+    actor.facts(epic.project_id)
+    locked = Epic.objects.select_for_update().get(pk=epic.pk)
+    if (locked.archived_at is not None) == archived:
+        return locked
+    locked.archived_at = timezone.now() if archived else None
+    locked.save(update_fields=["archived_at", "updated_at"])
+    _history(
+        locked,
+        actor,
+        event=HistoryEvent.EDITED,
+        from_status=locked.status,
+        to_status=locked.status,
+        changes={"archived": [not archived, archived]},
+    )
+    _publish_after_commit(locked, "edited")
+    return locked
 
 
 def epic_export(*, epic: Epic) -> dict[str, Any]:

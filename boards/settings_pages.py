@@ -128,7 +128,7 @@ class ProfileForm(forms.Form):
         ]
 
 
-SECTIONS = ("project", "member_add", "member_role", "member_remove", "governance", "wip", "profile")
+SECTIONS = ("project", "archive", "member_add", "member_role", "member_remove", "governance", "wip", "profile")
 
 
 def _current_profile_id(project: Project) -> str:
@@ -170,6 +170,12 @@ def _apply(project: Project, actor: Actor, section: str, data: Any) -> str:
             project=project, name=form.cleaned_data["name"], description=form.cleaned_data["description"]
         )
         return "The name and description were saved."
+    if section == "archive":
+        archived = data.get("archived", "") == "1"
+        services.project_archive(project=project, archived=archived)
+        return (
+            "The project was archived; it is hidden from the project list." if archived else "The project was restored."
+        )
     if section == "member_add":
         form = MemberAddForm(data)
         if not form.is_valid():

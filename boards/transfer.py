@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -294,6 +295,28 @@ def parse_epic(data: Any) -> ParsedEpic:
     if check.problems:
         raise ImportProblems(check.problems)
     return epic
+
+
+def parse_epic_for_team(data: Any, *, known_seats: Collection[str] | None = None) -> ParsedEpic:
+    """`parse_epic`, and every card's seat must be one of `known_seats` (when given)."""
+    problems: list[Problem] = []
+    try:
+        parsed: ParsedEpic | None = parse_epic(data)
+    except ImportProblems as error:
+        parsed, problems = None, list(error.problems)
+    if known_seats is not None and isinstance(data, dict):
+        list_key = next((key for key in CARD_LIST_KEYS if key in data), "cards")
+        cards = data.get(list_key)
+        seats = ", ".join(sorted(known_seats)) or "none"
+        for index, raw in enumerate(cards if isinstance(cards, list) else []):
+            seat = raw.get("seat") if isinstance(raw, dict) else None
+            if isinstance(seat, str) and seat and seat not in known_seats:
+                problems.append(
+                    Problem(f"{list_key}[{index}].seat", f"no seat {seat!r} in the team; use one of {seats}")
+                )
+    if problems or parsed is None:
+        raise ImportProblems(problems)
+    return parsed
 
 
 def export_epic(epic: Any, cards: list[Any], dependencies: list[tuple[int, int]]) -> dict[str, Any]:

@@ -55,9 +55,11 @@ OWNED: list[tuple[str, ProjectRows]] = [
     ("boards.CardHistory", lambda p: _model("boards.CardHistory").objects.filter(project=p)),
     ("agents.ProjectAgentSettings", lambda p: _model("agents.ProjectAgentSettings").objects.filter(project=p)),
     ("agents.EpicAgentSettings", lambda p: _model("agents.EpicAgentSettings").objects.filter(epic__project=p)),
+    ("agents.EpicPlan", lambda p: _model("agents.EpicPlan").objects.filter(project=p)),
     ("agents.Run", lambda p: _model("agents.Run").objects.filter(project=p)),
     ("agents.Turn", lambda p: _model("agents.Turn").objects.filter(run__project=p)),
     ("agents.TurnStep", lambda p: _model("agents.TurnStep").objects.filter(turn__run__project=p)),
+    ("agents.ToolApproval", lambda p: _model("agents.ToolApproval").objects.filter(project=p)),
     ("agents.RunEvent", lambda p: _model("agents.RunEvent").objects.filter(run__project=p)),
     ("agents.SeatNote", lambda p: _model("agents.SeatNote").objects.filter(card__project=p)),
     ("agents.GiteaLink", lambda p: _model("agents.GiteaLink").objects.filter(project=p)),
@@ -132,6 +134,7 @@ def _shared_rows(project: Project) -> dict[str, Any]:
     )
     profile_ids.update(v for v in owned["agents.Turn"].values_list("model_profile_id", flat=True) if v)
     profile_ids.update(v for v in owned["agents.EpicAgentSettings"].values_list("model_profile_id", flat=True) if v)
+    profile_ids.update(v for v in owned["agents.EpicPlan"].values_list("model_profile_id", flat=True) if v)
     return {
         "users": [
             {"id": user.pk, "username": user.get_username(), "email": user.email, "is_active": user.is_active}

@@ -160,6 +160,9 @@ CELERY_TIMEZONE = "UTC"
 CELERY_TASK_DEFAULT_QUEUE = env_str("ORKET_QUEUE", "orket")
 CELERY_TASK_IGNORE_RESULT = True
 ORKET_REAP_SECONDS = float(env_int("ORKET_REAP_SECONDS", 15))
+# Most cards one run works at a time (the Run dialog's upper bound); 0: the embedded default (8) or
+# the number of Celery workers that answer.
+ORKET_MAX_PARALLEL = env_int("ORKET_MAX_PARALLEL", 0)
 CELERY_BEAT_SCHEDULE = {
     # Turns whose worker stopped heartbeating go back to the queue: nothing shows as running
     # when no worker holds it.
@@ -270,12 +273,16 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {"RunStatusEnum": "agents.models.RunStatus"},
 }
 
-ORKET_LOG_FORMAT = env_str("ORKET_LOG_FORMAT", "json").lower()
+# JSON lines for production (and whenever ORKET_LOG_FORMAT=json); readable lines for `make run`.
+ORKET_LOG_FORMAT = env_str("ORKET_LOG_FORMAT", "json" if PRODUCTION else "text").lower()
 ORKET_LOG_LEVEL = env_str("ORKET_LOG_LEVEL", "INFO").upper()
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"request_context": {"()": "orket_site.logging.RequestContextFilter"}},
+    "filters": {
+        "request_context": {"()": "orket_site.logging.RequestContextFilter"},
+        "quiet_housekeeping": {"()": "orket_site.logging.QuietHousekeepingFilter"},
+    },
     "formatters": {
         "json": {"()": "orket_site.logging.JsonFormatter"},
         "text": {"()": "orket_site.logging.TextFormatter"},
@@ -285,7 +292,7 @@ LOGGING = {
             "class": "logging.StreamHandler",
             "stream": "ext://sys.stderr",
             "formatter": "text" if ORKET_LOG_FORMAT == "text" else "json",
-            "filters": ["request_context"],
+            "filters": ["request_context", "quiet_housekeeping"],
         }
     },
     "root": {"handlers": ["stderr"], "level": ORKET_LOG_LEVEL},
@@ -293,6 +300,9 @@ LOGGING = {
         "django.db.backends": {"level": "WARNING"},
         "daphne": {"level": "WARNING"},
         "twisted": {"level": "WARNING"},
+        # Celery's start-up chatter (broker connected, beat starting) says nothing a person acts on.
+        "celery.worker.consumer.connection": {"level": "WARNING"},
+        "celery.beat": {"level": "WARNING"},
     },
 }
 

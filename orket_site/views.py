@@ -8,9 +8,11 @@ from typing import Any
 from celery.exceptions import TimeoutError as CeleryTimeout
 from django.contrib.auth import authenticate
 from django.contrib.auth import views as auth_views
+from django.contrib.auth.decorators import login_not_required
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
+from django.templatetags.static import static
 from django.views.decorators.http import require_safe
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import generics, serializers, status
@@ -20,7 +22,7 @@ from rest_framework.response import Response
 from rest_framework.throttling import AnonRateThrottle
 from rest_framework.views import APIView
 
-from boards.access import visible_projects
+from boards.work_pages import home_context
 from orket_site.api_tokens import api_token_create, api_token_revoke, api_tokens_of
 from orket_site.errors import OrketError
 from orket_site.forms import SignInLimitedPasswordChangeForm
@@ -30,10 +32,16 @@ from orket_site.tasks import worker_ping
 WORKER_PING_TIMEOUT_SECONDS = 5.0
 
 
+@login_not_required
+@require_safe
+def favicon(request: HttpRequest) -> HttpResponse:
+    """/favicon.ico, which browsers ask for on their own, answered from the static files."""
+    return redirect(static("orket/favicon.ico"))
+
+
 @require_safe
 def home(request: HttpRequest) -> HttpResponse:
-    projects = visible_projects(request.user).order_by("name")
-    return render(request, "home.html", {"projects": projects})
+    return render(request, "home.html", home_context(request))
 
 
 class CredentialsSerializer(serializers.Serializer):

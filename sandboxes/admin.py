@@ -69,7 +69,7 @@ class SandboxAdmin(admin.ModelAdmin):
 
 @admin.register(SandboxSettings)
 class SandboxSettingsAdmin(admin.ModelAdmin):
-    list_display = ("project", "time_to_live_hours", "max_sandboxes")
+    list_display = ("project", "time_to_live_hours", "max_sandboxes", "require_human_fixture")
 
 
 @admin.register(PortLease)

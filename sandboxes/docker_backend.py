@@ -7,8 +7,10 @@ plugin) or `docker-compose` (v1), whichever answers first, found once per proces
 `DockerRunner` implements `sandboxes.isolation.IsolatedRunner`: each command runs in a new container
 with no network (`network_mode: none`), a read-only root, every capability dropped,
 no-new-privileges, uid/gid 65534, memory (no swap on top), process and CPU limits, a private tmpfs
-/tmp, and read-only bind mounts of exactly the paths it is given. It never gets the Docker socket
-or any other host path. After the timeout it is killed; it is always removed; output is capped.
+/tmp, and read-only bind mounts of exactly the paths it is given (plus read-write binds of the
+throwaway folders in `command.writable`, for agent commands). It never gets the Docker socket or any
+other host path. After the timeout it is killed; it is always removed; output is capped. With an
+`on_output` callback, the container's log is followed as it is written and handed on.
 No Django imports.
 """
 

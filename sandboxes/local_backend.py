@@ -16,7 +16,8 @@ result say so plainly.
 In both cases `sandboxes/runner/supervise.py` starts the command: it applies the resource limits
 (address space, processes, CPU seconds, file size, open files, no core files) between fork and exec,
 enforces the wall-clock timeout, and kills every descendant, even ones that escaped the process
-group, when the command ends. Output is capped.
+group, when the command ends. Output is capped; with an `on_output` callback it is handed on as the
+pipes are read. `command.writable` folders are bound read-write (bubblewrap) or used in place (plain).
 
 `bwrap_argv()` builds the bubblewrap command line for a command; the Docker-less sandbox lifecycle
 may reuse it (with `network=True` and writable binds) to launch a long-running app, wrapped in

@@ -117,6 +117,7 @@ class VerificationKind(models.TextChoices):
     FIXTURE = "fixture", "Fixture scenarios"
     HTTP = "http", "HTTP scenarios against a sandbox"
     PYTEST = "pytest", "The agents' own test suite"
+    CARD_TESTS = "card_tests", "The card's own tests, run by an agent (run_tests)"
 
 
 class VerificationRun(models.Model):
@@ -136,6 +137,7 @@ class VerificationRun(models.Model):
     output = models.TextField(blank=True, max_length=200_000)
     duration_ms = models.PositiveIntegerField(null=True, blank=True)
     requested_by = models.CharField(max_length=120, blank=True, help_text="A user or a seat.")
+    commit_sha = models.CharField(max_length=40, blank=True, help_text="The card's commit the run tested, if known.")
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -161,6 +163,11 @@ class SandboxSettings(models.Model):
         default=24, help_text="A sandbox is deleted this long after it was created (0 keeps it until deleted)."
     )
     max_sandboxes = models.PositiveIntegerField(default=5, help_text="Live sandboxes the project may hold at once.")
+    require_human_fixture = models.BooleanField(
+        default=False,
+        help_text="Only a verification fixture owned by a person counts for the done gate; a passing run of the "
+        "card's own tests (run_tests) is recorded but does not verify the card.",
+    )
 
     class Meta:
         verbose_name_plural = "sandbox settings"

@@ -295,7 +295,7 @@ def verification_runs_recover(*, card: Card | None = None) -> int:
 def _create(*, card: Card, requested_by: str, kind: str, user: AbstractBaseUser | None) -> VerificationRun:
     if user is not None:
         require_project_role(user, card.project_id, ProjectRole.MEMBER)
-    if kind not in VerificationKind.values:
+    if kind not in VerificationKind.values or kind == VerificationKind.CARD_TESTS:
         raise InvalidInput(f"Unknown verification kind {kind!r}; use fixture or pytest.", code="bad_kind")
     row: VerificationFixture | None = None
     if kind != VerificationKind.PYTEST:

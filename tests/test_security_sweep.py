@@ -55,6 +55,7 @@ PUBLIC = {
     "api-token": {400, 401, 405},  # 401: DELETE revokes the token the request is made with
     "gitea-webhook": {400, 401, 404, 405, 413},
     "metrics": {200, 403, 404, 405},  # 200 only from an address ORKET_METRICS_ALLOWED_IPS lists
+    "favicon": {302, 405},  # to the static file
 }
 # Routes any signed-in user may read: they are not about one project.
 GLOBAL_READS = {
@@ -65,13 +66,12 @@ GLOBAL_READS = {
     "team-list",
     "team-detail",
     "team-export",
-    "model-profile-list",
-    "model-profile-detail",
+    "teams-page",
 }
 # The signed-in user's own account.
 OWN_ACCOUNT = {"password_change", "password_change_done"}
 # Creating a project of one's own is allowed to every signed-in user.
-OWN_CREATES = {("project-list", "post")}
+OWN_CREATES = {("project-list", "post"), ("project-new", "post")}
 REFUSED_ANONYMOUS = {401, 403, 404, 405}
 REFUSED_SIGNED_IN = {403, 404, 405}
 

@@ -9,18 +9,19 @@ from django.db.models import Count, QuerySet
 from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiTypes, extend_schema
 from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action, api_view, permission_classes
 from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from agents import engine
-from agents.export import STEP_FIELDS, export_chunks, export_chunks_async
+from agents import engine, run_options
+from agents.export import STEP_FIELDS, TURN_RECORD_NAMES, export_chunks, export_chunks_async
 from agents.models import Role, Run, RunEvent, RunStatus, Turn, TurnStep
 from agents.prompts import compile_prompt
 from agents.run_events import event_frame, events_after
+from agents.selectors import run_summarised, runs_summarised
 from agents.turn_prompt import prompt_context
 from boards.access import require_project_role, visible_projects
 from boards.api.permissions import ProjectRolePermission
@@ -56,6 +57,8 @@ class RunSerializer(serializers.ModelSerializer):
             "status_reason",
             "cancel_requested",
             "max_parallel",
+            "profile_is_override",
+            "card_token_budget",
             "tokens_in",
             "tokens_out",
             "token_budget",
@@ -79,20 +82,16 @@ class RunSerializer(serializers.ModelSerializer):
         end = run.finished_at or timezone.now()
         return round((end - run.started_at).total_seconds(), 3)
 
-    def _cards(self, run: Run) -> Any:
-        return Card.objects.filter(pk=run.card_id) if run.card_id else Card.objects.filter(epic_id=run.epic_id)
-
     def get_cards_done(self, run: Run) -> int:
-        return self._cards(run).filter(status="done").count()
+        return run.summary_cards_done
 
     def get_cards_total(self, run: Run) -> int:
-        return self._cards(run).count()
+        return run.summary_cards_total
 
     def get_active_turns(self, run: Run) -> list[dict[str, Any]]:
-        turns = Turn.objects.filter(run=run, status__in=["queued", "running"]).order_by("id")
         return [
             {"id": t.id, "card": t.card_id, "seat": t.seat, "role": t.role, "status": t.status, "worker": t.lease_owner}
-            for t in turns
+            for t in run.summary_active_turns
         ]
 
 
@@ -107,37 +106,7 @@ class TurnSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Turn
-        fields = [
-            "id",
-            "run",
-            "card",
-            "number",
-            "seat",
-            "role",
-            "purpose",
-            "model_profile",
-            "model",
-            "provider",
-            "status",
-            "outcome",
-            "failure",
-            "attempts",
-            "lease_owner",
-            "messages",
-            "raw_answer",
-            "reasoning",
-            "answer_recorded_at",
-            "tool_calls",
-            "tokens_in",
-            "tokens_out",
-            "time_to_first_token_ms",
-            "duration_ms",
-            "commit_sha",
-            "created_at",
-            "started_at",
-            "finished_at",
-            "steps",
-        ]
+        fields = [*TURN_RECORD_NAMES, "steps"]
 
 
 class RunStartSerializer(serializers.Serializer):
@@ -173,9 +142,7 @@ class RunViewSet(viewsets.ReadOnlyModelViewSet):
     project_roles = {"cancel": ProjectRole.MEMBER, "*": ProjectRole.VIEWER}
 
     def get_queryset(self) -> QuerySet[Run]:
-        queryset = Run.objects.filter(project__in=visible_projects(self.request.user)).select_related(
-            "model_profile", "team", "epic"
-        )
+        queryset = runs_summarised(Run.objects.filter(project__in=visible_projects(self.request.user)))
         return queryset.filter(**_query(RunFilterSerializer, self.request))
 
     @extend_schema(parameters=[RunFilterSerializer])
@@ -186,7 +153,7 @@ class RunViewSet(viewsets.ReadOnlyModelViewSet):
     @action(detail=True, methods=["post"])
     def cancel(self, request: Request, pk: str | None = None) -> Response:
         run = engine.run_cancel(run=self.get_object())
-        return Response(RunSerializer(Run.objects.get(pk=run.pk)).data)
+        return Response(RunSerializer(run_summarised(run.pk)).data)
 
     @extend_schema(parameters=[RunEventsQuerySerializer])
     @action(detail=True, methods=["get"])
@@ -221,6 +188,12 @@ def _start(request: Request, epic: Epic, card: Card | None) -> Response:
     serializer = RunStartSerializer(data=request.data or {})
     serializer.is_valid(raise_exception=True)
     reference = serializer.validated_data.get("model_profile")
+    limit = run_options.parallel_limit()
+    max_parallel = serializer.validated_data.get("max_parallel")
+    if max_parallel is not None and max_parallel > limit.maximum:
+        raise ValidationError({"max_parallel": [f"At most {limit.maximum} cards at a time here ({limit.source})."]})
+    if max_parallel is None:
+        max_parallel = min(run_options.DEFAULT_PARALLEL, limit.maximum)
     profile = engine.profile_by_reference(reference) if reference else None
     if card is None and serializer.validated_data.get("card") is not None:
         card = get_object_or_404(Card, pk=serializer.validated_data["card"], epic=epic)
@@ -229,9 +202,9 @@ def _start(request: Request, epic: Epic, card: Card | None) -> Response:
         user=request.user,
         profile=profile,
         card=card,
-        max_parallel=serializer.validated_data.get("max_parallel", 2),
+        max_parallel=max_parallel,
     )
-    return Response(RunSerializer(Run.objects.get(pk=run.pk)).data, status=status.HTTP_201_CREATED)
+    return Response(RunSerializer(run_summarised(run.pk)).data, status=status.HTTP_201_CREATED)
 
 
 def _visible_epic(request: Request, epic_id: int) -> Epic:
@@ -243,6 +216,17 @@ def _visible_epic(request: Request, epic_id: int) -> Epic:
 @permission_classes([ProjectRolePermission])
 def epic_runs(request: Request, epic_id: int) -> Response:
     return _start(request, _visible_epic(request, epic_id), None)
+
+
+@extend_schema(responses={200: OpenApiTypes.OBJECT})
+@api_view(["GET"])
+@permission_classes([ProjectRolePermission])
+def epic_run_options(request: Request, epic_id: int) -> Response:
+    """What the Run dialog offers: the model profiles (the default marked, each with whether its
+    server answers), how many cards may run at a time and why, and the estimated token budget."""
+    epic = _visible_epic(request, epic_id)
+    require_project_role(request.user, epic.project_id, ProjectRole.MEMBER)
+    return Response(run_options.run_options(epic))
 
 
 @extend_schema(request=RunStartSerializer, responses={201: RunSerializer})

@@ -1,5 +1,6 @@
-"""Team configuration endpoints: read for every user; import, and any change of a model profile
-(its base URL and API key variable decide where the server connects and what it sends), for staff."""
+"""Team configuration endpoints: teams are read by every user and imported by staff; model profiles
+(their base URL and API key variable decide where the server connects and what it sends) are read,
+changed, deleted and tested by staff only. Writes go through agents.profiles."""
 
 from __future__ import annotations
 
@@ -9,11 +10,11 @@ from django.db.models import QuerySet
 from drf_spectacular.utils import OpenApiTypes, extend_schema
 from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.permissions import SAFE_METHODS, BasePermission, IsAdminUser, IsAuthenticated
+from rest_framework.permissions import IsAdminUser, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from agents import services
+from agents import profiles, services
 from agents.models import ModelProfile, Team
 
 
@@ -35,7 +36,7 @@ class TeamSerializer(serializers.ModelSerializer):
 
 
 class ModelProfileSerializer(serializers.ModelSerializer):
-    dialect = serializers.CharField(source="dialect.name", default=None)
+    dialect = serializers.CharField(source="dialect.name", default=None, read_only=True)
     api_key_configured = serializers.SerializerMethodField()
 
     class Meta:
@@ -65,6 +66,7 @@ class ModelProfileSerializer(serializers.ModelSerializer):
             "dialect",
         ]
         read_only_fields = ["json_schema_shape", "chars_per_token"]  # found out by Orket, not set
+        extra_kwargs = {"api_key_env": {"required": False}}
 
     def get_api_key_configured(self, profile: ModelProfile) -> bool:
         return profile.api_key() is not None
@@ -89,14 +91,37 @@ class TeamViewSet(viewsets.ReadOnlyModelViewSet):
         return Response(services.team_export(team=self.get_object()))
 
 
-class StaffChanges(BasePermission):
-    """Anyone signed in reads; only staff may ask to change (a 403, not a 405, for everyone else)."""
+class ConnectionReportSerializer(serializers.Serializer):
+    reachable = serializers.BooleanField()
+    models = serializers.ListField(child=serializers.CharField())
+    model_listed = serializers.BooleanField(allow_null=True, help_text="Whether the profile's model is among them.")
+    schema_shape = serializers.CharField(help_text="json_schema, json_object, ollama_format, unsupported or empty.")
+    detail = serializers.CharField(allow_blank=True)
+    refused = serializers.BooleanField(help_text="The outbound policy (ORKET_OUTBOUND_HOSTS) refused the address.")
 
-    def has_permission(self, request: Request, view: Any) -> bool:
-        return request.method in SAFE_METHODS or bool(request.user and request.user.is_staff)
 
+class ModelProfileViewSet(viewsets.ModelViewSet):
+    """Model profiles, for staff: list, create, change, delete (refused with 409 while a run, seat,
+    project or epic names the profile) and test the connection."""
 
-class ModelProfileViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = ModelProfileSerializer
-    permission_classes = [IsAuthenticated, StaffChanges]
+    permission_classes = [IsAdminUser]
     queryset = ModelProfile.objects.select_related("dialect")
+
+    def perform_create(self, serializer: serializers.BaseSerializer) -> None:
+        serializer.instance = profiles.profile_create(user=self.request.user, values=dict(serializer.validated_data))
+
+    def perform_update(self, serializer: serializers.BaseSerializer) -> None:
+        serializer.instance = profiles.profile_update(
+            user=self.request.user, profile=serializer.instance, values=dict(serializer.validated_data)
+        )
+
+    def perform_destroy(self, instance: ModelProfile) -> None:
+        profiles.profile_delete(user=self.request.user, profile=instance)
+
+    @extend_schema(request=None, responses=ConnectionReportSerializer)
+    @action(detail=True, methods=["post"])
+    def test(self, request: Request, pk: str | None = None) -> Response:
+        """Reach the server, list its models and find the constrained-output shape it takes."""
+        report = profiles.profile_test(profile=self.get_object())
+        return Response(ConnectionReportSerializer(report.as_dict()).data)

@@ -432,18 +432,64 @@ def _on_approved(link: GiteaLink, pull: PullRequestLink, event: payloads.ForgeEv
             return f"Approved, but the integrity guard could not finish card #{card.pk}: {refused}"
         outcome = f"Approved by {', '.join(counted)}; the integrity guard finished card #{card.pk}."
     if link.auto_merge and pull.state == PullRequestState.OPEN:
-        client = client_for(link)
-        try:
-            client.pull_merge(pull.number, message=f"card {card.pk}: {card.title}")
-        finally:
-            client.close()
+        _merge_later(link, pull)
+        outcome += f" Merging pull request #{pull.number}."
+    return outcome
+
+
+def _merge_later(link: GiteaLink, pull: PullRequestLink) -> None:
+    """The merge is a call to Gitea, so it runs after commit in a task, never under the row locks of
+    event_apply; reconciliation merges what a crash in between left approved but open."""
+    link_id, pull_id = link.pk, pull.pk
+
+    def merge() -> None:
+        from agents.gitea.tasks import gitea_pull_request_merge
+
+        gitea_pull_request_merge.delay(link_id, pull_id)
+
+    transaction.on_commit(merge)
+
+
+def pull_request_merge(*, link_id: int, pull_id: int) -> str:
+    """Merge an approved pull request in Gitea (no transaction open), then record it in one short
+    transaction, unless the merged webhook was recorded first."""
+    link = GiteaLink.objects.get(pk=link_id)
+    pull = PullRequestLink.objects.get(pk=pull_id)
+    if pull.state != PullRequestState.OPEN:
+        return f"Pull request #{pull.number} is {pull.state}; nothing to merge."
+    card = _card(pull)
+    client = client_for(link)
+    try:
+        client.pull_merge(pull.number, message=f"card {card.pk}: {card.title}")
+    finally:
+        client.close()
+    with transaction.atomic():
+        pull = PullRequestLink.objects.select_for_update().get(pk=pull_id)
+        if pull.state != PullRequestState.OPEN:
+            return f"Merged pull request #{pull.number}; its merged event was recorded first."
         pull.state = PullRequestState.MERGED
         pull.save(update_fields=["state", "updated_at"])
-        _record_pull(_card(pull), pull)
+        card = _card(pull)
+        _record_pull(card, pull)
         _merge_workspace_later(card.project_id, card.pk)
         _deploy(link, pull, card)
-        outcome += f" Merged pull request #{pull.number}."
-    return outcome
+    return f"Merged pull request #{pull.number}."
+
+
+def _merges_left_undone(link: GiteaLink) -> list[str]:
+    """Approved pull requests of finished cards that a crash left open: merge them now."""
+    if not link.auto_merge:
+        return []
+    done: list[str] = []
+    pending = PullRequestLink.objects.filter(
+        project_id=link.project_id, state=PullRequestState.OPEN, card__status=machine.DONE
+    )
+    for pull_id in pending.values_list("pk", flat=True):
+        try:
+            done.append(pull_request_merge(link_id=link.pk, pull_id=pull_id))
+        except GiteaError as error:
+            done.append(f"Pull request {pull_id} not merged: {error}")
+    return done
 
 
 def _finalize(card: Card, reason: str) -> str:
@@ -962,6 +1008,7 @@ def gitea_reconcile(*, link: GiteaLink) -> list[str]:
                     continue
     finally:
         client.close()
+    done.extend(_merges_left_undone(link))
     waiting = Card.objects.filter(project_id=link.project_id, status=machine.CODE_REVIEW).exclude(
         pull_requests__state=PullRequestState.OPEN
     )

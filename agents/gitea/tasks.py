@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from celery import shared_task
 
 from agents.gitea import services
+from agents.gitea.client import GiteaError
+
+logger = logging.getLogger(__name__)
 
 
 @shared_task(name="agents.gitea_delivery_process", acks_late=True)
@@ -18,6 +22,16 @@ def gitea_delivery_process(delivery_id: int) -> str:
 def gitea_pull_request_open(card_id: int) -> int | None:
     pull = services.card_pull_request_try(card_id=card_id)
     return pull.number if pull else None
+
+
+@shared_task(name="agents.gitea_pull_request_merge", acks_late=True)
+def gitea_pull_request_merge(link_id: int, pull_id: int) -> str:
+    """A failed merge stays open and approved; reconciliation merges it later."""
+    try:
+        return services.pull_request_merge(link_id=link_id, pull_id=pull_id)
+    except GiteaError as error:
+        logger.warning("merging pull request %s failed: %s", pull_id, error)
+        return f"not merged: {error}"
 
 
 @shared_task(name="agents.gitea_comment_post", acks_late=True)

@@ -10,8 +10,8 @@ class ProjectSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Project
-        fields = ["id", "name", "slug", "description", "created_at", "updated_at", "my_role"]
-        read_only_fields = ["id", "created_at", "updated_at", "my_role"]
+        fields = ["id", "name", "slug", "description", "archived_at", "created_at", "updated_at", "my_role"]
+        read_only_fields = ["id", "archived_at", "created_at", "updated_at", "my_role"]
         extra_kwargs = {"slug": {"required": False, "allow_blank": True, "validators": []}}
 
     def get_my_role(self, project: Project) -> str | None:

@@ -21,7 +21,10 @@ from boards.api.serializers import (
     ProjectSerializer,
     ProjectUpdateSerializer,
 )
+from boards.api.work_serializers import ArchiveSerializer
 from boards.models import Membership, Project, ProjectRole
+
+TRUE_WORDS = {"1", "true", "yes", "on"}
 
 
 class ProjectViewSet(viewsets.ModelViewSet):
@@ -37,7 +40,10 @@ class ProjectViewSet(viewsets.ModelViewSet):
     }
 
     def get_queryset(self) -> QuerySet[Project]:
-        return visible_projects(self.request.user).order_by("name", "id")
+        projects = visible_projects(self.request.user).order_by("name", "id")
+        if self.action == "list" and self.request.query_params.get("archived", "") not in TRUE_WORDS:
+            projects = projects.filter(archived_at__isnull=True)
+        return projects
 
     def project_id_of(self, project: Project) -> int:
         return project.pk
@@ -68,6 +74,16 @@ class ProjectViewSet(viewsets.ModelViewSet):
 
     def update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return self.partial_update(request, *args, **kwargs)
+
+    @extend_schema(request=ArchiveSerializer, responses=ProjectSerializer)
+    @action(detail=True, methods=["post"])
+    def archive(self, request: Request, pk: str | None = None) -> Response:
+        """Archive (hide from the project list; `?archived=1` lists them) or restore the project."""
+        project = self.get_object()
+        serializer = ArchiveSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        project = services.project_archive(project=project, archived=serializer.validated_data["archived"])
+        return Response(self.get_serializer(project).data)
 
     @extend_schema(request=MembershipWriteSerializer, responses=MembershipSerializer(many=True))
     @action(detail=True, methods=["get", "post"])

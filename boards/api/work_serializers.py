@@ -110,6 +110,7 @@ class EpicSerializer(serializers.ModelSerializer):
             "rank",
             "card_count",
             "done_count",
+            "archived_at",
             "created_at",
             "updated_at",
         ]
@@ -139,6 +140,10 @@ class EpicUpdateSerializer(serializers.Serializer):
     architecture_governance = serializers.BooleanField(required=False)
     rank = serializers.FloatField(required=False)
     rock = VisibleRockField(required=False, allow_null=True)
+
+
+class ArchiveSerializer(serializers.Serializer):
+    archived = serializers.BooleanField(help_text="true archives (hides from lists); false restores.")
 
 
 class EpicCreateSerializer(EpicUpdateSerializer):

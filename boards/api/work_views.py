@@ -177,12 +177,29 @@ class EpicViewSet(WorkItemViewSet):
     model = Epic
     serializer_class = ws.EpicSerializer
     ordering_fields = (*WorkItemViewSet.ordering_fields, "name")
-    project_roles = {**WorkItemViewSet.project_roles, "board": ProjectRole.VIEWER, "export": ProjectRole.VIEWER}
+    project_roles = {
+        **WorkItemViewSet.project_roles,
+        "board": ProjectRole.VIEWER,
+        "export": ProjectRole.VIEWER,
+        "archive": ProjectRole.MEMBER,
+    }
 
     def get_queryset(self) -> QuerySet[Epic]:
         queryset = selectors.epics_with_counts(self.base_queryset()).order_by("project_id", "rank", "id")
+        if self.action == "list" and self.request.query_params.get("archived", "") not in TRUE_WORDS:
+            queryset = queryset.filter(archived_at__isnull=True)
         rock = _int_param(self.request, "rock") if self.action == "list" else None
         return queryset.filter(rock_id=rock) if rock is not None else queryset
+
+    @extend_schema(request=ws.ArchiveSerializer, responses=ws.EpicSerializer)
+    @action(detail=True, methods=["post"])
+    def archive(self, request: Request, pk: str | None = None) -> Response:
+        """Archive (hide from the board and lists; `?archived=1` lists them) or restore the epic."""
+        epic = self.get_object()
+        serializer = ws.ArchiveSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        epic = services.epic_archive(epic=epic, actor=_actor(request), archived=serializer.validated_data["archived"])
+        return Response(self.get_serializer(self.get_queryset().get(pk=epic.pk)).data)
 
     @extend_schema(request=ws.EpicCreateSerializer, responses=ws.EpicSerializer)
     def create(self, request: Request) -> Response:

@@ -81,6 +81,7 @@ class VerificationRunSerializer(serializers.ModelSerializer):
             "output",
             "duration_ms",
             "requested_by",
+            "commit_sha",
             "created_at",
             "started_at",
             "finished_at",

@@ -1453,28 +1453,38 @@
   var runButton = document.getElementById("run-epic");
   if (runButton) {
     runButton.addEventListener("click", function () {
-      runButton.disabled = true;
-      api("POST", config.api.epic + config.epic + "/runs/", {})
-        .then(function (run) {
-          message("", "");
-          var node = document.getElementById("board-message");
-          node.appendChild(document.createTextNode("Started run "));
-          var link = el("a", null, "#" + run.id);
-          link.href = config.runView + run.id + "/";
-          link.id = "started-run";
-          node.appendChild(link);
-          node.appendChild(document.createTextNode("."));
-          node.dataset.kind = "ok";
-          return loadRuns();
-        })
-        .catch(function (error) {
-          message("The run did not start: " + error.message, "bad");
-        })
-        .then(function () {
-          runButton.disabled = false;
-          render();
-        });
+      // The Run dialog (run_dialog.js) asks for the profile and the cards at a time.
+      var chosen = window.orketRunDialog ? window.orketRunDialog.choose(config.epic) : Promise.resolve({});
+      chosen.then(function (body) {
+        if (body) {
+          startRun(body);
+        }
+      });
     });
+  }
+
+  function startRun(body) {
+    runButton.disabled = true;
+    api("POST", config.api.epic + config.epic + "/runs/", body)
+      .then(function (run) {
+        message("", "");
+        var node = document.getElementById("board-message");
+        node.appendChild(document.createTextNode("Started run "));
+        var link = el("a", null, "#" + run.id);
+        link.href = config.runView + run.id + "/";
+        link.id = "started-run";
+        node.appendChild(link);
+        node.appendChild(document.createTextNode("."));
+        node.dataset.kind = "ok";
+        return loadRuns();
+      })
+      .catch(function (error) {
+        message("The run did not start: " + error.message, "bad");
+      })
+      .then(function () {
+        runButton.disabled = false;
+        render();
+      });
   }
 
   /* ---------- the drawer ---------- */
@@ -1714,7 +1724,9 @@
     loadComments(id);
     loadHistory(id);
     loadTurns(id);
+    document.dispatchEvent(new CustomEvent("orket:card-opened", { detail: { project: config.project, card: id } })); // card_diff.js, file_browser.js
     loadDependents(id);
+    window.orketApprovals.drawer(id, config.canAct);
     loadRoles(summary ? summary.epic : config.epic);
   }
 
@@ -1767,6 +1779,9 @@
     }
     if (row.event === "transition") {
       return statusName(row.from_status) + " \u2192 " + statusName(row.to_status);
+    }
+    if (row.event === "decision") {
+      return "decided on an agent's tool call";
     }
     if (row.event === "dependency_added") {
       return "now waits on #" + changes.depends_on;
@@ -2154,6 +2169,8 @@
               loadHistory(id);
               loadComments(id);
               loadTurns(id);
+              document.dispatchEvent(new CustomEvent("orket:card-changed", { detail: { project: config.project, card: id } })); // card_diff.js
+              window.orketApprovals.drawer(id, config.canAct);
             }
           })
           .catch(function (error) {

@@ -7,6 +7,7 @@
  * with textContent, never as HTML. An ES module: dom.js and Chart.js are classic scripts before it.
  */
 import * as steps from "./run_steps.js";
+import { diffFold } from "./call_diff.js";
 
 (function () {
   "use strict";
@@ -17,7 +18,7 @@ import * as steps from "./run_steps.js";
   }
   var config = JSON.parse(configNode.textContent);
   var FINAL = { succeeded: true, failed: true, canceled: true };
-  var TURN_END = { "turn.succeeded": true, "turn.failed": true, "turn.canceled": true, "turn.requeued": true };
+  var TURN_END = { "turn.succeeded": true, "turn.failed": true, "turn.canceled": true, "turn.requeued": true, "turn.waiting": true };
   var LONG_LINES = 14;
   var PALETTE = ["#2f5bd3", "#c2410c", "#0f766e", "#7c3aed", "#b45309", "#be185d", "#15803d", "#0369a1", "#4d7c0f", "#9f1239"];
 
@@ -537,6 +538,7 @@ import * as steps from "./run_steps.js";
       case "tool.result":
         parent = info ? this.callGroup(info, frame, parent) : parent;
         parent.appendChild(steps.resultFold(frame));
+        diffFold(parent, frame, config.project);
         return;
       case "tool.refused":
         parent = info ? this.callGroup(info, frame, parent) : parent;
@@ -551,6 +553,12 @@ import * as steps from "./run_steps.js";
         this.detail(node, "rule", frame.rule);
         this.detail(node, "message", frame.message);
         this.detail(node, "fix", frame.fix);
+        return;
+      case "approval.requested":
+      case "approval.decided":
+      case "tool.rejected":
+        parent = info ? this.callGroup(info, frame, parent) : parent;
+        steps.approvalLine(this, parent, frame);
         return;
       case "tool.error":
         parent = info ? this.callGroup(info, frame, parent) : parent;
@@ -594,7 +602,7 @@ import * as steps from "./run_steps.js";
         return;
       default:
         if (TURN_END[kind]) {
-          if (info && kind === "turn.requeued") {
+          if (info && (kind === "turn.requeued" || kind === "turn.waiting")) {
             info.step = null; /* its steps go on when the turn is taken up again */
           } else if (info) {
             this.endSteps(info);
@@ -948,6 +956,7 @@ import * as steps from "./run_steps.js";
   /* ---------- live mode ---------- */
 
   function startLive() {
+    window.orketApprovals.runPage(config.run, config.canCancel);
     var charts = new Charts();
     var state = { socket: null, backoff: 500, timer: null, done: false, closing: false, knownLastSeq: null, reconnects: 0, stopped: false };
     var redraw = throttle(function () {
@@ -981,6 +990,9 @@ import * as steps from "./run_steps.js";
         }
         if (TURN_END[kind]) {
           refreshTurns();
+        }
+        if (kind.indexOf("approval.") === 0) {
+          window.orketApprovals.runPage(config.run, config.canCancel);
         }
         if (kind === "turn.started" || TURN_END[kind] || kind === "tool.refused") {
           redraw();

@@ -11,7 +11,8 @@ const OUTCOMES = {
   finished: "finished the turn",
   limit: "stopped at a limit",
   budget: "stopped: budget spent",
-  blocked: "blocked the card"
+  blocked: "blocked the card",
+  approval: "waits for a person's approval"
 };
 
 const el = window.orketDom.el;  // dom.js, loaded before the modules of the page
@@ -128,4 +129,22 @@ export function schemaShapeText(frame) {
     text = "Constrained output: the server" + profile + " refused the remembered schema shape; finding it again.";
   }
   return frame.detail ? text + " (" + frame.detail + ")" : text;
+}
+
+/* A call that waits for a person, and the person's decision, in the call's group of the transcript. */
+export function approvalLine(renderer, parent, frame) {
+  let node;
+  if (frame.kind === "approval.requested") {
+    node = renderer.line(parent, frame, "approval-line", "Waiting for a person to approve: " + (frame.name || "?"));
+    renderer.detail(node, "where", "step " + frame.step + ", call " + frame.call);
+  } else if (frame.kind === "approval.decided") {
+    const verb = frame.status === "approved" ? "Approved" : "Rejected";
+    node = renderer.line(parent, frame, "approval-line approval-" + frame.status, verb + " by " + (frame.by || "?"));
+    renderer.detail(node, "where", "step " + frame.step + ", call " + frame.call + " (" + (frame.name || "") + ")");
+    renderer.detail(node, "reason", frame.reason);
+  } else {
+    node = renderer.line(parent, frame, "refused approval-rejected", "Rejected: " + (frame.name || "?"));
+    renderer.detail(node, "message", frame.message);
+  }
+  return node;
 }

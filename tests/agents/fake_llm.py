@@ -379,3 +379,40 @@ class SchemaShapeServer:
             return self.refuse(str(shape))
         self.schemas.append(schema)
         return openai_stream([self.answer], usage={"prompt_tokens": 20, "completion_tokens": 9, "total_tokens": 29})
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Model lists: Ollama's GET /api/tags and the OpenAI-style GET /v1/models.
+
+
+def ollama_tags(*models: str) -> Reply:
+    rows = [
+        {"name": name, "model": name, "modified_at": OLLAMA_CREATED_AT, "size": 397821319, "digest": "0" * 64}
+        for name in models
+    ]
+    return Reply(chunks=[json.dumps({"models": rows}).encode()], chunked=False)
+
+
+def openai_models(*models: str) -> Reply:
+    rows = [{"id": name, "object": "model", "created": 1733270000, "owned_by": "fake"} for name in models]
+    return Reply(chunks=[json.dumps({"object": "list", "data": rows}).encode()], chunked=False)
+
+
+class ModelServer:
+    """A responder for FakeLLMServer serving a model list (GET /api/tags for Ollama, GET /v1/models
+    for an OpenAI-compatible server) and passing every other request to `chat`."""
+
+    def __init__(self, provider: str, models: Sequence[str], chat: Callable[[RecordedRequest], Reply]) -> None:
+        self.provider = provider
+        self.models = list(models)
+        self.chat = chat
+
+    def __call__(self, request: RecordedRequest) -> Reply:
+        path = request.path.split("?", 1)[0].rstrip("/")
+        if request.method == "GET" and self.provider == "ollama" and path == "/api/tags":
+            return ollama_tags(*self.models)
+        if request.method == "GET" and self.provider == "openai" and path == "/v1/models":
+            return openai_models(*self.models)
+        if request.method == "GET":
+            return json_error(404, f"fake {self.provider} server: no {path}")
+        return self.chat(request)

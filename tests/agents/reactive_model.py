@@ -35,6 +35,7 @@ from typing import Any
 import jsonschema
 
 from agents.conversation import NEXT_STEP
+from agents.plan_format import DESCRIPTION_CLOSE, DESCRIPTION_OPEN
 from tests.agents.fake_llm import (
     RecordedRequest,
     Reply,
@@ -310,3 +311,33 @@ class ReactiveModel:
             deltas.append([{"index": index, "id": call.id, "type": "function", "function": first}])
             deltas.append([{"index": index, "function": {"arguments": arguments[half:]}}])
         return openai_stream([], tool_call_deltas=deltas, finish_reason="tool_calls", usage=USAGE)
+
+
+class ReactivePlanner:
+    """The architect of a planning turn (OpenAI protocol, JSON calls in text): checks that the planning
+    prompt carries the epic's description, reads README.md, checks the observation shows that file, then
+    answers propose_plan with `plan` (which may be malformed), again on every later step."""
+
+    def __init__(self, description: str, plan: Any) -> None:
+        self.description, self.plan = description.strip(), plan
+        self.errors: list[str] = []
+        self.requests = 0
+
+    def __call__(self, request: RecordedRequest) -> Reply:
+        if not request.path.endswith("/chat/completions"):
+            return json_error(404, "not found")
+        self.requests += 1
+        messages = request.json()["messages"]
+        first = "\n".join(str(message.get("content") or "") for message in messages[:2])
+        if f"{DESCRIPTION_OPEN}\n{self.description}\n{DESCRIPTION_CLOSE}" not in first:
+            self.errors.append("the planning prompt lacks the epic description")
+        if "ORKET-PURPOSE: plan" not in first:
+            self.errors.append("the planning prompt does not say it is for a plan")
+        observed = [m for m in messages if m["role"] == "user" and "ORKET-OBSERVATION" in str(m.get("content"))]
+        if not observed:
+            call = {"tool": "read_file", "args": {"path": "README.md"}}
+        else:
+            if "hello from the repository" not in observed[0]["content"]:
+                self.errors.append("the observation does not show the file the architect read")
+            call = {"tool": "propose_plan", "args": {"cards": self.plan}}
+        return openai_stream([f"```json\n{json.dumps(call)}\n```"], usage={"prompt_tokens": 50, "completion_tokens": 9})

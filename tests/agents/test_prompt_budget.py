@@ -75,7 +75,7 @@ def long_card() -> CardContext:
         id=42,
         title="Import the legacy orders",
         description=shorten_card_fields(description, 1_000),
-        requirements="Accept CSV and JSON exports; keep the original order numbers; reject duplicates. " * 4,
+        requirements="Accept CSV and JSON exports; keep the original order numbers; reject duplicates. " * 3,
         acceptance_criteria="Every legacy order appears once; totals match the old system to the cent. " * 3,
         labels=["backend", "import"],
         epic_name="Migration",

@@ -9,12 +9,15 @@ from django.core.management import CommandError, call_command
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from agents.models import ModelProfile, Run
-from boards.models import Epic, Membership, ProjectRole
+from agents.models import ModelProfile, Run, Team, Turn
+from boards import services as board_services
+from boards.actors import Actor
+from boards.models import Card, Epic, Membership, ProjectRole
 from orket_site.seed import seed_first_run
 from tests.agents.engine_support import drive, worker_thread
 
 pytestmark = pytest.mark.django_db(transaction=True)
+CODER = Actor.for_seat("senior_developer", ("coder",))
 
 
 @pytest.fixture
@@ -174,3 +177,35 @@ def test_a_large_epic_needs_architecture_governance_before_it_can_run(demo, api_
     epic.architecture_governance = True
     epic.save(update_fields=["architecture_governance"])
     assert client.post(f"/api/epics/{epic.pk}/runs/", {}, format="json").status_code == 201
+
+
+def test_the_runs_list_takes_the_same_queries_for_two_runs_or_twelve(demo, api_as):
+    epic, users = demo
+    client = api_as(users["viewer"])
+    profile, team = ModelProfile.objects.get(name="scripted-demo"), Team.objects.get(name="standard")
+    cards = list(Card.objects.filter(epic=epic).order_by("pk"))
+    board_services.card_transition(card=cards[0], to_status="in_progress", actor=CODER, reason="test")
+
+    def add_runs(count: int) -> None:
+        for index in range(count):
+            card = cards[index % len(cards)] if index % 2 else None
+            run = Run.objects.create(project=epic.project, epic=epic, card=card, team=team, model_profile=profile)
+            status = "succeeded" if Turn.objects.filter(card=cards[0]).exists() else "queued"
+            Turn.objects.create(
+                run=run, card=cards[0], number=1, seat="s", role="coder", model="m", provider="p", status=status
+            )
+
+    counted = {}
+    for total in (2, 12):
+        add_runs(total - Run.objects.count())
+        with CaptureQueriesContext(connection) as captured:
+            rows = client.get("/api/runs/", {"page_size": 50}).json()["results"]
+        counted[total] = len(captured)
+        assert len(rows) == total
+    assert counted[2] == counted[12], counted
+    epic_cards, done = len(cards), sum(card.status == "done" for card in cards)
+    for row in rows:
+        expected = (1, 0) if row["card"] else (epic_cards, done)
+        assert (row["cards_total"], row["cards_done"]) == expected, row
+    active = [(row["id"], turn["card"]) for row in rows for turn in row["active_turns"]]
+    assert active == [(Turn.objects.get(status="queued").run_id, cards[0].pk)]

@@ -12,7 +12,7 @@ from agents.conversation import StepRecord, step_messages
 from agents.gate import check_call
 from agents.prompts import CardContext, Dialect, PromptContext, compile_prompt
 from agents.providers import ChatRequest, ScriptedProvider, TextDelta, ToolCallsDone
-from agents.scripted_team import CHANGES_REQUESTED, markers, module_path, module_test_path, scripted_reply
+from agents.scripted_team import CHANGES_REQUESTED, _module, markers, module_path, module_test_path, scripted_reply
 from agents.seed_data import STANDARD_TEAM
 from agents.toolcalls import ParsedCall, parse_tool_calls
 from agents.tools import ToolContext, ToolFailed, execute_tool
@@ -67,11 +67,12 @@ def play(
     *,
     verification: dict[str, Any] | None = None,
     refuse: str = "",
+    tests: list[dict[str, Any]] | None = None,
 ) -> tuple[str, list[ParsedCall]]:
     """Play one whole turn as the engine would: compile, stream through the scripted provider, parse,
     run the file tools for real in `workspace` (board tools answer as the board would), append the
     observation, and ask again, until the seat hands the card on. `refuse` names a tool whose calls
-    are refused, to see the team change course."""
+    are refused, to see the team change course; `tests` are the results run_tests gives, in turn."""
     workspace = workspace or Path(tempfile.mkdtemp(prefix="scripted-"))
     compiled = compile_prompt(context)
     messages = list(compiled.messages)
@@ -86,17 +87,25 @@ def play(
         assert result.problems == []
         texts.append(text)
         calls += result.calls
-        records = [_run(call, workspace, verification or VERIFICATION, refuse) for call in result.calls]
+        records = [_run(call, workspace, verification or VERIFICATION, refuse, tests) for call in result.calls]
         messages += step_messages(StepRecord(number, text, calls=records))
         if not result.calls or any(call.name in ("update_card_status", "finish_turn") for call in result.calls):
             break
     return "\n".join(texts), calls
 
 
-def _run(call: ParsedCall, workspace: Path, verification: dict[str, Any], refuse: str) -> dict[str, Any]:
+def _run(
+    call: ParsedCall,
+    workspace: Path,
+    verification: dict[str, Any],
+    refuse: str,
+    tests: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
     record: dict[str, Any] = {"name": call.name, "arguments": call.arguments}
     if call.name == refuse:
         return record | {"decision": "refused", "rule": "tool_not_allowed", "message": "Refused for the test."}
+    if call.name == "run_tests" and tests:
+        return record | {"decision": "executed", "result": tests.pop(0)}
     context = ToolContext(card=None, actor=None, workspace=workspace, seats=[], verification=lambda card: verification)
     board = {
         "get_card_context": {"id": 12, "title": "Parse ISO dates"},
@@ -188,6 +197,46 @@ def test_coder_writes_the_whole_module_when_what_it_read_is_not_what_it_expected
 
     assert "edit_file" not in names(calls)
     assert "raise ValueError" in (tmp_path / "services" / "card_12.py").read_text()
+
+
+def suite_result(status: str, passed: int, failed: int) -> dict[str, Any]:
+    output = f"{failed} failed, {passed} passed in 0.05s" if failed else f"{passed} passed in 0.04s"
+    return {"exit_code": int(bool(failed)), "status": status, "passed": passed, "failed": failed, "content": output}
+
+
+def test_coder_on_a_run_tests_card_fixes_what_the_failing_tests_show(tmp_path: Path) -> None:
+    (tmp_path / "services").mkdir()
+    (tmp_path / "services" / "card_12.py").write_text(_module("12", "Parse ISO dates", fixed=False)[0])
+    results = [suite_result("failed", 1, 1), suite_result("passed", 2, 0)]
+    _, calls = play(prompt("coder", labels=("run-tests",)), tmp_path, tests=results)
+    assert names(calls) == [
+        "get_card_context",
+        "run_tests",
+        "read_file",
+        "edit_file",
+        "run_tests",
+        "add_comment",
+        "update_card_status",
+    ]
+    assert "2 passed, 0 failed" in args_of(calls, "add_comment")[0]["body"]
+    assert "raise ValueError" in (tmp_path / "services" / "card_12.py").read_text()
+    assert_gate_passes("coder", calls)
+
+
+def test_coder_on_a_run_tests_card_stops_when_the_fix_does_not_make_them_pass(tmp_path: Path) -> None:
+    (tmp_path / "services").mkdir()
+    (tmp_path / "services" / "card_12.py").write_text(_module("12", "Parse ISO dates", fixed=False)[0])
+    results = [suite_result("failed", 1, 1), suite_result("failed", 1, 1)]
+    _, calls = play(prompt("coder", labels=("run-tests",)), tmp_path, tests=results)
+    assert names(calls)[-2:] == ["run_tests", "finish_turn"]
+
+
+def test_integrity_guard_on_a_run_tests_card_decides_on_the_tests() -> None:
+    _, calls = play(prompt("integrity_guard", labels=("run-tests",)), tests=[suite_result("passed", 2, 0)])
+    assert names(calls) == ["run_tests", "update_card_status"]
+    assert args_of(calls, "update_card_status")[0]["status"] == "done"
+    _, calls = play(prompt("integrity_guard", labels=("run-tests",)), tests=[suite_result("failed", 1, 1)])
+    assert args_of(calls, "update_card_status")[0]["status"] == "in_progress"
 
 
 def test_a_refused_call_is_not_repeated_the_seat_changes_course() -> None:

@@ -149,7 +149,8 @@ def test_api_lists_teams_and_profiles_and_exports(api_as, make_user):
     assert [team["name"] for team in teams] == ["standard"]
     exported = client.get(f"/api/teams/{teams[0]['id']}/export/").json()
     assert exported == team_export(team=Team.objects.get(name="standard"))
-    profiles = client.get("/api/model-profiles/").json()["results"]
+    assert client.get("/api/model-profiles/").status_code == 403  # base URLs and key names: staff only
+    profiles = api_as(make_user("ops", is_staff=True)).get("/api/model-profiles/").json()["results"]
     assert {profile["name"] for profile in profiles} == {"ollama-local", "scripted-demo"}
     assert all("api_key" not in profile for profile in profiles)
 

@@ -25,7 +25,7 @@ def test_tables_match_the_design() -> None:
     issue = machine.TRANSITIONS["issue"]
     assert issue["ready"] == {"in_progress", "canceled"}
     assert issue["in_progress"] == {"blocked", "waiting_for_developer", "ready_for_testing", "code_review", "canceled"}
-    assert issue["blocked"] == issue["waiting_for_developer"] == {"in_progress", "canceled"}
+    assert issue["blocked"] == issue["waiting_for_developer"] == {"in_progress", "ready", "canceled"}
     assert issue["ready_for_testing"] == {"code_review", "in_progress", "canceled"}
     assert issue["code_review"] == {"done", "in_progress", "ready_for_testing"}
     assert issue["done"] == issue["canceled"] == frozenset()

@@ -166,6 +166,7 @@ async def test_board_moves_are_governed_live_and_filters_survive_a_reload(tmp_pa
 
                 # Run epic starts the demo run from the board; the cards move to done by themselves.
                 await page.click("#run-epic")
+                await page.click("#run-start:not([disabled])")  # the Run dialog, with its defaults
                 run_link = page.locator("#started-run")
                 await run_link.wait_for()
                 assert (await run_link.get_attribute("href") or "").startswith("/runs/")

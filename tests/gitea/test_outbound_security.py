@@ -304,7 +304,7 @@ def test_model_profiles_are_changed_by_staff_only(make_user: Any) -> None:
     ):
         answer = getattr(user, method)(path, {**body, "api_key_env": "SECRET_KEY"}, format="json")
         assert answer.status_code == 403, (method, path, answer.status_code)
-    assert user.get("/api/model-profiles/").status_code == 200
+    assert user.get("/api/model-profiles/").status_code == 403
     assert not ModelProfile.objects.filter(name="evil").exists()
     profile.refresh_from_db()
     assert profile.api_key_env == ""

@@ -18,6 +18,8 @@ from agents import engine
 from agents.gitea import services
 from agents.gitea.models import DeliveryStatus, PullRequestLink, WebhookDelivery
 from agents.models import Run, SeatNote
+from boards import services as board_services
+from boards.actors import Actor
 from boards.models import Card, CardHistory, Comment
 from sandboxes import services as sandbox_services
 from sandboxes.models import Sandbox
@@ -78,6 +80,8 @@ class Loop:
             if Run.objects.filter(status__in=["queued", "running"]).exists():
                 return False
             card = self.refresh()
+            if card.status == "done" and self.link.auto_merge and self.pull and self.pull.state == "open":
+                return False  # the merge task has not recorded its merge yet
             if card.status == "code_review" and self.pull and self.pull.state == "open":
                 remote = self.fake.branch_sha(f"card/{card.pk}")
                 return bool(remote) and remote == self.local_sha() and remote == self.pull.head_sha
@@ -230,6 +234,22 @@ def test_reconciliation_applies_a_merge_whose_webhook_was_never_delivered(loop_e
     late = WebhookDelivery.objects.get(action="closed")
     assert late.status == DeliveryStatus.DUPLICATE
     assert CardHistory.objects.filter(card=card, event="transition", to_status="done").count() == 1
+
+
+def test_reconciliation_merges_what_a_crash_after_the_approval_left_open(loop_env: Callable[..., Loop]) -> None:
+    loop = loop_env(auto_merge=True)
+    fake = loop.fake
+    number = loop.first_pull_request().number
+    # What a crash between the approval's commit and its merge task leaves: the card done, the pull open.
+    finalizer = Actor.for_seat("quality_assurance", ("integrity_guard",), can_finalize=True, for_person=True)
+    board_services.card_transition(card=loop.refresh(), to_status="done", actor=finalizer, reason="approved")
+    assert loop.pull.state == "open" and not fake.calls_to("POST", f"/pulls/{number}/merge")
+    results = services.gitea_reconcile(link=loop.link)
+    assert f"Merged pull request #{number}." in results, results
+    assert fake.pull(number)["merged"] is True and len(fake.calls_to("POST", f"/pulls/{number}/merge")) == 1
+    loop.settle()
+    assert loop.pull.state == "merged" and loop.refresh().pull_request["state"] == "merged"
+    assert services.gitea_reconcile(link=loop.link) == []
 
 
 def test_reconciliation_applies_a_missed_review(loop_env: Callable[..., Loop]) -> None:

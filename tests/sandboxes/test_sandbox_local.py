@@ -13,19 +13,30 @@ import pytest
 from sandboxes import local_sandbox, services
 from sandboxes.models import PortLease, Sandbox, SandboxStatus
 from tests.sandboxes.sandbox_apps import write_app
+from tests.services import missing_service
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db]
 
 
-@pytest.fixture(params=["bwrap", "plain"])
-def local_backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, settings, tmp_path: Path) -> str:
-    if request.param == "bwrap" and shutil.which("bwrap") is None:
-        pytest.skip("bubblewrap is not installed")
+def _use_local_backend(kind: str, monkeypatch: pytest.MonkeyPatch, settings, tmp_path: Path) -> str:
+    if kind == "bwrap" and shutil.which("bwrap") is None:
+        missing_service("bubblewrap is not installed (apt-get install bubblewrap)")
     monkeypatch.setenv("ORKET_SANDBOX_BACKEND", "local")
     monkeypatch.setenv("ORKET_SANDBOX_HEALTH_TIMEOUT", "30")
-    monkeypatch.setenv("ORKET_BWRAP", "1" if request.param == "bwrap" else "0")
+    monkeypatch.setenv("ORKET_BWRAP", "1" if kind == "bwrap" else "0")
     settings.DATA_DIR = tmp_path / "data"
-    return str(request.param)
+    return kind
+
+
+@pytest.fixture(params=["bwrap", "plain"])
+def local_backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, settings, tmp_path: Path) -> str:
+    return _use_local_backend(str(request.param), monkeypatch, settings, tmp_path)
+
+
+@pytest.fixture
+def bwrap_backend(monkeypatch: pytest.MonkeyPatch, settings, tmp_path: Path) -> str:
+    """Only bubblewrap makes the workspace read-only, so these tests have no plain variant."""
+    return _use_local_backend("bwrap", monkeypatch, settings, tmp_path)
 
 
 def _pids_in_group(pid: int) -> list[int]:
@@ -74,9 +85,7 @@ def test_local_sandbox_lifecycle(local_backend: str, project, tmp_path: Path) ->
     assert PortLease.objects.filter(sandbox=sandbox).count() == 0
 
 
-def test_local_sandbox_cannot_write_its_workspace(local_backend: str, project, tmp_path: Path) -> None:
-    if local_backend != "bwrap":
-        pytest.skip("only bubblewrap makes the workspace read-only")
+def test_local_sandbox_cannot_write_its_workspace(bwrap_backend: str, project, tmp_path: Path) -> None:
     folder = write_app(tmp_path / "ws")
     app = (folder / "app.py").read_text()
     (folder / "app.py").write_text("open('/workspace/planted.txt', 'w').write('x')\n" + app)

@@ -9,7 +9,9 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
+from agents.engine import ollama_answers
 from agents.leases import turns_requeue_orphans
+from agents.models import ModelProfile
 from orket_site.embedded import EmbeddedWorker, serve
 from orket_site.seed import seed_first_run
 
@@ -26,7 +28,7 @@ class Command(BaseCommand):
         if not 0 < port < 65536:
             raise CommandError(f"ORKET_PORT must be between 1 and 65535, not {port}")
         call_command("migrate", interactive=False, verbosity=0)
-        self._announce_login(no_seed)
+        login = self._login_line(no_seed)
         worker = None
         if settings.CELERY_BROKER_URL.startswith("memory://"):
             worker = EmbeddedWorker()
@@ -38,34 +40,52 @@ class Command(BaseCommand):
             self.stdout.write(
                 "REDIS_URL is set: start workers with `celery -A orket_site worker` and `celery -A orket_site beat`."
             )
+        model = model_line()
         url_host = f"[{host}]" if ":" in host and not host.startswith("[") else host
         try:
-            serve(host, port, on_ready=lambda: self._ready(f"http://{url_host}:{port}/"))
+            serve(host, port, on_ready=lambda: self._ready(f"http://{url_host}:{port}/", login, model))
         finally:
             if worker is not None:
                 worker.stop()
             self.stdout.write("Orket stopped.")
 
-    def _announce_login(self, no_seed: bool) -> None:
+    def _login_line(self, no_seed: bool) -> str:
         if no_seed:
-            return
+            return "Log in with an account made by `manage.py createsuperuser` (--no-seed made none)."
         result = seed_first_run()
         if result.demo_created:
             self.stdout.write("Created the demo project.")
         if result.generated_password:
-            self.stdout.write(
+            return (
                 f"Log in as {result.admin_username!r} with password {result.generated_password} "
                 "(shown once; change it at /accounts/password/)."
             )
-        elif result.admin_created:
-            self.stdout.write(f"Log in as {result.admin_username!r} with the password from ORKET_ADMIN_PASSWORD.")
-        else:
-            self.stdout.write(
-                f"Log in as {result.admin_username!r} with the password shown on the first run "
-                f"(reset it with: .venv/bin/python manage.py changepassword {result.admin_username})."
-            )
+        if result.admin_created:
+            return f"Log in as {result.admin_username!r} with the password from ORKET_ADMIN_PASSWORD."
+        return (
+            f"Log in as {result.admin_username!r} with the password shown on the first run "
+            f"(reset it with: .venv/bin/python manage.py changepassword {result.admin_username})."
+        )
 
-    def _ready(self, url: str) -> None:
+    def _ready(self, url: str, login: str, model: str) -> None:
         db = settings.DATABASES["default"]["ENGINE"].rsplit(".", 1)[-1]
-        self.stdout.write(f"Orket is serving at {url} (database: {db}, data: {settings.DATA_DIR}). Ctrl-C stops it.")
+        lines = [
+            f"Orket is serving at {url} (Ctrl-C stops it).",
+            f"  User:  {login}",
+            f"  Data:  {settings.DATA_DIR} (database: {db})",
+            f"  Model: {model}",
+        ]
+        self.stdout.write("\n".join(lines))
         self.stdout.flush()
+
+
+def model_line() -> str:
+    """Which model runs will use when a project chooses none: Ollama when it answers, else the scripted team."""
+    ollama = ModelProfile.objects.filter(name="ollama-local").first()
+    if ollama is not None and ollama_answers(ollama.base_url, timeout=1.0):
+        return f"Ollama answers at {ollama.base_url}; runs use profile {ollama.name} (model {ollama.model})."
+    where = f" at {ollama.base_url}" if ollama is not None else ""
+    return (
+        f"no Ollama answered{where}; runs use the scripted team (profile scripted-demo, no model). "
+        "Add a profile on the Model profiles page."
+    )

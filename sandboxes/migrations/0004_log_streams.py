@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
     dependencies = [
         ("boards", "0005_project_require_verification"),
-        ("sandboxes", "0002_sandbox_settings"),
+        ("sandboxes", "0003_card_tests_and_human_fixture_setting"),
     ]
 
     operations = [
