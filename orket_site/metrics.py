@@ -4,7 +4,7 @@ Three kinds of series:
 - Computed from the database at each scrape by `DatabaseCollector`, with a fixed number of
   aggregate queries: turns, tokens, turn durations, refusals, runs, queue depth. Every process
   answers alike, and they are never summed across processes.
-- `orket_websocket_subscribers`: the run and board stream consumers connected to the process that
+- `orket_websocket_subscribers`: the run, board and log stream consumers connected to the process that
   answers (`SubscriberCollector`).
 - Counters and histograms that web and worker processes increment as they work
   (orket_site.instruments). With PROMETHEUS_MULTIPROC_DIR set, each process keeps them in files in
@@ -45,7 +45,7 @@ from orket_site.env import env_list, env_str
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 DEFAULT_ALLOWED_IPS = ["127.0.0.1", "::1"]
-STREAMS = ("run", "board")
+STREAMS = ("run", "board", "logs")
 TURN_DURATION_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
 FIRST_TOKEN_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
@@ -58,7 +58,7 @@ _open: dict[str, str] = {}
 
 
 def websocket_opened(stream: str, channel_name: str) -> None:
-    """A stream consumer (`run` or `board`) accepted a client on `channel_name`."""
+    """A stream consumer (`run`, `board` or `logs`) accepted a client on `channel_name`."""
     with _lock:
         _open[channel_name] = stream
 

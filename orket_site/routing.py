@@ -8,6 +8,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.urls import URLPattern, path, re_path, register_converter
 
 from agents.consumers import CLOSE_NOT_AUTHENTICATED, CLOSE_NOT_FOUND, ProjectBoardConsumer, RunStreamConsumer
+from sandboxes.consumers import LogStreamConsumer
 
 MAX_ROW_ID = 2**63 - 1
 
@@ -39,5 +40,6 @@ register_converter(RowIdConverter, "row_id")
 websocket_urlpatterns: list[URLPattern] = [
     path("ws/projects/<row_id:project_id>/", ProjectBoardConsumer.as_asgi()),
     path("ws/runs/<row_id:run_id>/", RunStreamConsumer.as_asgi()),
+    path("ws/logs/<row_id:stream_id>/", LogStreamConsumer.as_asgi()),
     re_path(r"", NoRouteConsumer.as_asgi()),
 ]

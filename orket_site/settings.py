@@ -44,6 +44,11 @@ ORKET_SOCKET_ORIGIN_FROM_HOST = not PRODUCTION
 ORKET_SOCKET_RECHECK_SECONDS = env_int("ORKET_SOCKET_RECHECK_SECONDS", 30)
 if ORKET_SOCKET_RECHECK_SECONDS < 1:
     raise ImproperlyConfigured("ORKET_SOCKET_RECHECK_SECONDS must be at least 1")
+# Live log streams (sandboxes.log_streams): lines kept per stream, and the longest line stored whole.
+ORKET_LOG_STREAM_MAX_LINES = env_int("ORKET_LOG_STREAM_MAX_LINES", 20_000)
+ORKET_LOG_LINE_MAX_CHARS = env_int("ORKET_LOG_LINE_MAX_CHARS", 4_000)
+if ORKET_LOG_STREAM_MAX_LINES < 100 or ORKET_LOG_LINE_MAX_CHARS < 200:
+    raise ImproperlyConfigured("ORKET_LOG_STREAM_MAX_LINES must be at least 100, ORKET_LOG_LINE_MAX_CHARS at least 200")
 
 DATABASE_URL = env_str("DATABASE_URL")
 REDIS_URL = env_str("REDIS_URL")

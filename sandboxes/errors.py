@@ -33,3 +33,8 @@ class TooManySandboxes(SandboxError):
 class IllegalSandboxState(SandboxError):
     status = 409
     code = "conflict"
+
+
+class LogStreamClosed(SandboxError):
+    status = 409
+    code = "log_stream_closed"

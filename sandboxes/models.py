@@ -174,3 +174,68 @@ class SandboxSettings(models.Model):
 
     def __str__(self) -> str:
         return f"sandbox settings of {self.project}"
+
+
+class LogStreamKind(models.TextChoices):
+    SERVICE = "service", "A sandbox's running services"
+    VERIFICATION = "verification", "A verification run"
+    COMMAND = "command", "An agent's command"
+
+
+class LogChannel(models.TextChoices):
+    STDOUT = "stdout", "Standard output"
+    STDERR = "stderr", "Standard error"
+
+
+class LogStream(models.Model):
+    """Output that reaches browsers as it is produced: lines numbered 1, 2, 3... per stream.
+
+    `cursor` is where each producer (a log file, a container) has been read to, written in the same
+    transaction as the lines it read, so a follower that restarts resumes there without a duplicate.
+    `follower` and `followed_until` are the lease of the one thread that follows a sandbox's logs.
+    """
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="log_streams")
+    kind = models.CharField(max_length=12, choices=LogStreamKind.choices)
+    label = models.CharField(max_length=200)
+    sandbox = models.ForeignKey(Sandbox, null=True, blank=True, on_delete=models.SET_NULL, related_name="log_streams")
+    verification_run = models.ForeignKey(
+        VerificationRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="log_streams"
+    )
+    refs = models.JSONField(default=dict, blank=True, help_text="What else the output belongs to: card, run, turn.")
+    last_seq = models.PositiveBigIntegerField(default=0)
+    trimmed_through = models.PositiveBigIntegerField(default=0, help_text="Lines up to this one were dropped.")
+    cursor = models.JSONField(default=dict, blank=True, help_text="Where each producer was read to.")
+    follower = models.CharField(max_length=100, blank=True)
+    followed_until = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    closed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["project", "kind"], name="log_stream_project_kind")]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(kind__in=LogStreamKind.values), name="log_stream_kind_valid"),
+        ]
+
+    def __str__(self) -> str:
+        return f"log stream {self.pk}: {self.label}"
+
+    @property
+    def is_open(self) -> bool:
+        return self.closed_at is None
+
+
+class LogLine(models.Model):
+    stream = models.ForeignKey(LogStream, on_delete=models.CASCADE, related_name="lines")
+    seq = models.PositiveBigIntegerField()
+    channel = models.CharField(max_length=6, choices=LogChannel.choices, default=LogChannel.STDOUT)
+    text = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["stream", "seq"]
+        constraints = [models.UniqueConstraint(fields=["stream", "seq"], name="log_line_seq_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.stream_id}#{self.seq}"

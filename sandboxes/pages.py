@@ -23,7 +23,7 @@ def project_sandboxes(request: HttpRequest, project_id: int) -> HttpResponse:
     conf = services.project_settings(project)
     context = {
         "project": project,
-        "sandboxes": list(sandboxes[:100]),
+        "sandboxes": selectors.with_log_streams(list(sandboxes[:100])),
         "can_act": role_allows(role, ProjectRole.MEMBER),
         "cards": list(Card.objects.filter(project=project).exclude(status="canceled").order_by("-id")[:200]),
         "settings": conf,

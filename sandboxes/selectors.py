@@ -10,7 +10,7 @@ from django.db.models import QuerySet
 
 from boards.access import AnyUser, visible_projects
 from sandboxes import local_sandbox
-from sandboxes.models import Backend, Sandbox, SandboxStatus
+from sandboxes.models import Backend, LogLine, LogStream, LogStreamKind, Sandbox, SandboxStatus
 from sandboxes.services import LIVE_STATUSES, LOGS_FILE, state_dir
 
 MAX_TAIL = 2000
@@ -55,3 +55,50 @@ def _tail(path: Any, tail: int) -> str:
     except OSError:
         return ""
     return "\n".join(lines[-tail:]) + ("\n" if lines else "")
+
+
+# -- log streams -----------------------------------------------------------------------------------------------
+
+MAX_LOG_PAGE = 1000
+
+
+def log_streams_for(user: AnyUser, *, project_id: int | None = None) -> QuerySet[LogStream]:
+    """Log streams of the projects the user can read."""
+    queryset = LogStream.objects.filter(project__in=visible_projects(user))
+    if project_id is not None:
+        queryset = queryset.filter(project_id=project_id)
+    return queryset.order_by("-created_at", "-id")
+
+
+def log_lines_after(
+    stream_id: int, after: int, *, until: int | None = None, limit: int = MAX_LOG_PAGE
+) -> list[LogLine]:
+    """The stream's lines numbered above `after` (and at most `until`), oldest first, at most `limit`."""
+    lines = LogLine.objects.filter(stream_id=stream_id, seq__gt=after).order_by("seq")
+    if until is not None:
+        lines = lines.filter(seq__lte=until)
+    return list(lines[: max(1, min(limit, MAX_LOG_PAGE))])
+
+
+def sandbox_log_stream_id(sandbox_id: int) -> int | None:
+    """The stream of a sandbox's service logs (one per sandbox), when it has one yet."""
+    return (
+        LogStream.objects.filter(sandbox_id=sandbox_id, kind=LogStreamKind.SERVICE)
+        .order_by("id")
+        .values_list("pk", flat=True)
+        .first()
+    )
+
+
+def with_log_streams(sandboxes: list[Sandbox]) -> list[Sandbox]:
+    """The sandboxes, each with `log_stream_id` set (None when it has no stream), in one query."""
+    found: dict[int, int] = {}
+    for sandbox_id, stream_id in (
+        LogStream.objects.filter(sandbox__in=sandboxes, kind=LogStreamKind.SERVICE)
+        .order_by("-id")
+        .values_list("sandbox_id", "pk")
+    ):
+        found[sandbox_id] = stream_id  # the oldest wins: ordered newest first
+    for sandbox in sandboxes:
+        sandbox.log_stream_id = found.get(sandbox.pk)  # type: ignore[attr-defined]
+    return sandboxes

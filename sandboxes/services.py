@@ -29,9 +29,9 @@ from django.utils import timezone
 
 from boards.errors import InvalidInput
 from boards.models import Card, Project
-from sandboxes import compose, local_sandbox, names, ports
+from sandboxes import compose, local_sandbox, log_follow, log_streams, names, ports
 from sandboxes.errors import IllegalSandboxState, NoWorkspace, TooManySandboxes, UnsupportedStack
-from sandboxes.models import Backend, Sandbox, SandboxSettings, SandboxStatus
+from sandboxes.models import Backend, LogStreamKind, Sandbox, SandboxSettings, SandboxStatus
 from sandboxes.stacks import detect_stack
 
 log = logging.getLogger(__name__)
@@ -184,6 +184,9 @@ def sandbox_create(
             created_by=user if user is not None and user.is_authenticated else None,
             expires_at=now + timedelta(hours=conf.time_to_live_hours) if conf.time_to_live_hours else None,
         )
+        log_streams.log_stream_open(
+            project_id=project.pk, kind=LogStreamKind.SERVICE, label=f"sandbox {sandbox.name}", sandbox_id=sandbox.pk
+        )
         leased = ports.lease_ports(sandbox=sandbox, services=compose.services_needing_ports(stack, network))
         try:
             plan = compose.compose_plan(
@@ -310,6 +313,7 @@ def sandbox_provision(*, sandbox_id: int) -> Sandbox:
     sandbox = Sandbox.objects.get(pk=sandbox_id)
     if sandbox.status != SandboxStatus.CREATING:
         return sandbox
+    log_follow.sandbox_logs_follow(sandbox_id=sandbox.pk)  # the logs stream live from the first line
     try:
         if sandbox.backend == Backend.DOCKER:
             healthy, detail = _provision_docker(sandbox)
@@ -471,6 +475,7 @@ def sandboxes_check_health() -> int:
         try:
             sandbox_health_check(sandbox_id=sandbox_id)
             sandbox_logs_capture(sandbox_id=sandbox_id)
+            log_follow.sandbox_logs_follow(sandbox_id=sandbox_id)  # again, when its follower stopped
             checked += 1
         except Exception:  # one broken sandbox (or a vanished engine) must not stop the others' checks
             log.exception("health check of sandbox %s failed", sandbox_id)
@@ -560,6 +565,8 @@ def sandbox_teardown(*, sandbox_id: int) -> Sandbox:
             status=SandboxStatus.DELETED, last_error=errors[-20_000:], updated_at=timezone.now()
         )
     (state_dir(sandbox) / COMPOSE_FILE).unlink(missing_ok=True)  # it held the generated secrets
+    log_follow.wait_until_stopped(sandbox.pk)  # its last lines first (a follower of this process)
+    log_follow.sandbox_log_streams_close(sandbox_id=sandbox.pk)
     log.info("sandbox deleted", extra={"sandbox": sandbox.pk})
     sandbox.refresh_from_db()
     return sandbox

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from celery import shared_task, signals
@@ -69,3 +70,29 @@ def _find_sandbox_tools(**_: Any) -> None:
     from sandboxes import docker_backend
 
     docker_backend.log_tools()
+
+
+@shared_task(name="sandboxes.sandboxes_logs_follow", acks_late=False, ignore_result=True)
+def sandboxes_logs_follow() -> int:
+    from sandboxes import log_follow
+
+    return log_follow.sandboxes_logs_follow()
+
+
+@signals.worker_ready.connect
+def _follow_sandbox_logs(**_: Any) -> None:
+    """A worker starting (again) follows the logs of the live sandboxes: the stored cursors make it
+    resume where the last follower stopped. Through a task, so the threads run where tasks run (a
+    pool process), never in a prefork parent whose database connections its children would inherit."""
+    try:
+        sandboxes_logs_follow.delay()
+    except Exception:  # the worker must start even when the broker hiccups; the health check follows too
+        logging.getLogger(__name__).exception("could not ask to follow the logs of the live sandboxes")
+
+
+@signals.worker_shutdown.connect
+@signals.worker_process_shutdown.connect
+def _stop_following_sandbox_logs(**_: Any) -> None:
+    from sandboxes import log_follow
+
+    log_follow.sandboxes_logs_unfollow()

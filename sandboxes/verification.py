@@ -40,8 +40,11 @@ from boards.models import Card, ProjectRole
 from sandboxes.fixtures import Fixture, FixtureInvalid, http_matches, load_fixture, parse_fixture
 from sandboxes.isolation import IsolatedCommand, IsolatedRunner, Limits
 from sandboxes.local_backend import LocalProcessRunner
+from sandboxes.log_streams import LogWriter, log_stream_close, log_stream_open
 from sandboxes.models import (
     Backend,
+    LogStream,
+    LogStreamKind,
     Sandbox,
     SandboxStatus,
     VerificationFixture,
@@ -375,7 +378,9 @@ def verification_run(*, run_id: int) -> VerificationRun:
     if not claimed:
         return run
     started = time.monotonic()
-    outcome = _Outcome()
+    stream = _open_log_stream(run)
+    writer = LogWriter(stream.pk) if stream is not None else None
+    outcome = _Outcome(writer)
     try:
         _execute(run, outcome)
     except (VerificationUnavailable, OSError, InvalidInput) as error:
@@ -395,6 +400,13 @@ def verification_run(*, run_id: int) -> VerificationRun:
     run.output = "\n".join([*outcome.notes, outcome.stderr])[:MAX_STORED_OUTPUT].strip()
     run.duration_ms = int((time.monotonic() - started) * 1000)
     run.finished_at = timezone.now()
+    if writer is not None and stream is not None:
+        writer(
+            "stderr",
+            f"\n[orket: verification {run.status}: {run.passed} passed, {run.failed} failed, {run.errors} errors]\n",
+        )
+        writer.close()
+        log_stream_close(stream_id=stream.pk)
     with transaction.atomic():
         run.save()
         if run.kind != VerificationKind.PYTEST:
@@ -408,14 +420,35 @@ def verification_run(*, run_id: int) -> VerificationRun:
     return run
 
 
+def _open_log_stream(run: VerificationRun) -> LogStream | None:
+    """The stream the run's output goes to while it runs; None (and logged) when it cannot be opened."""
+    try:
+        return log_stream_open(
+            project_id=run.card.project_id,
+            kind=LogStreamKind.VERIFICATION,
+            label=f"verification {run.pk} of card #{run.card_id}",
+            verification_run_id=run.pk,
+            refs={"card": run.card_id},
+        )
+    except Exception:  # the verification matters more than its live output
+        log.exception("could not open the log stream of verification %s", run.pk)
+        return None
+
+
 class _Outcome:
-    def __init__(self) -> None:
+    def __init__(self, writer: LogWriter | None = None) -> None:
+        self.writer = writer
         self.results: list[dict[str, Any]] = []
         self.status: str = ""
         self.notes: list[str] = []
         self.stderr = ""
         self.isolation = ""
         self.backend = ""
+
+    def output_to_stream(self, channel: str, text: str) -> None:
+        """The runner's standard error as it comes (its standard output is the report, not for people)."""
+        if self.writer is not None and channel == "stderr":
+            self.writer(channel, text)
 
     def final_status(self) -> str:
         if self.status:
@@ -455,7 +488,7 @@ def _isolated(argv: tuple[str, ...], read_only: dict[Path, str], outcome: _Outco
         workdir="/workspace",
         limits=verification_limits(),
     )
-    result = runner.run(command)
+    result = runner.run(command, on_output=outcome.output_to_stream)
     outcome.isolation, outcome.backend = result.isolation, runner.name
     outcome.stderr = result.stderr[-20_000:]
     if result.timed_out:
@@ -611,7 +644,8 @@ def _run_pytest(workspace: Path, outcome: _Outcome) -> None:
         return
     for test in report.get("tests", []):
         outcome.results.append({**test, "kind": "pytest"})
-    outcome.notes.append(str(report.get("output", ""))[-20_000:])
+    if not report.get("echoed"):  # else it is in the runner's standard error already
+        outcome.notes.append(str(report.get("output", ""))[-20_000:])
     if not outcome.results:
         outcome.status = VerificationStatus.ERROR if report.get("exit_code") not in (0, 5) else ""
         outcome.notes.append("pytest collected no tests.")

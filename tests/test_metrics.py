@@ -177,14 +177,14 @@ def test_websocket_subscribers_are_counted_per_stream(metrics_env):
         metrics.websocket_closed("chan-b")
         metrics.websocket_closed("chan-b")  # twice: still counted once
         metrics.websocket_closed("never-opened")
-        assert metrics.websocket_subscribers() == {"board": 1, "run": 1}
+        assert metrics.websocket_subscribers() == {"board": 1, "logs": 0, "run": 1}
         _, samples = parse(metrics.render_metrics())
         assert value(samples, "orket_websocket_subscribers", stream="run") == 1
         assert value(samples, "orket_websocket_subscribers", stream="board") == 1
     finally:
         metrics.websocket_closed("chan-a")
         metrics.websocket_closed("chan-c")
-    assert metrics.websocket_subscribers() == {"board": 0, "run": 0}
+    assert metrics.websocket_subscribers() == {"board": 0, "logs": 0, "run": 0}
 
 
 def test_addresses_by_default_loopback_only(metrics_env):
@@ -262,7 +262,11 @@ async def test_connected_stream_consumers_are_counted(django_user_model):
         assert (await stream.connect(timeout=5))[0]
     refused = WebsocketCommunicator(application, f"/ws/runs/{run_id}/?after=0", headers=headers[:2])
     assert not (await refused.connect(timeout=5))[0]  # anonymous: refused, never counted
-    assert metrics.websocket_subscribers() == {"board": before["board"] + 1, "run": before["run"] + 2}
+    assert metrics.websocket_subscribers() == {
+        "board": before["board"] + 1,
+        "logs": before["logs"],
+        "run": before["run"] + 2,
+    }
     for stream in streams:
         await stream.disconnect()
     assert metrics.websocket_subscribers() == before

@@ -60,6 +60,7 @@ class VerificationFixtureSerializer(serializers.ModelSerializer):
 
 class VerificationRunSerializer(serializers.ModelSerializer):
     fixture_sha256 = serializers.SerializerMethodField()
+    log_stream = serializers.SerializerMethodField(help_text="Its live output: /ws/logs/{id}/.")
 
     class Meta:
         model = VerificationRun
@@ -84,8 +85,12 @@ class VerificationRunSerializer(serializers.ModelSerializer):
             "created_at",
             "started_at",
             "finished_at",
+            "log_stream",
         ]
         read_only_fields = fields
+
+    def get_log_stream(self, run: VerificationRun) -> int | None:
+        return min((stream.pk for stream in run.log_streams.all()), default=None)  # prefetched
 
     def get_fixture_sha256(self, run: VerificationRun) -> str:
         return run.fixture.sha256 if run.fixture else ""
@@ -148,7 +153,12 @@ class CardVerificationsView(APIView):
     permission_classes = [ProjectRolePermission]
 
     def _runs(self, card: Card) -> QuerySet[VerificationRun]:
-        return VerificationRun.objects.filter(card=card).select_related("fixture").order_by("-created_at", "-id")
+        return (
+            VerificationRun.objects.filter(card=card)
+            .select_related("fixture")
+            .prefetch_related("log_streams")
+            .order_by("-created_at", "-id")
+        )
 
     @extend_schema(responses=VerificationRunSerializer(many=True))
     def get(self, request: Request, card_id: int) -> Response:
@@ -177,7 +187,9 @@ class VerificationDetailView(APIView):
     @extend_schema(responses=VerificationRunSerializer)
     def get(self, request: Request, pk: int) -> Response:
         run = get_object_or_404(
-            VerificationRun.objects.filter(card__project__in=visible_projects(request.user)).select_related("fixture"),
+            VerificationRun.objects.filter(card__project__in=visible_projects(request.user))
+            .select_related("fixture")
+            .prefetch_related("log_streams"),
             pk=pk,
         )
         require_project_role(request.user, run.card.project_id, ProjectRole.VIEWER)

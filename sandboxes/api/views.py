@@ -25,6 +25,7 @@ from sandboxes.models import Sandbox
 class SandboxSerializer(serializers.ModelSerializer):
     created_by = serializers.CharField(source="created_by.username", default=None)
     card_title = serializers.CharField(source="card.title", default=None)
+    log_stream = serializers.SerializerMethodField(help_text="The id of its service log stream (/ws/logs/{id}/).")
 
     class Meta:
         model = Sandbox
@@ -48,7 +49,11 @@ class SandboxSerializer(serializers.ModelSerializer):
             "created_by",
             "created_at",
             "updated_at",
+            "log_stream",
         ]
+
+    def get_log_stream(self, sandbox: Sandbox) -> int | None:
+        return selectors.sandbox_log_stream_id(sandbox.pk)
 
 
 class SandboxCreateSerializer(serializers.Serializer):

@@ -33,6 +33,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import traceback
 import xml.etree.ElementTree as ET
@@ -204,6 +205,39 @@ def _run_one(module: Any, module_name: str, scenario: dict[str, Any], timeout: f
     return result
 
 
+def _pytest_echoed(command: list[str], workspace: str, timeout: float) -> tuple[int | None, str]:
+    """Run pytest, copying its output to standard error as it comes (Orket streams that live) and
+    keeping the last of it; the exit code (None after the timeout) and the output kept."""
+    process = subprocess.Popen(
+        command, cwd=workspace, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace"
+    )
+    kept: list[str] = []
+    size = 0
+
+    def pump() -> None:
+        nonlocal size
+        assert process.stdout is not None
+        for line in process.stdout:
+            sys.stderr.write(line)
+            sys.stderr.flush()
+            kept.append(line)
+            size += len(line)
+            while size > MAX_CAPTURED * 8 and len(kept) > 1:
+                size -= len(kept.pop(0))
+
+    reader = threading.Thread(target=pump, daemon=True)
+    reader.start()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        reader.join(timeout=2)
+        return None, "".join(kept)
+    reader.join(timeout=5)
+    return process.returncode, "".join(kept)
+
+
 def run_pytest(workspace: str, timeout: float) -> dict[str, Any]:
     report: dict[str, Any] = {"orket_runner": 1, "python": sys.version.split()[0]}
     if importlib.util.find_spec("pytest") is None:
@@ -212,13 +246,13 @@ def run_pytest(workspace: str, timeout: float) -> dict[str, Any]:
     report["pytest_available"] = True
     junit = os.path.join(os.environ.get("TMPDIR", "/tmp"), "orket-junit.xml")  # noqa: S108 - the sandbox's /tmp
     command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junit-xml={junit}", workspace]
-    try:
-        done = subprocess.run(command, cwd=workspace, capture_output=True, text=True, timeout=timeout, check=False)
-    except subprocess.TimeoutExpired:
+    exit_code, output = _pytest_echoed(command, workspace, timeout)
+    if exit_code is None:
         report.update(exit_code=None, message=f"pytest took longer than {timeout:g} s")
         return report
-    report["exit_code"] = done.returncode
-    report["output"] = _cap(done.stdout + done.stderr, MAX_CAPTURED * 4)
+    report["exit_code"] = exit_code
+    report["output"] = _cap(output, MAX_CAPTURED * 4)
+    report["echoed"] = True  # the output also went to standard error, line by line, as pytest wrote it
     tests: list[dict[str, Any]] = []
     try:
         tree = ET.parse(junit)  # noqa: S314 - written by pytest inside the sandbox; read here only

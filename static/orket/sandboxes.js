@@ -1,5 +1,6 @@
-/* The sandboxes page: start, stop and delete through the API (CSRF header), live logs, and a reload
-   of the table while something is changing. Text always goes in with textContent. */
+/* The sandboxes page: start, stop and delete through the API (CSRF header), and a reload
+   of the table while something is changing (live logs: sandbox_logs.js). Text always goes in with
+   textContent. */
 (function () {
   "use strict";
   var table = document.getElementById("sandboxes");
@@ -10,10 +11,6 @@
   var cookie = window.orketDom.cookie;
   var message = document.getElementById("sandbox-message");
   var logsBox = document.getElementById("sandbox-logs");
-  var logsText = document.getElementById("sandbox-logs-text");
-  var logsName = document.getElementById("sandbox-logs-name");
-  var logsWhen = document.getElementById("sandbox-logs-when");
-  var logsTimer = null;
 
   function api(method, path, body) {
     var options = {
@@ -41,34 +38,6 @@
     }
   }
 
-  function showLogs(row) {
-    var id = row.getAttribute("data-sandbox");
-    logsName.textContent = row.querySelector("code").textContent;
-    logsBox.hidden = false;
-    function load() {
-      api("GET", "/api/sandboxes/" + id + "/logs/?tail=300").then(function (data) {
-        logsText.textContent = data.text || "(no output yet)";
-        logsWhen.textContent = data.captured_at ? "as of " + new Date(data.captured_at).toLocaleTimeString() : "";
-        logsText.scrollTop = logsText.scrollHeight;
-      }).catch(function (error) {
-        logsText.textContent = "Could not read the logs: " + error.message;
-      });
-    }
-    if (logsTimer) {
-      clearInterval(logsTimer);
-    }
-    load();
-    logsTimer = setInterval(load, 3000);
-  }
-
-  document.getElementById("sandbox-logs-close").addEventListener("click", function () {
-    logsBox.hidden = true;
-    if (logsTimer) {
-      clearInterval(logsTimer);
-      logsTimer = null;
-    }
-  });
-
   table.addEventListener("click", function (event) {
     var button = event.target.closest("button[data-action]");
     if (!button) {
@@ -78,8 +47,7 @@
     var id = row.getAttribute("data-sandbox");
     var action = button.getAttribute("data-action");
     if (action === "logs") {
-      showLogs(row);
-      return;
+      return; // sandbox_logs.js opens the live stream
     }
     if (action === "delete" && !window.confirm("Delete this sandbox, its containers and its data?")) {
       return;
