@@ -24,6 +24,7 @@ from django.db.models import F, Sum
 from django.utils import timezone
 
 from agents.approvals import call_label, tool_approval_request
+from agents.command_output import COMMAND_TOOLS, command_output_stream
 from agents.conversation import StepRecord, step_messages
 from agents.engine import block_card
 from agents.gate import check_call
@@ -628,6 +629,9 @@ class TurnLoop:
         A board tool's rows, its events and its record commit in one transaction, so a crash either
         leaves no trace of the call (it is made again) or the record too (it is not). File tools are
         idempotent and verification only reads, so those run outside the transaction."""
+        if name in COMMAND_TOOLS:
+            self._execute_command(step, name, arguments, records)
+            return
         try:
             with transaction.atomic() if name in BOARD_TOOLS else nullcontext():
                 result = execute_tool(self.context, name, arguments)
@@ -644,6 +648,30 @@ class TurnLoop:
         except ToolFailed as failed:
             kind, decision = ("tool.refused", "refused") if failed.governance else ("tool.error", "failed")
             self._settle(step, records, kind, decision, rule=failed.rule, message=failed.message)
+
+    def _execute_command(
+        self, step: TurnStep, name: str, arguments: dict[str, Any], records: list[dict[str, Any]]
+    ) -> None:
+        """A command's output streams live to a log stream that the run view follows; its result (the
+        cut output the model sees) and the stream's id go on the record."""
+        refs = {"run": self.run.pk, "turn": self.turn.pk, "card": self.card.pk, "step": step.number}
+        with command_output_stream(project_id=self.card.project_id, tool=name, arguments=arguments, refs=refs) as (
+            stream_id,
+            writer,
+        ):
+            self._event("command.started", step=step.number, name=name, log_stream=stream_id)
+            self.context.on_output = writer
+            try:
+                result = execute_tool(self.context, name, arguments)
+            except ToolFailed as failed:
+                kind, decision = ("tool.refused", "refused") if failed.governance else ("tool.error", "failed")
+                self._settle(
+                    step, records, kind, decision, rule=failed.rule, message=failed.message, log_stream=stream_id
+                )
+                return
+            finally:
+                self.context.on_output = None
+        self._settle(step, records, "tool.result", "executed", result=result, log_stream=stream_id)
 
     def _settle(self, step: TurnStep, records: list[dict[str, Any]], kind: str, decision: str, **fields: Any) -> None:
         """Settle the last call: its record gets the decision and fields, and the event announcing it

@@ -8,6 +8,7 @@
  */
 import * as steps from "./run_steps.js";
 import { diffFold } from "./call_diff.js";
+import { commandOutputFold } from "./command_log.js";
 
 (function () {
   "use strict";
@@ -535,10 +536,15 @@ import { diffFold } from "./call_diff.js";
         this.detail(node, "arguments", steps.readable(frame.arguments), true);
         return;
       }
+      case "command.started":
+        parent = info ? this.callGroup(info, frame, parent) : parent;
+        commandOutputFold(parent, frame, config.mode !== "replay");
+        return;
       case "tool.result":
         parent = info ? this.callGroup(info, frame, parent) : parent;
         parent.appendChild(steps.resultFold(frame));
         diffFold(parent, frame, config.project);
+        commandOutputFold(parent, frame, false);
         return;
       case "tool.refused":
         parent = info ? this.callGroup(info, frame, parent) : parent;
@@ -565,6 +571,7 @@ import { diffFold } from "./call_diff.js";
         node = this.line(parent, frame, "error", "Tool error: " + (frame.name || "?"));
         this.detail(node, "rule", frame.rule);
         this.detail(node, "message", frame.message);
+        commandOutputFold(parent, frame, false);
         return;
       case "card.status":
         node = this.line(parent, frame, "card-status", "Card is now " + frame.status);

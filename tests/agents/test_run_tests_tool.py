@@ -18,7 +18,7 @@ import pytest
 from django.conf import settings
 
 from agents import engine
-from agents.models import ModelProfile, Turn
+from agents.models import ModelProfile, RunEvent, Turn
 from agents.scripted_team import _FIXED_BODY, _UNFIXED_BODY, module_path, module_test_path
 from agents.services import seed_standard_configuration
 from agents.workspaces import ProjectWorkspace, git_env, project_workspace_root
@@ -27,7 +27,7 @@ from boards.actors import Actor
 from boards.models import Card, CardHistory, Epic, Project
 from boards.services import TransitionRefused, epic_import
 from sandboxes.commands import card_tests_run
-from sandboxes.models import SandboxSettings, VerificationRun
+from sandboxes.models import LogStream, SandboxSettings, VerificationRun
 from tests.agents.engine_support import drive
 from tests.agents.fake_llm import FakeLLMServer
 from tests.agents.tests_model import TestsFixingModel
@@ -136,6 +136,16 @@ def test_scripted_coder_sees_the_failure_fixes_it_and_the_guard_accepts_the_pass
         if "last_verification" in h.changes
     ]
     assert changes[:3] == [["", "failed"], ["failed", ""], ["", "passed"]]
+    # Each run_tests call's output went to a command log stream as it was produced, named by its
+    # command.started event and its record; the stream holds the very output the model saw.
+    started = list(RunEvent.objects.filter(run=run, kind="command.started").order_by("seq"))
+    streams = [call["log_stream"] for turn in (coder, guard) for call in turn.tool_calls if call["name"] == "run_tests"]
+    assert [event.data["log_stream"] for event in started] == streams and len(set(streams)) == 3
+    first_stream = LogStream.objects.get(pk=streams[0])
+    assert (first_stream.kind, first_stream.is_open, first_stream.project_id) == ("command", False, card.project_id)
+    assert first_stream.refs == {"run": run.pk, "turn": coder.pk, "card": card.pk, "step": 2}
+    streamed = "\n".join(first_stream.lines.order_by("seq").values_list("text", flat=True))
+    assert "1 failed, 1 passed" in streamed and "test_describe_refuses_empty_names" in streamed
 
 
 def reactive_profile(server: FakeLLMServer) -> ModelProfile:
