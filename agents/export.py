@@ -118,6 +118,7 @@ def run_record(run: Run) -> dict[str, Any]:
         "tokens_in": run.tokens_in,
         "tokens_out": run.tokens_out,
         "last_seq": run.last_seq,
+        "source_revision": run.source_revision,
         "card": run.card_id,
         "requested_by": run.requested_by.get_username() if run.requested_by else None,
         "created_at": _iso(run.created_at),

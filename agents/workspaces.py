@@ -28,6 +28,18 @@ from typing import NamedTuple
 
 ORKET_NAME = "Orket"
 ORKET_EMAIL = "orket@localhost"
+# Every workspace repository's local git settings: Orket's identity, no signing, no hooks, no
+# background gc, no line-ending rewrites.
+WORKSPACE_GIT_CONFIG: tuple[tuple[str, str], ...] = (
+    ("user.name", ORKET_NAME),
+    ("user.email", ORKET_EMAIL),
+    ("commit.gpgsign", "false"),
+    ("tag.gpgsign", "false"),
+    ("core.hooksPath", os.devnull),
+    ("gc.auto", "0"),
+    ("core.autocrlf", "false"),
+    ("merge.renames", "true"),
+)
 MAIN = "main"
 BASE_BRANCH_KEY = "orket.basebranch"  # set in a cloned source repository: the branch cards start from
 CARD_BASE_KEY = "orketbase"  # branch.card/<id>.orketbase: the ref the card's branch started from
@@ -143,16 +155,7 @@ class ProjectWorkspace:
         self.repo.mkdir(parents=True, exist_ok=True)
         if not (self.repo / ".git").is_dir():
             self._git(self.repo, "init", "--quiet", f"--initial-branch={MAIN}")
-        for key, value in (
-            ("user.name", ORKET_NAME),
-            ("user.email", ORKET_EMAIL),
-            ("commit.gpgsign", "false"),
-            ("tag.gpgsign", "false"),
-            ("core.hooksPath", os.devnull),
-            ("gc.auto", "0"),
-            ("core.autocrlf", "false"),
-            ("merge.renames", "true"),
-        ):
+        for key, value in WORKSPACE_GIT_CONFIG:
             self._git(self.repo, "config", "--local", key, value)
         if not self._has_main():
             self._git(self.repo, "commit", "--quiet", "--allow-empty", "-m", "Initialize the project workspace")

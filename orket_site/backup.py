@@ -80,6 +80,8 @@ NOT_BACKED_UP = {
     "agents.ModelProfile": "shared configuration, matched by name (created when missing)",
     "agents.Team": "shared configuration, matched by name (created when missing)",
     "agents.Seat": "part of a team definition",
+    "sandboxes.LogStream": "live output kept for watching; each call's record keeps its output",
+    "sandboxes.LogLine": "live output kept for watching; each call's record keeps its output",
 }
 
 

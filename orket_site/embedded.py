@@ -12,7 +12,9 @@ import threading
 from collections.abc import Callable
 
 from celery.beat import EmbeddedService
+from celery.platforms import EX_OK
 from celery.worker import WorkController
+from celery.worker import state as worker_state
 from django.conf import settings
 
 from orket_site.celery import app as celery_app
@@ -54,13 +56,24 @@ class EmbeddedWorker:
     def stop(self, timeout: float = 10.0) -> None:
         if self._beat is not None:
             self._beat.stop()
-        if self._controller is not None:
+        if self._thread is not None and self._thread.is_alive():
+            self._stop_from_its_own_thread(timeout)
+        elif self._controller is not None:
             self._controller.stop(in_sighandler=False)
-        if self._thread is not None:
-            self._thread.join(timeout)
-            if self._thread.is_alive():
-                logger.warning("embedded worker did not stop within %.0f s", timeout)
         logger.info("embedded Celery worker stopped")
+
+    def _stop_from_its_own_thread(self, timeout: float) -> None:
+        # Closing the broker connection from this thread races the worker thread's read of the same
+        # Redis socket (both wait for one BRPOP reply; the loser blocks forever). The worker's loop
+        # checks this flag between polls and shuts itself down on its own thread instead.
+        assert self._thread is not None
+        worker_state.should_stop = EX_OK
+        try:
+            self._thread.join(timeout)
+        finally:
+            worker_state.should_stop = None
+        if self._thread.is_alive():
+            logger.warning("embedded worker did not stop within %.0f s", timeout)
 
 
 # Daphne drops a WebSocket whose handshake takes longer than this. Its default of 5 s turns a burst

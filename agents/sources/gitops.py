@@ -25,7 +25,7 @@ from pathlib import Path
 
 from agents.gitea.git_remote import auth_env as remote_env
 from agents.gitea.git_remote import scrub_token as scrub
-from agents.workspaces import BASE_BRANCH_KEY, ORKET_EMAIL, ORKET_NAME, git_env
+from agents.workspaces import BASE_BRANCH_KEY, WORKSPACE_GIT_CONFIG, git_env
 
 ROOTS_SETTING = "ORKET_LOCAL_REPO_ROOTS"
 CLONE_TIMEOUT = 3600.0
@@ -197,17 +197,7 @@ def _git(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def _local_config(repo: Path, default_branch: str) -> None:
-    for key, value in (
-        ("user.name", ORKET_NAME),
-        ("user.email", ORKET_EMAIL),
-        ("commit.gpgsign", "false"),
-        ("tag.gpgsign", "false"),
-        ("core.hooksPath", os.devnull),
-        ("gc.auto", "0"),
-        ("core.autocrlf", "false"),
-        ("merge.renames", "true"),
-        (BASE_BRANCH_KEY, default_branch),
-    ):
+    for key, value in (*WORKSPACE_GIT_CONFIG, (BASE_BRANCH_KEY, default_branch)):
         _git(repo, "config", "--local", key, value)
 
 
