@@ -4,7 +4,7 @@ BoardsError subclass when the change is refused, leaving the database as it was.
 from __future__ import annotations
 
 from collections.abc import Collection
-from typing import Any
+from typing import Any, TypeVar
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
@@ -125,6 +125,7 @@ def membership_remove(*, project: Project, user_id: int) -> None:
 # ---------------------------------------------------------------------------------------------
 
 WorkItem = Card | Epic | Rock
+Item = TypeVar("Item", Card, Epic, Rock)
 
 
 class TransitionRefused(IllegalState):
@@ -303,7 +304,16 @@ def _changes(item: WorkItem, fields: dict[str, Any]) -> dict[str, Any]:
     return changes
 
 
-def _edit(*, item: WorkItem, actor: Actor, fields: dict[str, Any], editable: tuple[str, ...]) -> WorkItem:
+_EDITABLE: dict[type[WorkItem], tuple[str, ...]] = {Card: CARD_EDITABLE, Epic: EPIC_EDITABLE, Rock: ROCK_EDITABLE}
+
+
+@transaction.atomic
+def _item_update(*, item: Item, actor: Actor, fields: dict[str, Any]) -> Item:
+    """The one edit step behind card_update, epic_update and rock_update: lock the row, refuse the
+    status and any field its kind does not allow, save the changes with a history row, and publish an
+    event after commit. Nothing changed means no history row and no event."""
+    locked = type(item).objects.select_for_update().get(pk=item.pk)
+    editable = _EDITABLE[type(item)]
     if "status" in fields:
         raise InvalidInput(
             "The status cannot be edited; use the transition endpoint (POST .../transition/).", code="status_readonly"
@@ -311,7 +321,7 @@ def _edit(*, item: WorkItem, actor: Actor, fields: dict[str, Any], editable: tup
     unknown = sorted(set(fields) - set(editable))
     if unknown:
         raise InvalidInput(f"These fields cannot be edited: {', '.join(unknown)}.", code="not_editable")
-    actor.facts(item.project_id)
+    actor.facts(locked.project_id)
     if "priority" in fields:
         try:
             fields["priority"] = parse_priority(fields["priority"])
@@ -322,23 +332,23 @@ def _edit(*, item: WorkItem, actor: Actor, fields: dict[str, Any], editable: tup
         fields[key] = str(fields[key]).strip()
         if not fields[key]:
             raise InvalidInput(f"The {key} cannot be empty.", code=f"{key}_required")
-    if isinstance(fields.get("rock"), Rock) and fields["rock"].project_id != item.project_id:
+    if isinstance(fields.get("rock"), Rock) and fields["rock"].project_id != locked.project_id:
         raise InvalidInput("The rock belongs to another project.", code="wrong_project")
-    changes = _changes(item, fields)
+    changes = _changes(locked, fields)
     if not changes:
-        return item
+        return locked
     for name, value in fields.items():
-        setattr(item, name, value)
-    item.save()
-    _history(item, actor, event=HistoryEvent.EDITED, from_status=item.status, to_status=item.status, changes=changes)
-    _publish_after_commit(item, "edited")
-    return item
+        setattr(locked, name, value)
+    locked.save()
+    _history(
+        locked, actor, event=HistoryEvent.EDITED, from_status=locked.status, to_status=locked.status, changes=changes
+    )
+    _publish_after_commit(locked, "edited")
+    return locked
 
 
-@transaction.atomic
 def card_update(*, card: Card, actor: Actor, **fields: Any) -> Card:
-    locked = Card.objects.select_for_update().get(pk=card.pk)
-    return _edit(item=locked, actor=actor, fields=fields, editable=CARD_EDITABLE)
+    return _item_update(item=card, actor=actor, fields=fields)
 
 
 @transaction.atomic
@@ -411,16 +421,12 @@ def card_record_verification(*, card: Card, result: str, actor: Actor, reason: s
     return locked
 
 
-@transaction.atomic
 def epic_update(*, epic: Epic, actor: Actor, **fields: Any) -> Epic:
-    locked = Epic.objects.select_for_update().get(pk=epic.pk)
-    return _edit(item=locked, actor=actor, fields=fields, editable=EPIC_EDITABLE)
+    return _item_update(item=epic, actor=actor, fields=fields)
 
 
-@transaction.atomic
 def rock_update(*, rock: Rock, actor: Actor, **fields: Any) -> Rock:
-    locked = Rock.objects.select_for_update().get(pk=rock.pk)
-    return _edit(item=locked, actor=actor, fields=fields, editable=ROCK_EDITABLE)
+    return _item_update(item=rock, actor=actor, fields=fields)
 
 
 @transaction.atomic
