@@ -18,24 +18,16 @@ from django.views.decorators.http import require_http_methods
 
 from agents import approvals, engine
 from agents.models import RUN_FINAL_STATUSES, Run, approval_tools_for
-from boards.access import require_project_role, role_allows
-from boards.errors import NotFound
+from boards.access import role_allows, role_or_404
 from boards.models import Card, Epic, Project, ProjectRole
 from orket_site.errors import OrketError
 
 RUNS_PER_PAGE = 50
 
 
-def _role_or_404(request: HttpRequest, project_id: int) -> str:
-    try:
-        return require_project_role(request.user, project_id, ProjectRole.VIEWER)
-    except NotFound as error:
-        raise Http404(error.message) from error
-
-
 def _visible_run(request: HttpRequest, run_id: int) -> tuple[Run, str]:
     run = get_object_or_404(Run.objects.select_related("epic", "project", "model_profile", "card"), pk=run_id)
-    return run, _role_or_404(request, run.project_id)
+    return run, role_or_404(request, run.project_id)
 
 
 def _page_config(request: HttpRequest, run: Run, role: str, mode: str) -> dict[str, Any]:
@@ -83,7 +75,7 @@ def run_replay(request: HttpRequest, run_id: int) -> HttpResponse:
 
 def project_runs(request: HttpRequest, project_id: int) -> HttpResponse:
     """A project's runs, newest first, optionally for one epic (`?epic=`)."""
-    _role_or_404(request, project_id)
+    role_or_404(request, project_id)
     project = get_object_or_404(Project, pk=project_id)
     epics = list(Epic.objects.filter(project=project).order_by("name"))
     runs = Run.objects.filter(project=project).select_related("epic", "card", "model_profile").order_by("-id")
@@ -141,7 +133,7 @@ def _duration_text(seconds: float | None) -> str:
 @require_http_methods(["GET", "HEAD", "POST"])
 def approval_settings(request: HttpRequest, project_id: int) -> HttpResponse:
     """/projects/<id>/settings/approvals/: the tools whose calls wait for a person (maintainers change it)."""
-    role = _role_or_404(request, project_id)
+    role = role_or_404(request, project_id)
     project = get_object_or_404(Project, pk=project_id)
     can_edit = role_allows(role, ProjectRole.MAINTAINER)
     saved = request.GET.get("saved") == "1"

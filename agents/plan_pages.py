@@ -7,31 +7,23 @@ Plan, Accept or Discard controls, and the services refuse them (403)."""
 from __future__ import annotations
 
 from django.contrib import messages
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_safe
 
 from agents import planning
 from agents.models import EpicPlan, PlanStatus
-from boards.access import require_project_role, role_allows
-from boards.errors import NotFound
+from boards.access import role_allows, role_or_404
 from boards.models import Card, Epic, ProjectRole
 from orket_site.errors import OrketError
-
-
-def _role_or_404(request: HttpRequest, project_id: int) -> str:
-    try:
-        return require_project_role(request.user, project_id, ProjectRole.VIEWER)
-    except NotFound as error:
-        raise Http404(error.message) from error
 
 
 @require_http_methods(["GET", "POST"])
 def epic_plan(request: HttpRequest, epic_id: int) -> HttpResponse:
     """GET: the epic's plans and the Plan button. POST (members): ask the architect for a plan."""
     epic = get_object_or_404(Epic.objects.select_related("project"), pk=epic_id)
-    role = _role_or_404(request, epic.project_id)
+    role = role_or_404(request, epic.project_id)
     can_act = role_allows(role, ProjectRole.MEMBER)
     card_count = Card.objects.filter(epic=epic).count()
     error, status = "", 200
@@ -62,7 +54,7 @@ def plan_page(request: HttpRequest, plan_id: int) -> HttpResponse:
     plan = get_object_or_404(
         EpicPlan.objects.select_related("epic", "project", "requested_by", "accepted_by"), pk=plan_id
     )
-    role = _role_or_404(request, plan.project_id)
+    role = role_or_404(request, plan.project_id)
     can_act = role_allows(role, ProjectRole.MEMBER)
     board_url = reverse("project-board", args=[plan.project_id]) + f"?epic={plan.epic_id}"
     try:

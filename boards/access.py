@@ -10,6 +10,7 @@ from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db.models import QuerySet
+from django.http import Http404, HttpRequest
 
 from boards.errors import Forbidden, NotFound
 from boards.models import Membership, Project, ProjectRole
@@ -42,6 +43,15 @@ def require_project_role(user: AnyUser, project_id: Any, minimum: str = ProjectR
     if not role_allows(role, minimum):
         raise Forbidden(f"This needs the {minimum} role in the project; you are a {role}.")
     return role
+
+
+def role_or_404(request: HttpRequest, project_id: Any, minimum: str = ProjectRole.VIEWER) -> str:
+    """For browser pages: the viewer's role; Http404 for non-members, Forbidden (left to the caller)
+    for a role weaker than `minimum`."""
+    try:
+        return require_project_role(request.user, project_id, minimum)
+    except NotFound as error:
+        raise Http404(error.message) from error
 
 
 def visible_projects(user: AnyUser) -> QuerySet[Project]:

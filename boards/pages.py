@@ -14,21 +14,13 @@ from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 
 from boards import machine
-from boards.access import require_project_role, role_allows
-from boards.errors import NotFound
+from boards.access import role_allows, role_or_404
 from boards.models import Epic, Project, ProjectRole
 
 BOARD_STATUSES = list(machine.statuses_for(machine.ISSUE))
 FILTER_NAMES = ("seat", "label", "priority", "status", "blocked", "q")
 # View choices kept in the address besides the filters: swimlanes by epic, and unfolding canceled cards.
 VIEW_NAMES = ("lanes", "canceled")
-
-
-def _role_or_404(request: HttpRequest, project_id: int) -> str:
-    try:
-        return require_project_role(request.user, project_id, ProjectRole.VIEWER)
-    except NotFound as error:
-        raise Http404(error.message) from error
 
 
 def _transitions() -> dict[str, list[str]]:
@@ -67,7 +59,7 @@ def _board_config(
 
 def board(request: HttpRequest, project_id: int) -> HttpResponse:
     """The kanban board of one epic of a project (`?epic=<id>`, default the first epic)."""
-    role = _role_or_404(request, project_id)
+    role = role_or_404(request, project_id)
     project = get_object_or_404(Project, pk=project_id)
     every_epic = list(Epic.objects.filter(project=project).order_by("rank", "id"))
     epics = [item for item in every_epic if item.archived_at is None]

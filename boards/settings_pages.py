@@ -15,14 +15,14 @@ from django import forms
 from django.contrib import messages
 from django.db import transaction
 from django.db.models import Prefetch
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
 
 from agents.models import ModelProfile, ProjectAgentSettings
 from boards import machine, services
-from boards.access import project_role_of, require_project_role, role_allows
+from boards.access import project_role_of, require_project_role, role_allows, role_or_404
 from boards.actors import Actor
 from boards.errors import BoardsError, Forbidden, NotFound
 from boards.models import Card, CardDependency, CardHistory, Epic, Membership, Project, ProjectRole
@@ -39,14 +39,6 @@ AUTOMATIC_PROFILE_LABEL = "Automatic: Ollama when it answers, else scripted"
 
 def _status_label(status: str) -> str:
     return status.replace("_", " ").capitalize()
-
-
-def _role_or_404(request: HttpRequest, project_id: int, minimum: str = ProjectRole.VIEWER) -> str:
-    """The viewer's role; Http404 for non-members, Forbidden (left to the caller) for weaker roles."""
-    try:
-        return require_project_role(request.user, project_id, minimum)
-    except NotFound as error:
-        raise Http404(error.message) from error
 
 
 class FormProblems(Exception):
@@ -234,7 +226,7 @@ def _apply(project: Project, actor: Actor, section: str, data: Any) -> str:
 
 def project_settings(request: HttpRequest, project_id: int) -> HttpResponse:
     """GET shows the settings (read-only below maintainer); POST applies one section and redirects."""
-    role = _role_or_404(request, project_id)
+    role = role_or_404(request, project_id)
     project = get_object_or_404(Project, pk=project_id)
     if request.method != "POST":
         return render(request, "boards/settings.html", _settings_context(project, role))
@@ -326,7 +318,7 @@ def epic_flow(epic: Epic, cards: list[Card] | None = None, until: datetime | Non
 def epic_page(request: HttpRequest, epic_id: int) -> HttpResponse:
     """An epic: progress, counts per status, its cards with seats and dependencies, and two charts."""
     epic = get_object_or_404(Epic.objects.select_related("project", "rock"), pk=epic_id)
-    role = _role_or_404(request, epic.project_id)
+    role = role_or_404(request, epic.project_id)
     cards = list(
         Card.objects.filter(epic=epic)
         .order_by("rank", "id")
@@ -405,7 +397,7 @@ def _read_document(request: HttpRequest) -> tuple[Any, list[dict[str, str]]]:
 
 def project_import(request: HttpRequest, project_id: int) -> HttpResponse:
     """Members upload or paste an epic in Orket's JSON format; all or nothing."""
-    _role_or_404(request, project_id)
+    role_or_404(request, project_id)
     project = get_object_or_404(Project, pk=project_id)
     context: dict[str, Any] = {
         "project": project,

@@ -8,7 +8,7 @@ from typing import Any
 from django.contrib import messages
 from django.contrib.auth.decorators import login_not_required
 from django.core.paginator import Paginator
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
@@ -22,7 +22,7 @@ from rest_framework.response import Response
 from agents.gitea import services
 from agents.gitea.models import GiteaLink, WebhookDelivery
 from agents.gitea.services import MAX_BODY_BYTES
-from boards.access import require_project_role, role_allows
+from boards.access import require_project_role, role_allows, role_or_404
 from boards.errors import NotFound
 from boards.models import Project, ProjectRole
 from orket_site.errors import OrketError
@@ -68,13 +68,6 @@ def gitea_webhook(request: HttpRequest, project: str) -> JsonResponse:
 # ---------------------------------------------------------------------------------------------
 
 
-def _role_or_404(request: HttpRequest, project_id: int, minimum: str = ProjectRole.VIEWER) -> str:
-    try:
-        return require_project_role(request.user, project_id, minimum)
-    except NotFound as error:
-        raise Http404(error.message) from error
-
-
 def _int(value: Any, default: int) -> int:
     try:
         return int(value)
@@ -104,7 +97,7 @@ def _form_values(data: Any) -> dict[str, Any]:
 
 def gitea_settings_page(request: HttpRequest, project_id: int) -> HttpResponse:
     """/projects/<id>/settings/gitea/: the link and review policy (maintainers change it)."""
-    role = _role_or_404(request, project_id)
+    role = role_or_404(request, project_id)
     project = get_object_or_404(Project, pk=project_id)
     can_edit = role_allows(role, ProjectRole.MAINTAINER)
     link = GiteaLink.objects.filter(project=project).first()
@@ -139,7 +132,7 @@ def gitea_settings_page(request: HttpRequest, project_id: int) -> HttpResponse:
 
 
 def gitea_deliveries_page(request: HttpRequest, project_id: int) -> HttpResponse:
-    role = _role_or_404(request, project_id)
+    role = role_or_404(request, project_id)
     project = get_object_or_404(Project, pk=project_id)
     deliveries = WebhookDelivery.objects.filter(project=project).order_by("-received_at", "-id")
     status = request.GET.get("status", "")
@@ -163,7 +156,7 @@ def gitea_deliveries_page(request: HttpRequest, project_id: int) -> HttpResponse
 
 @require_POST
 def gitea_delivery_reprocess_page(request: HttpRequest, project_id: int, delivery_id: int) -> HttpResponse:
-    role = _role_or_404(request, project_id)
+    role = role_or_404(request, project_id)
     if not role_allows(role, ProjectRole.MAINTAINER):
         return HttpResponse("Only maintainers re-process deliveries.", status=403)
     delivery = get_object_or_404(WebhookDelivery, pk=delivery_id, project_id=project_id)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import messages
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from drf_spectacular.utils import extend_schema
@@ -19,8 +19,7 @@ from agents.gitea.models import GiteaLink
 from agents.models import EpicAgentSettings
 from agents.sources import services
 from agents.sources.models import SourceKind, SourceRepository
-from boards.access import require_project_role, role_allows, visible_projects
-from boards.errors import NotFound
+from boards.access import require_project_role, role_allows, role_or_404, visible_projects
 from boards.models import Epic, Project, ProjectRole
 from orket_site.errors import OrketError
 
@@ -111,13 +110,6 @@ def epic_base_branch_api(request: Request, epic_id: int) -> Response:
 # ---------------------------------------------------------------------------------------------
 
 
-def _role_or_404(request: HttpRequest, project_id: int) -> str:
-    try:
-        return require_project_role(request.user, project_id, ProjectRole.VIEWER)
-    except NotFound as error:
-        raise Http404(error.message) from error
-
-
 def _post(request: HttpRequest, project: Project) -> str:
     section = request.POST.get("section", "source")
     if section == "epic":
@@ -142,7 +134,7 @@ def _post(request: HttpRequest, project: Project) -> str:
 
 def source_settings_page(request: HttpRequest, project_id: int) -> HttpResponse:
     """/projects/<id>/settings/source/: the source, its clone's progress, and the epics' base branches."""
-    role = _role_or_404(request, project_id)
+    role = role_or_404(request, project_id)
     project = get_object_or_404(Project, pk=project_id)
     can_edit = role_allows(role, ProjectRole.MAINTAINER)
     problems: list[str] = []
