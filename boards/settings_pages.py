@@ -1,13 +1,16 @@
 """Project pages in the browser: project settings, the epic page with its charts, and epic import.
 
 Server-rendered forms with CSRF and POST-redirect-GET. Every write goes through `boards.services`
-(or `ProjectAgentSettings` for the default model profile) inside a transaction; a refused write
-re-renders the page with the reason as a sentence and changes nothing.
+inside a transaction; a refused write re-renders the page with the reason as a sentence and changes
+nothing. Boards knows no other app: a section another app owns (the default model profile) is handed
+to `project_settings` as a `SettingsSection` by the app that routes the page (agents.project_settings).
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -20,7 +23,6 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
 
-from agents.models import ModelProfile, ProjectAgentSettings
 from boards import machine, services
 from boards.access import project_role_of, require_project_role, role_allows, role_or_404
 from boards.actors import Actor
@@ -28,13 +30,12 @@ from boards.errors import BoardsError, Forbidden, NotFound
 from boards.models import Card, CardDependency, CardHistory, Epic, Membership, Project, ProjectRole
 from boards.services import ImportInvalid
 from orket_site import untrusted_json
+from orket_site.errors import OrketError
 
 # Below the site-wide request body limit (ORKET_MAX_BODY_BYTES, 2 MiB by default), so that an oversized
 # file reaches this page and is refused with a sentence rather than by the body-size middleware.
 IMPORT_MAX_BYTES = 1024 * 1024
 CHART_MAX_POINTS = 400
-AUTOMATIC_PROFILE = ""
-AUTOMATIC_PROFILE_LABEL = "Automatic: Ollama when it answers, else scripted"
 
 
 def _status_label(status: str) -> str:
@@ -49,7 +50,7 @@ class FormProblems(Exception):
         self.problems = problems
 
 
-def _form_errors(form: forms.Form) -> list[str]:
+def form_errors(form: forms.Form) -> list[str]:
     """A form's errors as sentences that name the field."""
     sentences = []
     for name, errors in form.errors.items():
@@ -109,55 +110,57 @@ class WipForm(forms.Form):
         }
 
 
-class ProfileForm(forms.Form):
-    profile = forms.ChoiceField(label="Default model profile", required=False)
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.fields["profile"].choices = [(AUTOMATIC_PROFILE, AUTOMATIC_PROFILE_LABEL)] + [
-            (str(profile.pk), f"{profile.name} ({profile.get_provider_display()}, {profile.model})")
-            for profile in ModelProfile.objects.order_by("name")
-        ]
+SECTIONS = ("project", "archive", "member_add", "member_role", "member_remove", "governance", "wip")
 
 
-SECTIONS = ("project", "archive", "member_add", "member_role", "member_remove", "governance", "wip", "profile")
+@dataclass(frozen=True)
+class SettingsSection:
+    """A section of the project settings page that another app owns, shown after the WIP limits.
+
+    `context` gives the names its template reads (merged into the page's context, next to `can_edit`,
+    `errors` and `posted`); `apply` saves the posted form through the owning app's services inside
+    the page's transaction and returns the success sentence, or raises FormProblems or an OrketError.
+    """
+
+    name: str
+    template: str
+    context: Callable[[Project], dict[str, Any]]
+    apply: Callable[[Project, Actor, Any], str]
 
 
-def _current_profile_id(project: Project) -> str:
-    settings_row = ProjectAgentSettings.objects.filter(project=project).first()
-    if settings_row is None or settings_row.default_model_profile_id is None:
-        return AUTOMATIC_PROFILE
-    return str(settings_row.default_model_profile_id)
-
-
-def _settings_context(project: Project, role: str) -> dict[str, Any]:
+def _settings_context(project: Project, role: str, sections: Sequence[SettingsSection]) -> dict[str, Any]:
     memberships = list(Membership.objects.filter(project=project).select_related("user").order_by("user__username"))
     wip_rows = [
         {"status": status, "label": _status_label(status), "limit": project.wip_limits.get(status, "")}
         for status in machine.STATUSES
     ]
-    profile_form = ProfileForm(initial={"profile": _current_profile_id(project)})
+    context: dict[str, Any] = {}
+    for section in sections:
+        context.update(section.context(project))
     return {
+        **context,
         "project": project,
         "role": role,
         "can_edit": role_allows(role, ProjectRole.MAINTAINER),
         "memberships": memberships,
         "role_choices": ROLE_CHOICES,
         "wip_rows": wip_rows,
-        "profile_choices": profile_form.fields["profile"].choices,
-        "current_profile": profile_form.initial["profile"],
+        "section_templates": [section.template for section in sections],
         "maintainer_count": sum(1 for m in memberships if m.role == ProjectRole.MAINTAINER),
         "errors": {},
         "posted": {},
     }
 
 
-def _apply(project: Project, actor: Actor, section: str, data: Any) -> str:
-    """Apply one settings section; return the success sentence or raise BoardsError / FormProblems."""
+def _apply(project: Project, actor: Actor, section: str, data: Any, sections: Sequence[SettingsSection]) -> str:
+    """Apply one settings section; return the success sentence or raise OrketError / FormProblems."""
+    for contributed in sections:
+        if contributed.name == section:
+            return contributed.apply(project, actor, data)
     if section == "project":
         form = ProjectForm(data)
         if not form.is_valid():
-            raise FormProblems(_form_errors(form))
+            raise FormProblems(form_errors(form))
         services.project_update(
             project=project, name=form.cleaned_data["name"], description=form.cleaned_data["description"]
         )
@@ -171,7 +174,7 @@ def _apply(project: Project, actor: Actor, section: str, data: Any) -> str:
     if section == "member_add":
         form = MemberAddForm(data)
         if not form.is_valid():
-            raise FormProblems(_form_errors(form))
+            raise FormProblems(form_errors(form))
         username = form.cleaned_data["username"].strip()
         if Membership.objects.filter(project=project, user__username=username).exists():
             raise FormProblems([f"{username} is already a member; change their role in the list instead."])
@@ -180,7 +183,7 @@ def _apply(project: Project, actor: Actor, section: str, data: Any) -> str:
     if section == "member_role":
         form = MemberRoleForm(data)
         if not form.is_valid():
-            raise FormProblems(_form_errors(form))
+            raise FormProblems(form_errors(form))
         membership = Membership.objects.filter(project=project, user_id=form.cleaned_data["user_id"]).first()
         if membership is None:
             raise NotFound("That user is not a member of this project.")
@@ -190,7 +193,7 @@ def _apply(project: Project, actor: Actor, section: str, data: Any) -> str:
     if section == "member_remove":
         form = MemberRemoveForm(data)
         if not form.is_valid():
-            raise FormProblems(_form_errors(form))
+            raise FormProblems(form_errors(form))
         membership = Membership.objects.filter(project=project, user_id=form.cleaned_data["user_id"]).first()
         username = membership.user.get_username() if membership else ""
         services.membership_remove(project=project, user_id=form.cleaned_data["user_id"])
@@ -198,7 +201,7 @@ def _apply(project: Project, actor: Actor, section: str, data: Any) -> str:
     if section == "governance":
         form = GovernanceForm(data)
         if not form.is_valid():
-            raise FormProblems(_form_errors(form))
+            raise FormProblems(form_errors(form))
         services.project_settings_update(
             project=project,
             actor=actor,
@@ -210,41 +213,39 @@ def _apply(project: Project, actor: Actor, section: str, data: Any) -> str:
     if section == "wip":
         form = WipForm(data)
         if not form.is_valid():
-            raise FormProblems(_form_errors(form))
+            raise FormProblems(form_errors(form))
         services.project_settings_update(project=project, actor=actor, wip_limits=form.limits())
         return "The WIP limits were saved."
-    if section == "profile":
-        form = ProfileForm(data)
-        if not form.is_valid():
-            raise FormProblems(_form_errors(form))
-        choice = form.cleaned_data["profile"]
-        profile = ModelProfile.objects.get(pk=int(choice)) if choice else None
-        ProjectAgentSettings.objects.update_or_create(project=project, defaults={"default_model_profile": profile})
-        return f"The default model profile is now {profile.name if profile else 'automatic'}."
     raise FormProblems(["The form sent an unknown section; reload the page and try again."])
 
 
-def project_settings(request: HttpRequest, project_id: int) -> HttpResponse:
-    """GET shows the settings (read-only below maintainer); POST applies one section and redirects."""
+def project_settings(
+    request: HttpRequest, project_id: int, *, sections: Sequence[SettingsSection] = ()
+) -> HttpResponse:
+    """GET shows the settings (read-only below maintainer); POST applies one section and redirects.
+
+    `sections` are the parts other apps own; the page is routed by agents.project_settings, which
+    passes them."""
     role = role_or_404(request, project_id)
     project = get_object_or_404(Project, pk=project_id)
     if request.method != "POST":
-        return render(request, "boards/settings.html", _settings_context(project, role))
+        return render(request, "boards/settings.html", _settings_context(project, role, sections))
     section = request.POST.get("section", "")
-    section = section if section in SECTIONS else "general"
+    known = {*SECTIONS, *(contributed.name for contributed in sections)}
+    section = section if section in known else "general"
     try:
         require_project_role(request.user, project_id, ProjectRole.MAINTAINER)
     except Forbidden as error:
-        context = _settings_context(project, role)
+        context = _settings_context(project, role, sections)
         context["errors"] = {"general": [f"{error.message} Nothing was changed."]}
         return render(request, "boards/settings.html", context, status=403)
     try:
         with transaction.atomic():
-            done = _apply(project, Actor.for_user(request.user), section, request.POST)
+            done = _apply(project, Actor.for_user(request.user), section, request.POST, sections)
     except FormProblems as error:
-        return _settings_error(request, project, role, section, error.problems)
-    except BoardsError as error:
-        return _settings_error(request, project, role, section, [error.message])
+        return _settings_error(request, project, role, section, error.problems, sections)
+    except OrketError as error:
+        return _settings_error(request, project, role, section, [error.message], sections)
     messages.success(request, done)
     if project_role_of(request.user, project.pk) is None:  # they removed themselves
         return redirect("home")
@@ -252,10 +253,15 @@ def project_settings(request: HttpRequest, project_id: int) -> HttpResponse:
 
 
 def _settings_error(
-    request: HttpRequest, project: Project, role: str, section: str, problems: list[str]
+    request: HttpRequest,
+    project: Project,
+    role: str,
+    section: str,
+    problems: list[str],
+    sections: Sequence[SettingsSection],
 ) -> HttpResponse:
     project.refresh_from_db()
-    context = _settings_context(project, role)
+    context = _settings_context(project, role, sections)
     context["errors"] = {section: problems}
     context["posted"] = {section: request.POST}
     return render(request, "boards/settings.html", context, status=400)
