@@ -15,7 +15,7 @@ from agents.models import Run, RunEvent
 from agents.run_events import event_frame, run_group
 from boards.access import project_role_of
 from boards.events import project_group
-from orket_site import metrics
+from orket_site import subscribers
 from orket_site.project_socket import (  # noqa: F401 - re-exported: routing and tests import them from here
     CLOSE_ACCESS_WITHDRAWN,
     CLOSE_NOT_AUTHENTICATED,
@@ -46,7 +46,7 @@ class ProjectBoardConsumer(ProjectSocketConsumer):
             return
         await self.join(project_group(self.project_id))
         await self.accept()
-        metrics.websocket_opened("board", self.channel_name)
+        subscribers.websocket_opened("board", self.channel_name)
         self.watch_access()
         await self.send_json({"type": "hello", "project": self.project_id, "role": role})
 
@@ -122,7 +122,7 @@ class RunStreamConsumer(ProjectSocketConsumer):
         self._lock = asyncio.Lock()
         await self.join(run_group(self.run_id))
         await self.accept()
-        metrics.websocket_opened("run", self.channel_name)
+        subscribers.websocket_opened("run", self.channel_name)
         self.watch_access()
         async with self._lock:
             await self._catch_up()

@@ -5,7 +5,7 @@ Three kinds of series:
   aggregate queries: turns, tokens, turn durations, refusals, runs, queue depth. Every process
   answers alike, and they are never summed across processes.
 - `orket_websocket_subscribers`: the run, board and log stream consumers connected to the process that
-  answers (`SubscriberCollector`).
+  answers (`SubscriberCollector`, counted by orket_site.subscribers).
 - Counters and histograms that web and worker processes increment as they work
   (orket_site.instruments). With PROMETHEUS_MULTIPROC_DIR set, each process keeps them in files in
   that directory and a scrape sums every process's files (`MultiProcessCollector` on a registry
@@ -24,8 +24,6 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
-import threading
-from collections import Counter
 from collections.abc import Iterable, Iterator
 
 from django.contrib.auth.decorators import login_not_required
@@ -42,38 +40,12 @@ from prometheus_client.utils import floatToGoString
 
 from orket_site import instruments
 from orket_site.env import env_list, env_str
+from orket_site.subscribers import websocket_subscribers
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 DEFAULT_ALLOWED_IPS = ["127.0.0.1", "::1"]
-STREAMS = ("run", "board", "logs")
 TURN_DURATION_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
 FIRST_TOKEN_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
-
-# ---------------------------------------------------------------------------------------------
-# WebSocket subscribers of this process
-# ---------------------------------------------------------------------------------------------
-
-_lock = threading.Lock()
-_open: dict[str, str] = {}
-
-
-def websocket_opened(stream: str, channel_name: str) -> None:
-    """A stream consumer (`run`, `board` or `logs`) accepted a client on `channel_name`."""
-    with _lock:
-        _open[channel_name] = stream
-
-
-def websocket_closed(channel_name: str) -> None:
-    """The consumer on `channel_name` disconnected; a no-op when it never counted as opened."""
-    with _lock:
-        _open.pop(channel_name, None)
-
-
-def websocket_subscribers() -> dict[str, int]:
-    with _lock:
-        counts = Counter(_open.values())
-    return {stream: counts.get(stream, 0) for stream in sorted(set(STREAMS) | set(counts))}
-
 
 # ---------------------------------------------------------------------------------------------
 # Collectors read at each scrape

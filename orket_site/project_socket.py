@@ -17,7 +17,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 from django.db import DatabaseError
 
-from orket_site import metrics
+from orket_site import subscribers
 from orket_site.socket_access import session_fingerprint, signed_in_user, user_group
 
 logger = logging.getLogger(__name__)
@@ -133,7 +133,7 @@ class ProjectSocketConsumer(AsyncJsonWebsocketConsumer):
                 task.cancel()
 
     async def disconnect(self, code: int) -> None:
-        metrics.websocket_closed(self.channel_name)
+        subscribers.websocket_closed(self.channel_name)
         self.closing = True
         await self.leave_all()
 

@@ -17,7 +17,7 @@ from typing import Any
 from django.db import DatabaseError
 
 from boards.access import project_role_of
-from orket_site import metrics
+from orket_site import subscribers
 from orket_site.project_socket import ProjectSocketConsumer, after_from, read_database
 from sandboxes import selectors
 from sandboxes.log_streams import line_frame, stream_group
@@ -52,7 +52,7 @@ class LogStreamConsumer(ProjectSocketConsumer):
         self._lock = asyncio.Lock()
         await self.join(stream_group(self.stream_id))
         await self.accept()
-        metrics.websocket_opened("logs", self.channel_name)
+        subscribers.websocket_opened("logs", self.channel_name)
         self.watch_access()
         async with self._lock:
             state = await read_database(_stream_state)(self.stream_id)

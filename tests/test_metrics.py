@@ -19,7 +19,7 @@ from agents.models import ModelProfile, Run, Team, Turn
 from agents.run_events import event_append
 from agents.services import seed_standard_configuration
 from boards.models import Card, Epic, Project
-from orket_site import metrics
+from orket_site import metrics, subscribers
 
 pytestmark = pytest.mark.django_db
 
@@ -170,21 +170,21 @@ def test_the_number_of_queries_does_not_grow_with_the_rows(metrics_env):
 
 
 def test_websocket_subscribers_are_counted_per_stream(metrics_env):
-    metrics.websocket_opened("run", "chan-a")
-    metrics.websocket_opened("run", "chan-b")
-    metrics.websocket_opened("board", "chan-c")
+    subscribers.websocket_opened("run", "chan-a")
+    subscribers.websocket_opened("run", "chan-b")
+    subscribers.websocket_opened("board", "chan-c")
     try:
-        metrics.websocket_closed("chan-b")
-        metrics.websocket_closed("chan-b")  # twice: still counted once
-        metrics.websocket_closed("never-opened")
-        assert metrics.websocket_subscribers() == {"board": 1, "logs": 0, "run": 1}
+        subscribers.websocket_closed("chan-b")
+        subscribers.websocket_closed("chan-b")  # twice: still counted once
+        subscribers.websocket_closed("never-opened")
+        assert subscribers.websocket_subscribers() == {"board": 1, "logs": 0, "run": 1}
         _, samples = parse(metrics.render_metrics())
         assert value(samples, "orket_websocket_subscribers", stream="run") == 1
         assert value(samples, "orket_websocket_subscribers", stream="board") == 1
     finally:
-        metrics.websocket_closed("chan-a")
-        metrics.websocket_closed("chan-c")
-    assert metrics.websocket_subscribers() == {"board": 0, "logs": 0, "run": 0}
+        subscribers.websocket_closed("chan-a")
+        subscribers.websocket_closed("chan-c")
+    assert subscribers.websocket_subscribers() == {"board": 0, "logs": 0, "run": 0}
 
 
 def test_addresses_by_default_loopback_only(metrics_env):
@@ -252,7 +252,7 @@ async def test_connected_stream_consumers_are_counted(django_user_model):
 
     run_id, project_id, cookie = await sync_to_async(setup)()
     headers = [(b"origin", b"http://127.0.0.1:8000"), (b"host", b"127.0.0.1:8000"), (b"cookie", cookie)]
-    before = metrics.websocket_subscribers()
+    before = subscribers.websocket_subscribers()
     streams = [
         WebsocketCommunicator(application, f"/ws/runs/{run_id}/?after=0", headers=headers),
         WebsocketCommunicator(application, f"/ws/runs/{run_id}/?after=0", headers=headers),
@@ -262,14 +262,14 @@ async def test_connected_stream_consumers_are_counted(django_user_model):
         assert (await stream.connect(timeout=5))[0]
     refused = WebsocketCommunicator(application, f"/ws/runs/{run_id}/?after=0", headers=headers[:2])
     assert not (await refused.connect(timeout=5))[0]  # anonymous: refused, never counted
-    assert metrics.websocket_subscribers() == {
+    assert subscribers.websocket_subscribers() == {
         "board": before["board"] + 1,
         "logs": before["logs"],
         "run": before["run"] + 2,
     }
     for stream in streams:
         await stream.disconnect()
-    assert metrics.websocket_subscribers() == before
+    assert subscribers.websocket_subscribers() == before
 
 
 def test_requests_and_celery_tasks_are_counted_in_this_process(metrics_env):
