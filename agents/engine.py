@@ -19,6 +19,7 @@ from django.db.models import Count
 from django.utils import timezone
 
 from agents import outbound_policy
+from agents.errors import EngineError, ReviewByPerson
 from agents.gitea import hooks as gitea_hooks
 from agents.models import (
     TURN_ACTIVE_STATUSES,
@@ -45,11 +46,6 @@ from boards.selectors import epic_run_gate, epic_schedule
 from orket_site.errors import OrketError
 
 logger = logging.getLogger(__name__)
-
-
-class EngineError(OrketError):
-    status = 409
-    code = "run_refused"
 
 
 def dispatch_turn(turn_id: int) -> None:
@@ -472,12 +468,6 @@ def block_card(run: Run, card: Card, wait_reason: str, report: str) -> None:
         )
     board_services.comment_add(card=card, actor=engine, body=f"Blocked by Orket: {report}")
     event_append(run.pk, "card.blocked", card_id=card.pk, wait_reason=wait_reason, report=report)
-
-
-class ReviewByPerson(EngineError):
-    """No seat may review the card (the only finalizers did its work): a person must."""
-
-    code = "review_by_person"
 
 
 @dataclass(frozen=True)

@@ -8,13 +8,21 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from agents import outbound_policy
+from agents.errors import (
+    DeliveryMalformed,
+    DeliveryRefused,
+    DeliverySignatureInvalid,
+    DeliveryTooLarge,
+    DeliveryUnsigned,
+    GiteaLinkInvalid,
+)
 from agents.gitea import git_remote, payloads
 from agents.gitea.client import GiteaClient, GiteaError
 from agents.gitea.crypto import encrypt
@@ -43,11 +51,6 @@ MAX_BODY_BYTES = 1024 * 1024
 ORKET = Actor.orket("gitea")
 COMMENT_MARK = "**Orket**"
 REQUIREMENTS_LABEL = "requirements-review"
-
-
-class GiteaLinkInvalid(OrketError):
-    status = 400
-    code = "gitea_invalid"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -170,53 +173,61 @@ def client_for(link: GiteaLink, **options: Any) -> GiteaClient:
 
 @dataclass(frozen=True)
 class Received:
-    status: int
+    """A delivery that was taken: `code` is accepted, ignored (an event Orket does not use) or duplicate."""
+
     code: str
     detail: str
     delivery_id: int | None = None
 
 
-def _refuse(link: GiteaLink | None, status: int, code: str, detail: str) -> Received:
+def _refuse(link: GiteaLink | None, error: DeliveryRefused) -> DeliveryRefused:
     """A refusal that reads the same whether or not the project exists and is linked, and writes
     nothing to the database (the count lives in the cache)."""
     if link is not None:
         link.refused_count()
-    return Received(status, code, detail)
+    return error
 
 
-def delivery_refuse_too_large(*, link: GiteaLink | None) -> Received:
-    return _refuse(link, 413, "too_large", f"The body is larger than {MAX_BODY_BYTES} bytes.")
+def delivery_refuse_too_large(*, link: GiteaLink | None) -> NoReturn:
+    raise _refuse(link, DeliveryTooLarge(f"The body is larger than {MAX_BODY_BYTES} bytes."))
+
+
+def _delivery_check(*, link: GiteaLink | None, headers: dict[str, str], body: bytes) -> tuple[GiteaLink, Any]:
+    """The linked project and the JSON object of a delivery whose size and signature are right."""
+    if len(body) > MAX_BODY_BYTES:
+        delivery_refuse_too_large(link=link)
+    signature = headers.get("x-gitea-signature") or headers.get("x-hub-signature-256") or ""
+    if not signature:
+        raise _refuse(link, DeliveryUnsigned("The delivery is not signed (X-Gitea-Signature)."))
+    secret = link.webhook_secret() if link is not None else new_secret()  # a secret nobody knows
+    valid = signature_valid(secret, body, signature)  # compared either way, so both take as long
+    if link is None or not valid:
+        raise _refuse(link, DeliverySignatureInvalid("The signature does not match the body and the secret."))
+    try:
+        payload = untrusted_json.loads(body)
+    except untrusted_json.MalformedJSON as error:
+        raise DeliveryMalformed(f"The body is not acceptable JSON: {error.message}") from None
+    if not isinstance(payload, dict):
+        raise DeliveryMalformed("The body is not a JSON object.")
+    return link, payload
 
 
 def delivery_receive(*, link: GiteaLink | None, headers: dict[str, str], body: bytes) -> Received:
     """Check, store and queue one delivery. The body was read with its size capped by the caller.
     `link` is None when the project does not exist or is not linked: the caller is answered exactly
-    as one without the right signature, so the endpoint does not tell which projects exist."""
-    if len(body) > MAX_BODY_BYTES:
-        return delivery_refuse_too_large(link=link)
-    signature = headers.get("x-gitea-signature") or headers.get("x-hub-signature-256") or ""
-    if not signature:
-        return _refuse(link, 401, "signature_missing", "The delivery is not signed (X-Gitea-Signature).")
-    secret = link.webhook_secret() if link is not None else new_secret()  # a secret nobody knows
-    valid = signature_valid(secret, body, signature)  # compared either way, so both take as long
-    if link is None or not valid:
-        return _refuse(link, 401, "signature_invalid", "The signature does not match the body and the secret.")
-    try:
-        payload = untrusted_json.loads(body)
-    except untrusted_json.MalformedJSON as error:
-        return Received(400, "malformed_json", f"The body is not acceptable JSON: {error.message}")
-    if not isinstance(payload, dict):
-        return Received(400, "malformed_json", "The body is not a JSON object.")
+    as one without the right signature, so the endpoint does not tell which projects exist.
+    Raises a DeliveryRefused when the delivery is not taken."""
+    link, payload = _delivery_check(link=link, headers=headers, body=body)
     event = headers.get("x-gitea-event") or headers.get("x-gogs-event") or headers.get("x-github-event") or ""
     event_type = headers.get("x-gitea-event-type") or event
     if event not in payloads.USED_EVENTS:
-        return Received(202, "ignored", f"Orket does not use {event or 'unnamed'} events.")
+        return Received("ignored", f"Orket does not use {event or 'unnamed'} events.")
     digest = payload_hash(body)
     delivery_id = (headers.get("x-gitea-delivery") or headers.get("x-gogs-delivery") or "")[:100] or f"sha256:{digest}"
     try:
         meaning = payloads.interpret(event, event_type, payload).key
     except payloads.PayloadInvalid as error:
-        return Received(400, "payload_invalid", str(error))
+        raise DeliveryMalformed(str(error), code="payload_invalid") from None
     duplicate = (
         WebhookDelivery.objects.filter(project_id=link.project_id, meaning_key=meaning)
         .exclude(status__in=[DeliveryStatus.FAILED, DeliveryStatus.IGNORED])
@@ -239,10 +250,10 @@ def delivery_receive(*, link: GiteaLink | None, headers: dict[str, str], body: b
             if not duplicate:
                 _dispatch_process(delivery.pk)
     except IntegrityError:
-        return Received(200, "duplicate", f"Delivery {delivery_id} was received before; it is processed once.")
+        return Received("duplicate", f"Delivery {delivery_id} was received before; it is processed once.")
     if duplicate:
-        return Received(200, "duplicate", "An earlier delivery meant the same; this one is recorded only.", delivery.pk)
-    return Received(202, "accepted", "Stored; it will be processed shortly.", delivery.pk)
+        return Received("duplicate", "An earlier delivery meant the same; this one is recorded only.", delivery.pk)
+    return Received("accepted", "Stored; it will be processed shortly.", delivery.pk)
 
 
 def _dispatch_process(delivery_pk: int) -> None:

@@ -19,6 +19,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from agents import outbound_policy
+from agents.errors import AgentsError
 from agents.gitea import git_remote
 from agents.gitea.models import GiteaLink
 from agents.models import EpicAgentSettings, Run, RunStatus
@@ -33,17 +34,17 @@ logger = logging.getLogger(__name__)
 STALLED_AFTER = timedelta(seconds=gitops.CLONE_TIMEOUT + 300)
 
 
-class SourceInvalid(OrketError):
+class SourceInvalid(AgentsError):
     status = 400
     code = "source_invalid"
 
 
-class SourceBusy(OrketError):
+class SourceBusy(AgentsError):
     status = 409
     code = "run_active"
 
 
-class SourceNotReady(OrketError):
+class SourceNotReady(AgentsError):
     status = 409
     code = "source_not_ready"
 
