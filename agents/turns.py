@@ -17,7 +17,8 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from agents.engine import block_card, dispatch_advance
+from agents import dispatch
+from agents.engine import block_card
 from agents.gitea import hooks as gitea_hooks
 from agents.leases import LeaseKeeper, LeaseLost, turn_claim, worker_identity
 from agents.models import Role, Run, Turn, TurnFailure, TurnStatus
@@ -72,7 +73,7 @@ def turn_execute(*, turn_id: int) -> None:
         if _finish_turn(turn, owner, TurnStatus.FAILED, message, started):
             block_card(run, Card.objects.get(pk=turn.card_id), "input", message)
     with transaction.atomic():
-        dispatch_advance(run.pk)
+        dispatch.run_advance_after_commit(run_id=run.pk)
 
 
 def _finish_turn(turn: Turn, owner: str, status: str, outcome: str, started: float, **fields: Any) -> bool:

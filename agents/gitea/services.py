@@ -14,18 +14,21 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from agents import outbound_policy
+from agents import dispatch, engine, outbound_policy, selectors
+from agents import services as agents_services
 from agents.errors import (
     DeliveryMalformed,
     DeliveryRefused,
     DeliverySignatureInvalid,
     DeliveryTooLarge,
     DeliveryUnsigned,
+    EngineError,
     GiteaLinkInvalid,
 )
 from agents.gitea import git_remote, payloads
 from agents.gitea.client import GiteaClient, GiteaError
 from agents.gitea.crypto import encrypt
+from agents.gitea.hooks import ORKET
 from agents.gitea.models import (
     DeliveryStatus,
     ForgeEventKey,
@@ -42,13 +45,13 @@ from boards import machine
 from boards import services as board_services
 from boards.actors import Actor
 from boards.models import TITLE_MAX, Card, Project
+from boards.selectors import epic_schedule
 from orket_site import untrusted_json
 from orket_site.errors import OrketError
 
 logger = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 1024 * 1024
-ORKET = Actor.orket("gitea")
 COMMENT_MARK = "**Orket**"
 REQUIREMENTS_LABEL = "requirements-review"
 
@@ -248,18 +251,12 @@ def delivery_receive(*, link: GiteaLink | None, headers: dict[str, str], body: b
                 result="Same meaning as an earlier delivery (a replay); not processed again." if duplicate else "",
             )
             if not duplicate:
-                _dispatch_process(delivery.pk)
+                dispatch.gitea_delivery_process_after_commit(delivery_id=delivery.pk)
     except IntegrityError:
         return Received("duplicate", f"Delivery {delivery_id} was received before; it is processed once.")
     if duplicate:
         return Received("duplicate", "An earlier delivery meant the same; this one is recorded only.", delivery.pk)
     return Received("accepted", "Stored; it will be processed shortly.", delivery.pk)
-
-
-def _dispatch_process(delivery_pk: int) -> None:
-    from agents.gitea.tasks import gitea_delivery_process
-
-    transaction.on_commit(lambda: gitea_delivery_process.delay(delivery_pk))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -452,14 +449,7 @@ def _on_approved(link: GiteaLink, pull: PullRequestLink, event: payloads.ForgeEv
 def _merge_later(link: GiteaLink, pull: PullRequestLink) -> None:
     """The merge is a call to Gitea, so it runs after commit in a task, never under the row locks of
     event_apply; reconciliation merges what a crash in between left approved but open."""
-    link_id, pull_id = link.pk, pull.pk
-
-    def merge() -> None:
-        from agents.gitea.tasks import gitea_pull_request_merge
-
-        gitea_pull_request_merge.delay(link_id, pull_id)
-
-    transaction.on_commit(merge)
+    dispatch.gitea_pull_request_merge_after_commit(link_id=link.pk, pull_id=pull.pk)
 
 
 def pull_request_merge(*, link_id: int, pull_id: int) -> str:
@@ -506,10 +496,8 @@ def _merges_left_undone(link: GiteaLink) -> list[str]:
 
 def _finalize(card: Card, reason: str) -> str:
     """The integrity guard moves the card to done; the refusal's sentence when the rules forbid it."""
-    from agents import engine
-
     try:
-        choice = engine.choose_seat(engine.team_for(card.epic), card)
+        choice = engine.choose_seat(selectors.team_for(card.epic), card)
     except OrketError as error:
         return error.message
     actor = Actor.for_seat(choice.seat.name, (choice.role.name,), can_finalize=True, for_person=True)
@@ -526,9 +514,6 @@ def _finalize(card: Card, reason: str) -> str:
 def _continue_epic(card: Card) -> None:
     """A card finished in Gitea may unblock others of its epic: run the epic when ready cards are now
     runnable and no run of it is active."""
-    from agents import engine
-    from boards.selectors import epic_schedule
-
     ready = set(Card.objects.filter(epic_id=card.epic_id, status=machine.READY).values_list("pk", flat=True))
     if not ready or not ready & set(epic_schedule(card.epic)):
         return
@@ -536,15 +521,13 @@ def _continue_epic(card: Card) -> None:
         return
     last = Run.objects.filter(epic_id=card.epic_id).order_by("-id").select_related("model_profile").first()
     try:
-        engine.run_start(epic=card.epic, profile=last.model_profile if last else None)
-    except engine.EngineError as refused:
+        agents_services.run_start(epic=card.epic, profile=last.model_profile if last else None)
+    except EngineError as refused:
         logger.info("epic %s not continued: %s", card.epic_id, refused.message)
 
 
 def _seat_with_role(card: Card, *, finalizing: bool = False, named: str = "") -> str:
-    from agents import engine
-
-    team = engine.team_for(card.epic)
+    team = selectors.team_for(card.epic)
     for seat in team.seats.prefetch_related("roles").order_by("order", "name"):
         for role in seat.roles.all():
             if (finalizing and role.can_finalize) or (named and named in role.name):
@@ -771,29 +754,20 @@ _HANDLERS = {
 
 def _start_work(card: Card, why: str) -> str:
     """Start a run of the card (with the model profile of its last run), or advance the active run."""
-    from agents import engine
-
     last = Run.objects.filter(epic_id=card.epic_id).order_by("-id").select_related("model_profile").first()
     try:
-        run = engine.run_start(epic=card.epic, card=card, profile=last.model_profile if last else None)
-    except engine.EngineError as refused:
+        run = agents_services.run_start(epic=card.epic, card=card, profile=last.model_profile if last else None)
+    except EngineError as refused:
         active = Run.objects.filter(epic_id=card.epic_id, status__in=["queued", "running"]).first()
         if refused.code == "run_active" and active is not None:
-            engine.dispatch_advance(active.pk)
+            dispatch.run_advance_after_commit(run_id=active.pk)
             return f"run {active.pk} is active and takes it up"
         return f"no turn started: {refused.message}"
     return f"run {run.pk} started for {why}"
 
 
 def _comment_later(link: GiteaLink, number: int, text: str) -> None:
-    link_id = link.pk
-    transaction.on_commit(lambda: _comment_now(link_id, number, text))
-
-
-def _comment_now(link_id: int, number: int, text: str) -> None:
-    from agents.gitea.tasks import gitea_comment_post
-
-    gitea_comment_post.delay(link_id, number, text)
+    dispatch.gitea_comment_post_after_commit(link_id=link.pk, number=number, text=text)
 
 
 def pull_request_comment(*, link_id: int, number: int, text: str) -> None:
@@ -860,14 +834,7 @@ def _deploy(link: GiteaLink, pull: PullRequestLink, card: Card) -> str:
     except OrketError as error:
         _comment_later(link, pull.number, f"Auto-deploy: no sandbox was started: {error.message}")
         return f"Auto-deploy refused: {error.message}"
-    link_id, number, sandbox_id = link.pk, pull.number, sandbox.pk
-
-    def announce() -> None:
-        from agents.gitea.tasks import gitea_sandbox_announce
-
-        gitea_sandbox_announce.delay(link_id, number, sandbox_id)
-
-    transaction.on_commit(announce)
+    dispatch.gitea_sandbox_announce_after_commit(link_id=link.pk, number=pull.number, sandbox_id=sandbox.pk)
     return f"Sandbox {sandbox.pk} is starting."
 
 
