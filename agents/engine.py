@@ -2,8 +2,10 @@
 
 `run_advance` looks at a run's cards and either queues turns for the work that can go on (choosing
 each card's seat, blocking cards that cannot go on) or finishes the run, and the epic with it. Runs
-and turns are database rows first: Celery tasks only carry their ids, and are dispatched after
-commit. Claiming and leasing turns lives in `agents.leases`, executing them in `agents.turns`.
+and turns are database rows first: Celery tasks only carry their ids, and are handed over after
+commit through agents.dispatch. Views, tasks, commands and the Gitea integration start, cancel and advance
+runs through agents.services. Claiming and leasing turns lives in `agents.leases`, executing them in
+`agents.turns`.
 Every visible happening becomes a run event.
 """
 
