@@ -24,13 +24,13 @@ class Handoff:
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self._task: Queueable | None = None
+        self.task: Queueable | None = None
 
     def connect(self, task: Queueable) -> None:
-        self._task = task
+        self.task = task
 
     def after_commit(self, *args: Any) -> None:
-        task = self._task
+        task = self.task
         if task is None:
             raise RuntimeError(
                 f"No task is connected to the {self.name!r} hand-off; its tasks module was not imported."
