@@ -34,13 +34,13 @@ from agents.models import (
     ModelProfile,
     Role,
     Run,
-    SeatNote,
     ToolApproval,
     Turn,
     TurnStatus,
     TurnStep,
     approval_tools_for,
 )
+from agents.notes import seat_note_add
 from agents.prompt_budget import (
     DEFAULT_CHARS_PER_TOKEN,
     PromptTooLarge,
@@ -770,7 +770,7 @@ class TurnLoop:
         refused = [r for r in (last.calls if last else []) if r.get("decision") == "refused"]
         if not refused:
             return
-        SeatNote.objects.create(
+        seat_note_add(
             card_id=self.card.pk,
             from_seat="orket",
             to_seat=self.turn.seat,

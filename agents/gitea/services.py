@@ -38,7 +38,8 @@ from agents.gitea.models import (
     WebhookDelivery,
 )
 from agents.gitea.signatures import new_secret, payload_hash, signature_valid
-from agents.models import Role, Run, SeatNote, Turn
+from agents.models import Role, Run, Turn
+from agents.notes import seat_note_add
 from agents.sources import services as source_services
 from agents.workspaces import ProjectWorkspace
 from boards import machine
@@ -385,8 +386,8 @@ def _on_synchronized(link: GiteaLink, pull: PullRequestLink, event: payloads.For
     )
     guard = _seat_with_role(card, finalizing=True)
     if guard:
-        SeatNote.objects.create(
-            card=card,
+        seat_note_add(
+            card_id=card.pk,
             from_seat="orket",
             to_seat=guard,
             body=f"{event.sender} pushed commits to pull request #{pull.number}. People approve this card in "
@@ -585,8 +586,8 @@ def _on_rejected(link: GiteaLink, pull: PullRequestLink, event: payloads.ForgeEv
             reasons = "\n".join(
                 f"- cycle {r['cycle']} ({r['reviewer']}): {r['text']}" for r in _card(pull).review_reasons
             )
-            SeatNote.objects.create(
-                card=card,
+            seat_note_add(
+                card_id=card.pk,
                 from_seat=reviewer_seat,
                 to_seat=architect,
                 body=f"Escalated after {cycle} rejected reviews: rethink the approach. "
@@ -597,8 +598,11 @@ def _on_rejected(link: GiteaLink, pull: PullRequestLink, event: payloads.ForgeEv
                 pull.number,
                 f"Review cycle {cycle}: escalated to the architect (seat {architect}) to rethink the approach.",
             )
-    SeatNote.objects.create(
-        card=card, from_seat=reviewer_seat, to_seat=worker, body=f"Changes requested in Gitea by {event.sender}: {text}"
+    seat_note_add(
+        card_id=card.pk,
+        from_seat=reviewer_seat,
+        to_seat=worker,
+        body=f"Changes requested in Gitea by {event.sender}: {text}",
     )
     started = _start_work(_card(pull), f"changes requested (cycle {cycle})")
     return f"Review cycle {cycle}: card #{card.pk} back to in progress for seat {worker} ({started})."
