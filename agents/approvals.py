@@ -16,7 +16,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from agents.engine import dispatch_advance, dispatch_turn
+from agents import dispatch
 from agents.errors import ApprovalDecided, ApprovalInvalid, ApprovalPending
 from agents.models import (
     DEFAULT_APPROVAL_TOOLS,
@@ -128,7 +128,7 @@ def tool_approval_decide(*, approval: ToolApproval, user: Any, approve: bool, re
             call=locked.call_index + 1,
             name=locked.tool,
         )
-        dispatch_turn(turn.pk)
+        dispatch.turn_execute_after_commit(turn_id=turn.pk)
     return locked
 
 
@@ -167,7 +167,7 @@ def card_answer_and_resume(*, card: Card, user: Any, body: str) -> tuple[Card, R
         answered = board_services.card_answer(card=card, actor=Actor.for_user(user), body=body)
         run = active_run_of(answered)
         if run is not None:
-            dispatch_advance(run.pk)
+            dispatch.run_advance_after_commit(run_id=run.pk)
     return answered, run
 
 

@@ -2,8 +2,10 @@
 
 `run_advance` looks at a run's cards and either queues turns for the work that can go on (choosing
 each card's seat, blocking cards that cannot go on) or finishes the run, and the epic with it. Runs
-and turns are database rows first: Celery tasks only carry their ids, and are dispatched after
-commit. Claiming and leasing turns lives in `agents.leases`, executing them in `agents.turns`.
+and turns are database rows first: Celery tasks only carry their ids, and are handed over after
+commit through agents.dispatch. Views, tasks, commands and the Gitea integration start, cancel and advance
+runs through agents.services. Claiming and leasing turns lives in `agents.leases`, executing them in
+`agents.turns`.
 Every visible happening becomes a run event.
 """
 
@@ -14,11 +16,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
 from django.db import IntegrityError, transaction
 from django.db.models import Count
 from django.utils import timezone
 
-from agents import outbound_policy
+from agents import dispatch, outbound_policy
+from agents.approvals import approvals_cancel
+from agents.errors import EngineError, ReviewByPerson
 from agents.gitea import hooks as gitea_hooks
 from agents.models import (
     TURN_ACTIVE_STATUSES,
@@ -34,46 +40,20 @@ from agents.models import (
     TurnFailure,
     TurnStatus,
 )
+from agents.providers.openai import chat_url
 from agents.run_events import event_append
+from agents.selectors import model_label, team_for
 from agents.sources import services as source_services
 from agents.sources.models import SourceRepository
 from boards import machine
 from boards import services as board_services
 from boards.actors import Actor
+from boards.events import project_group
 from boards.models import Card, CardDependency, Epic
 from boards.selectors import epic_run_gate, epic_schedule
 from orket_site.errors import OrketError
 
 logger = logging.getLogger(__name__)
-
-
-class EngineError(OrketError):
-    status = 409
-    code = "run_refused"
-
-
-def dispatch_turn(turn_id: int) -> None:
-    from agents.tasks import turn_execute
-
-    transaction.on_commit(lambda: turn_execute.delay(turn_id))
-
-
-def dispatch_advance(run_id: int) -> None:
-    from agents.tasks import run_advance
-
-    transaction.on_commit(lambda: run_advance.delay(run_id))
-
-
-def profile_by_reference(reference: Any) -> ModelProfile:
-    queryset = ModelProfile.objects.all()
-    profile = None
-    if isinstance(reference, int) or (isinstance(reference, str) and reference.isdigit()):
-        profile = queryset.filter(pk=int(reference)).first()
-    elif isinstance(reference, str):
-        profile = queryset.filter(name=reference).first()
-    if profile is None:
-        raise EngineError(f"There is no model profile {reference!r}.", code="unknown_profile")
-    return profile
 
 
 def _probe(
@@ -98,8 +78,6 @@ def model_server_answers(profile: ModelProfile, timeout: float = 2.0) -> bool:
         return True
     if profile.provider == ModelProfile.Provider.OLLAMA:
         return _probe(profile.base_url.rstrip("/") + "/api/tags", timeout, None, profile.connection_options()) == 200
-    from agents.providers.openai import chat_url
-
     url = chat_url(profile.base_url).removesuffix("/chat/completions") + "/models"
     key = profile.api_key()
     status = _probe(url, timeout, {"Authorization": f"Bearer {key}"} if key else None, profile.connection_options())
@@ -123,19 +101,6 @@ def default_profile(project_id: int) -> ModelProfile:
     if profile is None:
         raise EngineError("No model profile is configured; run `manage.py orket_seed`.", code="no_profile")
     return profile
-
-
-def model_label(profile: ModelProfile) -> str:
-    """What to show as the model's name: a scripted profile is never passed off as a real model."""
-    return "scripted" if profile.provider == ModelProfile.Provider.SCRIPTED else profile.model
-
-
-def team_for(epic: Epic) -> Team:
-    name = epic.team or "standard"
-    team = Team.objects.filter(name=name).first()
-    if team is None:
-        raise EngineError(f"The epic names team {name!r}, which does not exist.", code="unknown_team")
-    return team
 
 
 def run_start(
@@ -185,7 +150,7 @@ def _run_create(
         provider=run.model_profile.provider,
     )
     _announce_run_changed(run)
-    dispatch_advance(run.pk)
+    dispatch.run_advance_after_commit(run_id=run.pk)
     return run
 
 
@@ -198,11 +163,9 @@ def run_cancel(*, run: Run) -> Run:
     locked.save(update_fields=["cancel_requested"])
     queued = list(Turn.objects.filter(run=locked, status=TurnStatus.QUEUED).values_list("pk", flat=True))
     Turn.objects.filter(pk__in=queued).update(status=TurnStatus.CANCELED, outcome="run canceled before it started")
-    from agents.approvals import approvals_cancel
-
     approvals_cancel(run=locked)
     event_append(locked.pk, "run.cancel_requested")
-    dispatch_advance(locked.pk)
+    dispatch.run_advance_after_commit(run_id=locked.pk)
     return locked
 
 
@@ -224,11 +187,6 @@ def _announce_run_changed(run: Run) -> None:
 
 
 def _publish_run_changed(project_id: int, run_id: int) -> None:
-    from asgiref.sync import async_to_sync
-    from channels.layers import get_channel_layer
-
-    from boards.events import project_group
-
     try:
         layer = get_channel_layer()
         if layer is not None:
@@ -453,7 +411,7 @@ def _start_turns(run: Run, cards: list[Card], slots: int) -> int:
             purpose=turn.purpose,
             number=turn.number,
         )
-        dispatch_turn(turn.pk)
+        dispatch.turn_execute_after_commit(turn_id=turn.pk)
         started += 1
     return started
 
@@ -472,12 +430,6 @@ def block_card(run: Run, card: Card, wait_reason: str, report: str) -> None:
         )
     board_services.comment_add(card=card, actor=engine, body=f"Blocked by Orket: {report}")
     event_append(run.pk, "card.blocked", card_id=card.pk, wait_reason=wait_reason, report=report)
-
-
-class ReviewByPerson(EngineError):
-    """No seat may review the card (the only finalizers did its work): a person must."""
-
-    code = "review_by_person"
 
 
 @dataclass(frozen=True)

@@ -51,3 +51,50 @@ class CodeNotFound(AgentsError):
 
     status = 404
     code = "not_found"
+
+
+class EngineError(AgentsError):
+    """The engine refuses to start or go on with a run (gate closed, run active, no team or profile)."""
+
+    status = 409
+    code = "run_refused"
+
+
+class ReviewByPerson(EngineError):
+    """No seat may review the card (the only finalizers did its work): a person must."""
+
+    code = "review_by_person"
+
+
+class GiteaLinkInvalid(AgentsError):
+    status = 400
+    code = "gitea_invalid"
+
+
+class DeliveryRefused(AgentsError):
+    """A webhook delivery that is not stored: unsigned, wrongly signed, too large or unreadable."""
+
+    status = 400
+    code = "delivery_refused"
+
+
+class DeliveryTooLarge(DeliveryRefused):
+    status = 413
+    code = "too_large"
+
+
+class DeliveryUnsigned(DeliveryRefused):
+    status = 401
+    code = "signature_missing"
+
+
+class DeliverySignatureInvalid(DeliveryRefused):
+    status = 401
+    code = "signature_invalid"
+
+
+class DeliveryMalformed(DeliveryRefused):
+    """The body is not a JSON object, or not a payload of the event it claims to be (`code` says which)."""
+
+    status = 400
+    code = "malformed_json"

@@ -20,7 +20,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from agents.engine import dispatch_advance, dispatch_turn
+from agents import dispatch
 from agents.models import TURN_ACTIVE_STATUSES, Run, RunStatus, Turn, TurnStatus
 from agents.run_events import event_append
 
@@ -83,7 +83,7 @@ def turns_reap_stale() -> int:
                         card_id=turn.card_id,
                         reason="lease expired too many times",
                     )
-                    dispatch_advance(turn.run_id)
+                    dispatch.run_advance_after_commit(run_id=turn.run_id)
             else:
                 changed = Turn.objects.filter(
                     pk=turn.pk, status=TurnStatus.RUNNING, lease_owner=turn.lease_owner
@@ -96,7 +96,7 @@ def turns_reap_stale() -> int:
                         card_id=turn.card_id,
                         reason=f"the lease of {turn.lease_owner} expired",
                     )
-                    dispatch_turn(turn.pk)
+                    dispatch.turn_execute_after_commit(turn_id=turn.pk)
             reaped += changed
     _redispatch_lost_work(now)
     return reaped
@@ -110,12 +110,12 @@ def _redispatch_lost_work(now: Any) -> None:
     with transaction.atomic():
         for turn_id in Turn.objects.filter(status=TurnStatus.QUEUED, queued_at__lt=stale).values_list("pk", flat=True):
             Turn.objects.filter(pk=turn_id, status=TurnStatus.QUEUED).update(queued_at=now)
-            dispatch_turn(turn_id)
+            dispatch.turn_execute_after_commit(turn_id=turn_id)
         idle_runs = Run.objects.filter(status__in=[RunStatus.QUEUED, RunStatus.RUNNING]).exclude(
             turns__status__in=TURN_ACTIVE_STATUSES
         )
         for run_id in idle_runs.values_list("pk", flat=True).distinct():
-            dispatch_advance(run_id)
+            dispatch.run_advance_after_commit(run_id=run_id)
 
 
 def turns_requeue_orphans() -> int:
@@ -124,10 +124,10 @@ def turns_requeue_orphans() -> int:
     count = 0
     with transaction.atomic():
         for turn_id in Turn.objects.filter(status=TurnStatus.QUEUED).values_list("pk", flat=True):
-            dispatch_turn(turn_id)
+            dispatch.turn_execute_after_commit(turn_id=turn_id)
             count += 1
         for run_id in Run.objects.filter(status__in=[RunStatus.QUEUED, RunStatus.RUNNING]).values_list("pk", flat=True):
-            dispatch_advance(run_id)
+            dispatch.run_advance_after_commit(run_id=run_id)
     return count
 
 

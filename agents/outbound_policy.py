@@ -12,15 +12,15 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured, ValidationError
 
 from agents import outbound, secret_variables
-from orket_site.errors import OrketError
+from agents.errors import AgentsError
 
 
-class OutboundNotAllowed(OrketError):
+class OutboundNotAllowed(AgentsError):
     status = 400
     code = outbound.OutboundRefused.code
 
 
-class SecretVariableNotAllowed(OrketError):
+class SecretVariableNotAllowed(AgentsError):
     status = 400
     code = secret_variables.SecretVariableRefused.code
 

@@ -16,7 +16,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods
 
-from agents import approvals, engine
+from agents import approvals, selectors
 from agents.models import RUN_FINAL_STATUSES, Run, approval_tools_for
 from boards.access import role_allows, role_or_404
 from boards.models import Card, Epic, Project, ProjectRole
@@ -57,7 +57,7 @@ def run_view(request: HttpRequest, run_id: int) -> HttpResponse:
     run, role = _visible_run(request, run_id)
     context = {
         "run": run,
-        "model": engine.model_label(run.model_profile),
+        "model": selectors.model_label(run.model_profile),
         "config": _page_config(request, run, role, "live"),
         "page_mode": "live",
     }
@@ -69,7 +69,7 @@ def run_replay(request: HttpRequest, run_id: int) -> HttpResponse:
     run, role = _visible_run(request, run_id)
     config = _page_config(request, run, role, "replay")
     config["canCancel"] = False
-    context = {"run": run, "model": engine.model_label(run.model_profile), "config": config, "page_mode": "replay"}
+    context = {"run": run, "model": selectors.model_label(run.model_profile), "config": config, "page_mode": "replay"}
     return render(request, "agents/run_view.html", context)
 
 
@@ -106,7 +106,7 @@ def project_runs(request: HttpRequest, project_id: int) -> HttpResponse:
         rows.append(
             {
                 "run": run,
-                "model": engine.model_label(run.model_profile),
+                "model": selectors.model_label(run.model_profile),
                 "duration": _duration_text(duration),
                 "tokens": f"{run.tokens_in + run.tokens_out:,}",
                 "cards_done": cards_done,

@@ -27,7 +27,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from agents import engine
+from agents import dispatch, engine, selectors
 from agents.conversation import StepRecord, step_messages
 from agents.errors import AgentsError
 from agents.gate import check_call
@@ -110,7 +110,7 @@ def _plan_profile(epic: Epic, seat: Seat) -> ModelProfile:
 def plan_request(*, epic: Epic, user: Any, replan: bool = False) -> EpicPlan:
     """Ask the epic's architect seat for a plan; the planning turn runs after commit as a task."""
     require_project_role(user, epic.project_id, ProjectRole.MEMBER)
-    team = engine.team_for(epic)
+    team = selectors.team_for(epic)
     seat = architect_seat(team)
     profile = _plan_profile(epic, seat)  # outside the transaction: it may probe the model server
     with transaction.atomic():
@@ -144,14 +144,8 @@ def plan_request(*, epic: Epic, user: Any, replan: bool = False) -> EpicPlan:
         except IntegrityError as error:
             raise PlanRefused("The architect is already planning this epic.", code="plan_in_progress") from error
         plan_id = plan.pk
-        transaction.on_commit(lambda: _dispatch_draft(plan_id))
+        dispatch.plan_draft_after_commit(plan_id=plan_id)
     return plan
-
-
-def _dispatch_draft(plan_id: int) -> None:
-    from agents.tasks import plan_draft as plan_draft_task
-
-    plan_draft_task.delay(plan_id)
 
 
 # -- the planning turn -----------------------------------------------------------------------------------
@@ -185,7 +179,7 @@ class PlanningTurn:
     def __init__(self, plan: EpicPlan) -> None:
         self.plan = plan
         self.epic = plan.epic
-        self.team = engine.team_for(self.epic)
+        self.team = selectors.team_for(self.epic)
         self.seats = list(self.team.seats.order_by("order", "name").values_list("name", flat=True))
         self.profile = plan.model_profile or engine.default_profile(plan.project_id)
         self.governance = self.epic.architecture_governance or plan.project.architecture_governance
@@ -353,7 +347,7 @@ def _short_record(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def team_seats(epic: Epic) -> list[str]:
-    return list(engine.team_for(epic).seats.values_list("name", flat=True))
+    return list(selectors.team_for(epic).seats.values_list("name", flat=True))
 
 
 def validate_plan(plan: EpicPlan, document: Any) -> tuple[list[dict[str, str]], list[str]]:

@@ -15,7 +15,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST, require_safe
 
-from agents import engine, profiles
+from agents import profiles, selectors
 from agents.errors import AgentsError
 from agents.models import ModelProfile, ProjectAgentSettings, Seat, Team
 from boards.models import Project
@@ -145,6 +145,6 @@ def seat_profile_set(request: HttpRequest, seat_id: int) -> HttpResponse:
         return redirect("teams-page")
     profile = form.cleaned_data["profile"]
     profiles.seat_profile_set(user=request.user, seat=seat, profile=profile)
-    name = f"{profile.name} ({engine.model_label(profile)})" if profile else "the run's profile"
+    name = f"{profile.name} ({selectors.model_label(profile)})" if profile else "the run's profile"
     messages.success(request, f"Seat {seat.team.name}/{seat.name} now uses {name}.")
     return redirect("teams-page")

@@ -10,7 +10,7 @@ from typing import Any
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import transaction
-from django.db.models import F, QuerySet
+from django.db.models import F
 
 from agents.models import Run, RunEvent
 
@@ -92,10 +92,6 @@ def event_append(
     run_id: int, kind: str, *, turn_id: int | None = None, card_id: int | None = None, **data: Any
 ) -> RunEvent:
     return events_append(run_id, [(kind, turn_id, card_id, data)])[0]
-
-
-def events_after(run: Run, after: int, limit: int = 1000) -> QuerySet[RunEvent]:
-    return RunEvent.objects.filter(run=run, seq__gt=after).order_by("seq")[:limit]
 
 
 class TextCoalescer:

@@ -15,7 +15,7 @@ from typing import Any
 from django.conf import settings
 from django.core.cache import cache
 
-from agents import engine
+from agents import engine, selectors
 from agents.models import EpicAgentSettings, ModelProfile, Run
 from boards import machine
 from boards.models import Card, Epic
@@ -104,7 +104,7 @@ def run_options(epic: Epic, *, check_reachable: bool = True) -> dict[str, Any]:
     profiles = list(ModelProfile.objects.order_by("name"))
     default, default_reason = default_choice(epic)
     reachable = profiles_reachable(profiles) if check_reachable else {}
-    team = engine.team_for(epic)
+    team = selectors.team_for(epic)
     seats_with_profiles = [
         {"seat": seat.name, "profile": seat.model_profile.name}
         for seat in team.seats.select_related("model_profile").filter(model_profile__isnull=False)
@@ -120,7 +120,7 @@ def run_options(epic: Epic, *, check_reachable: bool = True) -> dict[str, Any]:
                 "id": p.pk,
                 "name": p.name,
                 "provider": p.provider,
-                "model": engine.model_label(p),
+                "model": selectors.model_label(p),
                 "is_default": p.pk == default.pk,
                 "reachable": reachable.get(p.pk),
             }

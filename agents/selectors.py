@@ -15,13 +15,13 @@ from django.db.models import Case, Count, IntegerField, OuterRef, Prefetch, Q, Q
 from django.db.models.functions import Coalesce
 
 from agents import code_view
-from agents.errors import CodeNotFound, PathRefused
+from agents.errors import CodeNotFound, EngineError, PathRefused
 from agents.gate import check_path
-from agents.models import Run, RunEvent, Turn, TurnStatus
+from agents.models import ModelProfile, Run, RunEvent, Team, Turn, TurnStatus
 from agents.safe_files import WorkspaceFileError, list_folder_info, read_head
 from agents.workspaces import ProjectWorkspace, project_workspace_root
 from boards import machine
-from boards.models import Card
+from boards.models import Card, Epic
 
 ACTIVE_TURN_STATUSES = (TurnStatus.QUEUED, TurnStatus.RUNNING)
 
@@ -64,6 +64,35 @@ def runs_summarised(queryset: QuerySet[Run]) -> QuerySet[Run]:
 
 def run_summarised(run_id: int) -> Run:
     return runs_summarised(Run.objects.filter(pk=run_id)).get()
+
+
+def events_after(run: Run, after: int, limit: int = 1000) -> QuerySet[RunEvent]:
+    return RunEvent.objects.filter(run=run, seq__gt=after).order_by("seq")[:limit]
+
+
+def profile_by_reference(reference: Any) -> ModelProfile:
+    queryset = ModelProfile.objects.all()
+    profile = None
+    if isinstance(reference, int) or (isinstance(reference, str) and reference.isdigit()):
+        profile = queryset.filter(pk=int(reference)).first()
+    elif isinstance(reference, str):
+        profile = queryset.filter(name=reference).first()
+    if profile is None:
+        raise EngineError(f"There is no model profile {reference!r}.", code="unknown_profile")
+    return profile
+
+
+def model_label(profile: ModelProfile) -> str:
+    """What to show as the model's name: a scripted profile is never passed off as a real model."""
+    return "scripted" if profile.provider == ModelProfile.Provider.SCRIPTED else profile.model
+
+
+def team_for(epic: Epic) -> Team:
+    name = epic.team or "standard"
+    team = Team.objects.filter(name=name).first()
+    if team is None:
+        raise EngineError(f"The epic names team {name!r}, which does not exist.", code="unknown_team")
+    return team
 
 
 # -- the code of a card ------------------------------------------------------------------------------------

@@ -1,4 +1,10 @@
-"""Writes for the agents app: team import, export and the standard seed configuration."""
+"""Writes for the agents app: runs and turns (start, cancel, advance, claim, execute, recover), team
+import and export, and the standard seed configuration.
+
+Views, API views, commands, tasks and the Gitea integration call these. The run and turn services
+hand over to the modules that hold their steps: agents.engine (runs), agents.turns (executing a
+turn) and agents.leases (claiming, keeping and recovering turns).
+"""
 
 from __future__ import annotations
 
@@ -6,10 +12,65 @@ from typing import Any
 
 from django.db import transaction
 
+from agents import engine, leases, turns
 from agents.errors import InvalidTeamDocument
-from agents.models import Dialect, ModelProfile, Role, Seat, Team
+from agents.models import Dialect, ModelProfile, Role, Run, Seat, Team, Turn
 from agents.seed_data import DIALECTS, MODEL_PROFILES, STANDARD_TEAM
 from agents.team_format import FORMAT_VERSION, RoleSpec, parse_team
+from boards.models import Card, Epic
+
+# -- runs and turns ------------------------------------------------------------------------------------------
+
+
+def run_start(
+    *,
+    epic: Epic,
+    user: Any = None,
+    profile: ModelProfile | None = None,
+    card: Card | None = None,
+    max_parallel: int = 2,
+) -> Run:
+    """Create a run of the epic (or of one of its cards) and queue its first advance after commit.
+    Raises EngineError when the epic may not run (gate closed, a run active, no team or profile)."""
+    return engine.run_start(epic=epic, user=user, profile=profile, card=card, max_parallel=max_parallel)
+
+
+def run_cancel(*, run: Run) -> Run:
+    """Ask the run to stop: queued turns are canceled at once, running ones at their next step."""
+    return engine.run_cancel(run=run)
+
+
+def run_advance(*, run_id: int) -> Run | None:
+    """Start turns for the work that can go on, or finish the run (and its epic)."""
+    return engine.run_advance(run_id=run_id)
+
+
+def turn_claim(*, turn_id: int, owner: str) -> Turn | None:
+    """Take a queued turn under a lease; None when someone else has it or it is no longer queued."""
+    return leases.turn_claim(turn_id=turn_id, owner=owner)
+
+
+def turn_heartbeat(*, turn_id: int, owner: str) -> bool:
+    """Extend a turn's lease; False when the lease was lost."""
+    return leases.turn_heartbeat(turn_id=turn_id, owner=owner)
+
+
+def turn_execute(*, turn_id: int) -> None:
+    """Claim and execute one turn, then advance its run; safe to call twice for the same turn."""
+    turns.turn_execute(turn_id=turn_id)
+
+
+def turns_reap_stale() -> int:
+    """Return running turns whose lease expired to the queue (or fail them), and dispatch lost work again."""
+    return leases.turns_reap_stale()
+
+
+def turns_requeue_orphans() -> int:
+    """Dispatch queued turns and active runs again (the embedded worker's in-memory queue was lost)."""
+    return leases.turns_requeue_orphans()
+
+
+# -- teams ---------------------------------------------------------------------------------------------------
 
 
 def _role_fields(spec: RoleSpec) -> dict[str, Any]:

@@ -34,13 +34,13 @@ from agents.models import (
     ModelProfile,
     Role,
     Run,
-    SeatNote,
     ToolApproval,
     Turn,
     TurnStatus,
     TurnStep,
     approval_tools_for,
 )
+from agents.notes import seat_note_add
 from agents.prompt_budget import (
     DEFAULT_CHARS_PER_TOKEN,
     PromptTooLarge,
@@ -497,50 +497,66 @@ class TurnLoop:
         done = list(step.calls)
         records: list[dict[str, Any]] = []
         for index, call in enumerate(calls):
-            if index < len(done) and done[index].get("decision") == AWAITING_APPROVAL:
-                records.append(done[index])
-                self.signatures.append(done[index].get("signature", ""))
-                waiting = self._decided(step, records, index)
-                if waiting is not None:
-                    return records, waiting
-                continue
             if index < len(done):
-                records.append(done[index])
-                self.signatures.append(done[index].get("signature", ""))
-                if done[index].get("rule") == "loop":
-                    return records, TurnEnding("blocked", "Blocked: the same tool call was repeated three times.")
-                continue
-            arguments = scrub(call.arguments)
-            signature = call_signature(call.name, arguments)
-            record: dict[str, Any] = {"name": call.name, "arguments": arguments, "signature": signature}
-            if call.id:
-                record["id"] = call.id
-            records.append(record)
-            self.signatures.append(signature)
-            self._event(
-                "tool.call",
-                step=step.number,
-                name=call.name,
-                arguments=arguments,
-            )
-            recent = self.signatures[-LOOP_REPEATS:]
-            if len(recent) == LOOP_REPEATS and len(set(recent)) == 1:
-                return records, self._block_loop(step, records, call.name)
-            decision = check_call(
-                call.name,
-                arguments,
-                allowed_tools=[*self.role.allowed_tools],
-                calls_in_answer=index,
-                governance_on=self.governance,
-            )
-            if not decision.allowed:
-                fields = {"rule": decision.rule, "message": decision.message, "fix": decision.fix}
-                self._settle(step, records, "tool.refused", "refused", **fields)
-                continue
-            if call.name in self.approval_tools:
-                return records, self._ask_approval(step, records, index)
-            self._execute(step, call.name, arguments, records)
+                ending = self._take_up_recorded(step, records, done[index], index)
+            else:
+                ending = self._call(step, records, call, index)
+            if ending is not None:
+                return records, ending
         return records, self._ladder(step, records)
+
+    def _take_up_recorded(
+        self, step: TurnStep, records: list[dict[str, Any]], record: dict[str, Any], index: int
+    ) -> TurnEnding | None:
+        """A call an earlier attempt recorded is never made again; one that waited for a person is
+        decided now, and one the loop rule refused blocks again."""
+        records.append(record)
+        self.signatures.append(record.get("signature", ""))
+        if record.get("decision") == AWAITING_APPROVAL:
+            return self._decided(step, records, index)
+        if record.get("rule") == "loop":
+            return TurnEnding("blocked", "Blocked: the same tool call was repeated three times.")
+        return None
+
+    def _call(self, step: TurnStep, records: list[dict[str, Any]], call: ParsedCall, index: int) -> TurnEnding | None:
+        """A new call: recorded and announced, then refused (the loop rule, the gate), held for a
+        person's approval, or made."""
+        arguments = self._record_call(step, records, call)
+        recent = self.signatures[-LOOP_REPEATS:]
+        if len(recent) == LOOP_REPEATS and len(set(recent)) == 1:
+            return self._block_loop(step, records, call.name)
+        decision = check_call(
+            call.name,
+            arguments,
+            allowed_tools=[*self.role.allowed_tools],
+            calls_in_answer=index,
+            governance_on=self.governance,
+        )
+        if not decision.allowed:
+            fields = {"rule": decision.rule, "message": decision.message, "fix": decision.fix}
+            self._settle(step, records, "tool.refused", "refused", **fields)
+            return None
+        if call.name in self.approval_tools:
+            return self._ask_approval(step, records, index)
+        self._execute(step, call.name, arguments, records)
+        return None
+
+    def _record_call(self, step: TurnStep, records: list[dict[str, Any]], call: ParsedCall) -> dict[str, Any]:
+        """Add the call to the step's records and announce it; its (scrubbed) arguments."""
+        arguments = scrub(call.arguments)
+        signature = call_signature(call.name, arguments)
+        record: dict[str, Any] = {"name": call.name, "arguments": arguments, "signature": signature}
+        if call.id:
+            record["id"] = call.id
+        records.append(record)
+        self.signatures.append(signature)
+        self._event(
+            "tool.call",
+            step=step.number,
+            name=call.name,
+            arguments=arguments,
+        )
+        return arguments
 
     def _ask_approval(self, step: TurnStep, records: list[dict[str, Any]], index: int) -> TurnEnding:
         """Stop before the call: a person approves or rejects it, and the turn resumes here."""
@@ -754,7 +770,7 @@ class TurnLoop:
         refused = [r for r in (last.calls if last else []) if r.get("decision") == "refused"]
         if not refused:
             return
-        SeatNote.objects.create(
+        seat_note_add(
             card_id=self.card.pk,
             from_seat="orket",
             to_seat=self.turn.seat,

@@ -14,7 +14,7 @@ import regex
 
 from agents import safe_files
 from agents.gate import check_path
-from agents.models import SeatNote
+from agents.notes import seat_note_add
 from agents.safe_files import WorkspaceFileError
 from boards import services as board_services
 from boards.actors import Actor
@@ -256,7 +256,7 @@ def create_card(
 def add_note(context: ToolContext, body: str, to_seat: str = "all") -> dict[str, Any]:
     if to_seat != "all" and to_seat not in context.seats:
         raise ToolFailed(f"There is no seat {to_seat!r} in this team; use one of {', '.join(context.seats)} or all.")
-    note = SeatNote.objects.create(card=context.card, from_seat=context.actor.seat, to_seat=to_seat, body=body)
+    note = seat_note_add(card_id=context.card.pk, from_seat=context.actor.seat, to_seat=to_seat, body=body)
     return {"note": note.pk, "to_seat": to_seat}
 
 

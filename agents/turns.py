@@ -17,7 +17,8 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from agents.engine import block_card, dispatch_advance
+from agents import dispatch
+from agents.engine import block_card
 from agents.gitea import hooks as gitea_hooks
 from agents.leases import LeaseKeeper, LeaseLost, turn_claim, worker_identity
 from agents.models import Role, Run, Turn, TurnFailure, TurnStatus
@@ -72,7 +73,7 @@ def turn_execute(*, turn_id: int) -> None:
         if _finish_turn(turn, owner, TurnStatus.FAILED, message, started):
             block_card(run, Card.objects.get(pk=turn.card_id), "input", message)
     with transaction.atomic():
-        dispatch_advance(run.pk)
+        dispatch.run_advance_after_commit(run_id=run.pk)
 
 
 def _finish_turn(turn: Turn, owner: str, status: str, outcome: str, started: float, **fields: Any) -> bool:
@@ -92,7 +93,30 @@ def _finish_turn(turn: Turn, owner: str, status: str, outcome: str, started: flo
 def _execute_claimed(run: Run, turn: Turn, owner: str, started: float, keeper: LeaseKeeper) -> None:
     card = Card.objects.select_related("epic", "project").get(pk=turn.card_id)
     role = Role.objects.get(name=turn.role)
-    profile = turn.model_profile or run.model_profile
+    _announce_started(run, turn, card, role)
+    actor = _turn_actor(turn, role, card)
+    loop: TurnLoop | None = None
+    try:
+        _card_to_work(run, turn, card, actor)
+        loop = _turn_loop(run, turn, owner, card, role, actor, keeper, started)
+        ending = loop.run_steps()
+    except RunCanceled:
+        totals = loop.totals() if loop else {}
+        _finish_turn(turn, owner, TurnStatus.CANCELED, "The run was canceled during the turn.", started, **totals)
+        return
+    except LeaseLost:
+        logger.warning("turn %s: lease lost to another worker; abandoning this attempt", turn.pk)
+        return
+    except ProviderError as error:
+        _model_failed(run, turn, owner, card, started, error, loop)
+        return
+    except (OrketError, PromptTooLarge) as error:
+        _turn_could_not_go_on(run, turn, owner, card, started, error, loop)
+        return
+    _turn_ended(run, turn, owner, card, role, actor, started, loop, ending)
+
+
+def _announce_started(run: Run, turn: Turn, card: Card, role: Role) -> None:
     event_append(
         run.pk,
         "turn.started",
@@ -106,56 +130,73 @@ def _execute_claimed(run: Run, turn: Turn, owner: str, started: float, keeper: L
         provider=turn.provider,
         attempt=turn.attempts,
     )
+
+
+def _turn_actor(turn: Turn, role: Role, card: Card) -> Actor:
+    """The seat acting in the turn; a review turn finalizes only where people do not review in Gitea."""
     roles = (role.name, "project_manager") if role.is_project_manager else (role.name,)
     finalizes = turn.purpose == "review" and role.can_finalize and gitea_hooks.agents_may_finalize(card)
-    actor = Actor.for_seat(turn.seat, roles, can_finalize=finalizes)
-    loop: TurnLoop | None = None
-    try:
-        if card.status == machine.READY:
-            board_services.card_transition(
-                card=card,
-                to_status=machine.IN_PROGRESS,
-                actor=actor,
-                reason=f"Run {run.pk} turn {turn.number} started.",
-            )
-        workspace = _workspace_for(card)
-        loop = TurnLoop(
-            run=run,
-            turn=turn,
-            owner=owner,
+    return Actor.for_seat(turn.seat, roles, can_finalize=finalizes)
+
+
+def _card_to_work(run: Run, turn: Turn, card: Card, actor: Actor) -> None:
+    if card.status == machine.READY:
+        board_services.card_transition(
             card=card,
-            role=role,
+            to_status=machine.IN_PROGRESS,
             actor=actor,
-            profile=profile,
-            workspace=workspace,
-            worktree=workspace.card_worktree(card.pk, start=card_start_branch(card)),
-            keeper=keeper,
-            started=started,
+            reason=f"Run {run.pk} turn {turn.number} started.",
         )
-        ending = loop.run_steps()
-    except RunCanceled:
-        totals = loop.totals() if loop else {}
-        _finish_turn(turn, owner, TurnStatus.CANCELED, "The run was canceled during the turn.", started, **totals)
-        return
-    except LeaseLost:
-        logger.warning("turn %s: lease lost to another worker; abandoning this attempt", turn.pk)
-        return
-    except ProviderError as error:
-        _model_failed(run, turn, owner, card, started, error, loop)
-        return
-    except (OrketError, PromptTooLarge) as error:
-        message = error.message if isinstance(error, OrketError) else str(error)
-        totals = loop.totals() if loop else {}
-        _finish_turn(turn, owner, TurnStatus.FAILED, f"The turn could not go on: {message}", started, **totals)
-        block_card(run, Card.objects.get(pk=card.pk), "input", message)
-        return
+
+
+def _turn_loop(
+    run: Run, turn: Turn, owner: str, card: Card, role: Role, actor: Actor, keeper: LeaseKeeper, started: float
+) -> TurnLoop:
+    """The turn's steps, on the card's worktree (made from its start branch when missing)."""
+    workspace = _workspace_for(card)
+    return TurnLoop(
+        run=run,
+        turn=turn,
+        owner=owner,
+        card=card,
+        role=role,
+        actor=actor,
+        profile=turn.model_profile or run.model_profile,
+        workspace=workspace,
+        worktree=workspace.card_worktree(card.pk, start=card_start_branch(card)),
+        keeper=keeper,
+        started=started,
+    )
+
+
+def _turn_could_not_go_on(
+    run: Run, turn: Turn, owner: str, card: Card, started: float, error: Exception, loop: TurnLoop | None
+) -> None:
+    message = error.message if isinstance(error, OrketError) else str(error)
+    totals = loop.totals() if loop else {}
+    _finish_turn(turn, owner, TurnStatus.FAILED, f"The turn could not go on: {message}", started, **totals)
+    block_card(run, Card.objects.get(pk=card.pk), "input", message)
+
+
+def _turn_ended(
+    run: Run,
+    turn: Turn,
+    owner: str,
+    card: Card,
+    role: Role,
+    actor: Actor,
+    started: float,
+    loop: TurnLoop,
+    ending: TurnEnding,
+) -> None:
+    """The steps ended: the turn waits for an approval, or succeeds and its card moves on."""
     if ending.kind == "approval":
         _wait_for_approval(run, turn, owner, card, started, loop, ending)
         return
     if ending.kind != "blocked":
         loop.leave_refusal_note()
     if _finish_turn(turn, owner, TurnStatus.SUCCEEDED, ending.outcome, started, **loop.totals()):
-        _after_turn(run, turn, role, actor, workspace, loop, ending)
+        _after_turn(run, turn, role, actor, loop.workspace, loop, ending)
 
 
 def _wait_for_approval(

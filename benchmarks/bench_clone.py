@@ -117,7 +117,7 @@ def child(url: str) -> int:
     django.setup()
     from django.core.management import call_command
 
-    from agents import engine
+    from agents import services as agent_services
     from agents.models import Turn
     from agents.sources import services
     from agents.sources.models import SourceRepository
@@ -141,7 +141,7 @@ def child(url: str) -> int:
             say(f"FAILED first_turn: the clone ended {source.state}: {source.error}")
             return 1
         ready = time.monotonic()
-        run = engine.run_start(epic=epic)
+        run = agent_services.run_start(epic=epic)
         while time.monotonic() < deadline:
             if Turn.objects.filter(run=run).exclude(started_at=None).exists():
                 break
@@ -150,7 +150,7 @@ def child(url: str) -> int:
             say("FAILED first_turn: no turn started")
             return 1
         turned = time.monotonic()
-        engine.run_cancel(run=run)
+        agent_services.run_cancel(run=run)
     say(
         f"first_turn_s={turned - started:.2f} clone_ready_s={ready - started:.2f} "
         f"run_to_turn_s={turned - ready:.2f} (set source -> clone task -> run fetch -> first turn)"

@@ -132,7 +132,7 @@ def wait_for_workers(count: int, timeout: float) -> None:
 
 def run_epic(label: str, document: dict[str, Any], max_parallel: int, timeout: float) -> tuple[Any, float, bool]:
     """Import the epic into a fresh project, run it, wait; returns (run, wall seconds, succeeded)."""
-    from agents import engine
+    from agents import services as agent_services
     from agents.models import ModelProfile, Run, RunEvent, Turn
     from boards import services
     from boards.actors import Actor
@@ -144,7 +144,7 @@ def run_epic(label: str, document: dict[str, Any], max_parallel: int, timeout: f
     epic = services.epic_import(project=project, data=document, actor=Actor.orket("bench"))
     profile = ModelProfile.objects.get(name="scripted-demo")
     began = time.monotonic()
-    run = engine.run_start(epic=epic, profile=profile, max_parallel=max_parallel)
+    run = agent_services.run_start(epic=epic, profile=profile, max_parallel=max_parallel)
     deadline = began + timeout
     while time.monotonic() < deadline:
         run = Run.objects.get(pk=run.pk)
@@ -153,7 +153,7 @@ def run_epic(label: str, document: dict[str, Any], max_parallel: int, timeout: f
         time.sleep(0.05)
     wall = time.monotonic() - began
     if not run.is_final:
-        engine.run_cancel(run=run)
+        agent_services.run_cancel(run=run)
         say(f"FAILED {label}: run {run.pk} still {run.status} after {timeout:.0f} s (cancel requested)")
         return run, wall, False
     problems = list(

@@ -155,13 +155,13 @@ def child(mode: str, config: dict[str, Any]) -> int:
 
 
 def start_round(profile: Any, number: int) -> int:
-    from agents import engine
+    from agents import services as agent_services
     from boards import services
     from boards.actors import Actor
 
     project = services.project_create(name=f"Small model {number}", creator=None, require_verification=False)
     epic = services.epic_import(project=project, data=SMALL_EPIC, actor=Actor.orket("bench"))
-    return engine.run_start(epic=epic, profile=profile, max_parallel=1).pk
+    return agent_services.run_start(epic=epic, profile=profile, max_parallel=1).pk
 
 
 def steps_of(runs: list[int]) -> list[Any]:
@@ -174,11 +174,11 @@ def drive_to(
     run_id: int, profile: Any, runs: list[int], target: int, max_steps: int, deadline: float, verbose: bool
 ) -> str:
     """Advance the run by hand until it ends or `target` steps were taken in all; '' or what went wrong."""
-    from agents import engine, turns
+    from agents import services as agent_services
     from agents.models import ModelProfile, Run, Turn, TurnFailure
 
     while time.monotonic() < deadline:
-        engine.run_advance(run_id=run_id)
+        agent_services.run_advance(run_id=run_id)
         run = Run.objects.get(pk=run_id)
         if run.is_final:
             if verbose:
@@ -190,10 +190,10 @@ def drive_to(
         for turn_id in queued:
             left = target - len(steps_of(runs))
             if left <= 0:
-                engine.run_cancel(run=run)
+                agent_services.run_cancel(run=run)
                 break
             ModelProfile.objects.filter(pk=profile.pk).update(max_steps=min(max_steps, left))
-            turns.turn_execute(turn_id=turn_id)
+            agent_services.turn_execute(turn_id=turn_id)
             turn = Turn.objects.get(pk=turn_id)
             note(
                 f"progress steps={len(steps_of(runs))}/{target} run={run_id} turn={turn.number} card={turn.card_id} "

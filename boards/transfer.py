@@ -141,6 +141,30 @@ def parse_epic(data: Any) -> ParsedEpic:
     check = _Checker()
     if not isinstance(data, dict):
         raise ImportProblems([Problem("$", f"must be an object, not {_type_name(data)}")])
+    epic = _epic_fields(check, data)
+    list_key, raw_cards = _raw_cards(check, data)
+    index = _CardIndex(explicit=_explicit_ids(raw_cards))
+    for position, raw in enumerate(raw_cards):
+        epic.cards.append(_card(check, raw, list_key, position, index))
+    _resolve_dependencies(check, epic, index)
+    _refuse_cycle(check, epic, list_key)
+    if check.problems:
+        raise ImportProblems(check.problems)
+    return epic
+
+
+@dataclass
+class _CardIndex:
+    """What resolving the cards' dependencies needs: each card by local id and by title, and the
+    references (card position, path, reference) read so far."""
+
+    explicit: set[str]
+    by_id: dict[str, int] = field(default_factory=dict)
+    by_title: dict[str, list[int]] = field(default_factory=dict)
+    pending: list[tuple[int, str, Any]] = field(default_factory=list)
+
+
+def _epic_fields(check: _Checker, data: dict[str, Any]) -> ParsedEpic:
     for key in sorted(set(data) - EPIC_KEYS, key=str):
         check.add(str(key), "is not a field of an epic")
     epic = ParsedEpic(
@@ -150,22 +174,27 @@ def parse_epic(data: Any) -> ParsedEpic:
         environment=check.text(data, "environment", "environment", SHORT_MAX),
     )
     governance = data.get("architecture_governance")
-    if governance is not None:
-        if isinstance(governance, bool):
-            epic.architecture_governance = governance
-        elif isinstance(governance, dict):
-            for key in sorted(set(governance) - {"idesign"}, key=str):
-                check.add(f"architecture_governance.{key}", "is not a known governance setting")
-            idesign = governance.get("idesign", False)
-            if isinstance(idesign, bool):
-                epic.architecture_governance = idesign
-            else:
-                check.add("architecture_governance.idesign", f"must be true or false, not {_type_name(idesign)}")
+    if governance is None:
+        return epic
+    if isinstance(governance, bool):
+        epic.architecture_governance = governance
+    elif isinstance(governance, dict):
+        for key in sorted(set(governance) - {"idesign"}, key=str):
+            check.add(f"architecture_governance.{key}", "is not a known governance setting")
+        idesign = governance.get("idesign", False)
+        if isinstance(idesign, bool):
+            epic.architecture_governance = idesign
         else:
-            check.add(
-                "architecture_governance", f"must be an object like {{'idesign': true}}, not {_type_name(governance)}"
-            )
+            check.add("architecture_governance.idesign", f"must be true or false, not {_type_name(idesign)}")
+    else:
+        check.add(
+            "architecture_governance", f"must be an object like {{'idesign': true}}, not {_type_name(governance)}"
+        )
+    return epic
 
+
+def _raw_cards(check: _Checker, data: dict[str, Any]) -> tuple[str, list[Any]]:
+    """The key the cards are listed under, and the list (empty when it is unusable)."""
     present = [key for key in CARD_LIST_KEYS if key in data]
     if len(present) > 1:
         check.add(present[1], f"give the cards in one list only ({' or '.join(CARD_LIST_KEYS)})")
@@ -173,128 +202,148 @@ def parse_epic(data: Any) -> ParsedEpic:
     raw_cards = data.get(list_key, [])
     if not isinstance(raw_cards, list):
         check.add(list_key, f"must be a list of cards, not {_type_name(raw_cards)}")
-        raw_cards = []
+        return list_key, []
     if len(raw_cards) > MAX_CARDS:
         check.add(list_key, f"has {len(raw_cards)} cards; the limit is {MAX_CARDS}")
-        raw_cards = []
+        return list_key, []
+    return list_key, raw_cards
 
-    # A card's local id is its "id" field, or else its 1-based position when no card claims that id.
-    explicit = {
+
+def _explicit_ids(raw_cards: list[Any]) -> set[str]:
+    """The ids cards claim; a card's local id is its "id" field, or else its 1-based position when no
+    card claims that id."""
+    return {
         str(raw["id"])
         for raw in raw_cards
         if isinstance(raw, dict) and isinstance(raw.get("id"), str | int) and not isinstance(raw.get("id"), bool)
     }
-    by_id: dict[str, int] = {}
-    by_title: dict[str, list[int]] = {}
-    pending: list[tuple[int, str, Any]] = []
-    for index, raw in enumerate(raw_cards):
-        path = f"{list_key}[{index}]"
-        implicit = str(index + 1)
-        card = ParsedCard(local_id="" if implicit in explicit else implicit, title="")
-        epic.cards.append(card)
-        if not isinstance(raw, dict):
-            check.add(path, f"must be an object, not {_type_name(raw)}")
-            continue
-        for key in sorted(set(raw) - CARD_KEYS, key=str):
-            check.add(f"{path}.{key}", "is not a field of a card")
-        title_key = "summary" if "summary" in raw or "name" not in raw else "name"
-        if "summary" in raw and "name" in raw:
-            check.add(f"{path}.name", "give either summary or name, not both")
-        card.title = check.text(raw, title_key, f"{path}.{title_key}", TITLE_MAX, required=True).strip()
-        if "id" in raw:
-            local = raw["id"]
-            if isinstance(local, bool) or not isinstance(local, str | int) or str(local).strip() == "":
-                check.add(f"{path}.id", f"must be a non-empty string or a number, not {_type_name(local)}")
-            elif str(local) in by_id and by_id[str(local)] != index:
-                check.add(f"{path}.id", f"repeats the id {local!r} of {list_key}[{by_id[str(local)]}]")
-            else:
-                card.local_id = str(local)
-        if card.local_id:
-            by_id.setdefault(card.local_id, index)
-        if card.title:
-            by_title.setdefault(card.title, []).append(index)
-        seat = check.text(raw, "seat", f"{path}.seat", 80)
-        if seat and not SEAT_PATTERN.match(seat):
-            check.add(
-                f"{path}.seat",
-                f"{seat!r} is not a seat name: use lower-case letters, digits, '_' or '-', starting with a letter",
-            )
-        card.seat = seat
-        if "priority" in raw:
-            try:
-                card.priority = priority_from(raw["priority"])
-            except ValueError as error:
-                check.add(f"{path}.priority", str(error))
-        card.description = check.text(raw, "description", f"{path}.description", TEXT_MAX)
-        card.requirements = check.text(raw, "requirements", f"{path}.requirements", TEXT_MAX)
-        card.acceptance_criteria = check.text(raw, "acceptance_criteria", f"{path}.acceptance_criteria", TEXT_MAX)
-        card.note = check.text(raw, "note", f"{path}.note", TEXT_MAX)
-        labels = raw.get("labels", [])
-        if not isinstance(labels, list):
-            check.add(f"{path}.labels", f"must be a list of strings, not {_type_name(labels)}")
-        elif len(labels) > MAX_LABELS:
-            check.add(f"{path}.labels", f"has {len(labels)} labels; the limit is {MAX_LABELS}")
-        else:
-            for position, label in enumerate(labels):
-                if not isinstance(label, str) or not label.strip():
-                    check.add(f"{path}.labels[{position}]", "must be a non-empty string")
-                elif len(label) > LABEL_MAX:
-                    check.add(f"{path}.labels[{position}]", f"is longer than {LABEL_MAX} characters")
-                else:
-                    card.labels.append(label.strip())
-        verification = raw.get("verification")
-        if verification is not None:
-            if not isinstance(verification, dict):
-                check.add(f"{path}.verification", f"must be an object, not {_type_name(verification)}")
-            else:
-                for key in sorted(set(verification) - {"fixture_path", "scenarios"}, key=str):
-                    check.add(f"{path}.verification.{key}", "is not a field of verification")
-                card.verification_fixture = check.text(
-                    verification, "fixture_path", f"{path}.verification.fixture_path", FIXTURE_MAX
-                )
-                scenarios = verification.get("scenarios", [])
-                if not isinstance(scenarios, list):
-                    check.add(f"{path}.verification.scenarios", f"must be a list, not {_type_name(scenarios)}")
-                elif len(json.dumps(scenarios)) > SCENARIOS_MAX_BYTES:
-                    check.add(f"{path}.verification.scenarios", f"is larger than {SCENARIOS_MAX_BYTES} bytes")
-                else:
-                    card.verification_scenarios = scenarios
-        depends_on = raw.get("depends_on", [])
-        if not isinstance(depends_on, list):
-            check.add(f"{path}.depends_on", f"must be a list of card ids or summaries, not {_type_name(depends_on)}")
-        else:
-            for position, reference in enumerate(depends_on):
-                pending.append((index, f"{path}.depends_on[{position}]", reference))
 
-    for index, path, reference in pending:
+
+def _card(check: _Checker, raw: Any, list_key: str, position: int, index: _CardIndex) -> ParsedCard:
+    path = f"{list_key}[{position}]"
+    implicit = str(position + 1)
+    card = ParsedCard(local_id="" if implicit in index.explicit else implicit, title="")
+    if not isinstance(raw, dict):
+        check.add(path, f"must be an object, not {_type_name(raw)}")
+        return card
+    for key in sorted(set(raw) - CARD_KEYS, key=str):
+        check.add(f"{path}.{key}", "is not a field of a card")
+    _card_identity(check, raw, list_key, position, card, index)
+    seat = check.text(raw, "seat", f"{path}.seat", 80)
+    if seat and not SEAT_PATTERN.match(seat):
+        check.add(
+            f"{path}.seat",
+            f"{seat!r} is not a seat name: use lower-case letters, digits, '_' or '-', starting with a letter",
+        )
+    card.seat = seat
+    if "priority" in raw:
+        try:
+            card.priority = priority_from(raw["priority"])
+        except ValueError as error:
+            check.add(f"{path}.priority", str(error))
+    card.description = check.text(raw, "description", f"{path}.description", TEXT_MAX)
+    card.requirements = check.text(raw, "requirements", f"{path}.requirements", TEXT_MAX)
+    card.acceptance_criteria = check.text(raw, "acceptance_criteria", f"{path}.acceptance_criteria", TEXT_MAX)
+    card.note = check.text(raw, "note", f"{path}.note", TEXT_MAX)
+    card.labels = _labels(check, raw.get("labels", []), f"{path}.labels")
+    _card_verification(check, raw.get("verification"), f"{path}.verification", card)
+    depends_on = raw.get("depends_on", [])
+    if not isinstance(depends_on, list):
+        check.add(f"{path}.depends_on", f"must be a list of card ids or summaries, not {_type_name(depends_on)}")
+    else:
+        for reference_position, reference in enumerate(depends_on):
+            index.pending.append((position, f"{path}.depends_on[{reference_position}]", reference))
+    return card
+
+
+def _card_identity(
+    check: _Checker, raw: dict[str, Any], list_key: str, position: int, card: ParsedCard, index: _CardIndex
+) -> None:
+    """The card's title and local id, recorded in the index that dependencies are resolved with."""
+    path = f"{list_key}[{position}]"
+    title_key = "summary" if "summary" in raw or "name" not in raw else "name"
+    if "summary" in raw and "name" in raw:
+        check.add(f"{path}.name", "give either summary or name, not both")
+    card.title = check.text(raw, title_key, f"{path}.{title_key}", TITLE_MAX, required=True).strip()
+    if "id" in raw:
+        local = raw["id"]
+        if isinstance(local, bool) or not isinstance(local, str | int) or str(local).strip() == "":
+            check.add(f"{path}.id", f"must be a non-empty string or a number, not {_type_name(local)}")
+        elif str(local) in index.by_id and index.by_id[str(local)] != position:
+            check.add(f"{path}.id", f"repeats the id {local!r} of {list_key}[{index.by_id[str(local)]}]")
+        else:
+            card.local_id = str(local)
+    if card.local_id:
+        index.by_id.setdefault(card.local_id, position)
+    if card.title:
+        index.by_title.setdefault(card.title, []).append(position)
+
+
+def _labels(check: _Checker, labels: Any, path: str) -> list[str]:
+    if not isinstance(labels, list):
+        check.add(path, f"must be a list of strings, not {_type_name(labels)}")
+        return []
+    if len(labels) > MAX_LABELS:
+        check.add(path, f"has {len(labels)} labels; the limit is {MAX_LABELS}")
+        return []
+    kept: list[str] = []
+    for position, label in enumerate(labels):
+        if not isinstance(label, str) or not label.strip():
+            check.add(f"{path}[{position}]", "must be a non-empty string")
+        elif len(label) > LABEL_MAX:
+            check.add(f"{path}[{position}]", f"is longer than {LABEL_MAX} characters")
+        else:
+            kept.append(label.strip())
+    return kept
+
+
+def _card_verification(check: _Checker, verification: Any, path: str, card: ParsedCard) -> None:
+    if verification is None:
+        return
+    if not isinstance(verification, dict):
+        check.add(path, f"must be an object, not {_type_name(verification)}")
+        return
+    for key in sorted(set(verification) - {"fixture_path", "scenarios"}, key=str):
+        check.add(f"{path}.{key}", "is not a field of verification")
+    card.verification_fixture = check.text(verification, "fixture_path", f"{path}.fixture_path", FIXTURE_MAX)
+    scenarios = verification.get("scenarios", [])
+    if not isinstance(scenarios, list):
+        check.add(f"{path}.scenarios", f"must be a list, not {_type_name(scenarios)}")
+    elif len(json.dumps(scenarios)) > SCENARIOS_MAX_BYTES:
+        check.add(f"{path}.scenarios", f"is larger than {SCENARIOS_MAX_BYTES} bytes")
+    else:
+        card.verification_scenarios = scenarios
+
+
+def _resolve_dependencies(check: _Checker, epic: ParsedEpic, index: _CardIndex) -> None:
+    """Each reference names a card of the epic by local id or (unique) title."""
+    for position, path, reference in index.pending:
         if isinstance(reference, bool) or not isinstance(reference, str | int):
             check.add(path, f"must be a card id or summary, not {_type_name(reference)}")
             continue
         key = str(reference)
-        if key in by_id:
-            target = by_id[key]
-        elif key in by_title:
-            if len(by_title[key]) > 1:
-                check.add(path, f"{key!r} matches {len(by_title[key])} cards by summary; refer to it by id")
+        if key in index.by_id:
+            target = index.by_id[key]
+        elif key in index.by_title:
+            if len(index.by_title[key]) > 1:
+                check.add(path, f"{key!r} matches {len(index.by_title[key])} cards by summary; refer to it by id")
                 continue
-            target = by_title[key][0]
+            target = index.by_title[key][0]
         else:
             check.add(path, f"no card in this epic has the id or summary {key!r}")
             continue
-        if target == index:
+        if target == position:
             check.add(path, "a card cannot depend on itself")
-        elif target not in epic.cards[index].depends_on:
-            epic.cards[index].depends_on.append(target)
+        elif target not in epic.cards[position].depends_on:
+            epic.cards[position].depends_on.append(target)
 
-    edges = [(index, target) for index, card in enumerate(epic.cards) for target in card.depends_on]
+
+def _refuse_cycle(check: _Checker, epic: ParsedEpic, list_key: str) -> None:
+    edges = [(position, target) for position, card in enumerate(epic.cards) for target in card.depends_on]
     cycle = scheduling.find_cycle(edges)
     if cycle:
         names = " -> ".join(repr(epic.cards[step].title or epic.cards[step].local_id) for step in cycle)
         check.add(f"{list_key}[{cycle[0]}].depends_on", f"dependencies form a cycle: {names}")
-
-    if check.problems:
-        raise ImportProblems(check.problems)
-    return epic
 
 
 def parse_epic_for_team(data: Any, *, known_seats: Collection[str] | None = None) -> ParsedEpic:

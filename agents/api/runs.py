@@ -16,12 +16,12 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from agents import engine, run_options
+from agents import engine, run_options, selectors, services
 from agents.export import STEP_FIELDS, TURN_RECORD_NAMES, export_chunks, export_chunks_async
 from agents.models import Role, Run, RunEvent, RunStatus, Turn, TurnStep
 from agents.prompts import compile_prompt
-from agents.run_events import event_frame, events_after
-from agents.selectors import run_summarised, runs_summarised
+from agents.run_events import event_frame
+from agents.selectors import events_after, run_summarised, runs_summarised
 from agents.turn_prompt import prompt_context
 from boards.access import require_project_role, visible_projects
 from boards.api.permissions import ProjectRolePermission
@@ -74,7 +74,7 @@ class RunSerializer(serializers.ModelSerializer):
         ]
 
     def get_model(self, run: Run) -> str:
-        return engine.model_label(run.model_profile)
+        return selectors.model_label(run.model_profile)
 
     def get_duration_seconds(self, run: Run) -> float | None:
         if run.started_at is None:
@@ -152,7 +152,7 @@ class RunViewSet(viewsets.ReadOnlyModelViewSet):
     @extend_schema(request=None, responses=RunSerializer)
     @action(detail=True, methods=["post"])
     def cancel(self, request: Request, pk: str | None = None) -> Response:
-        run = engine.run_cancel(run=self.get_object())
+        run = services.run_cancel(run=self.get_object())
         return Response(RunSerializer(run_summarised(run.pk)).data)
 
     @extend_schema(parameters=[RunEventsQuerySerializer])
@@ -194,10 +194,10 @@ def _start(request: Request, epic: Epic, card: Card | None) -> Response:
         raise ValidationError({"max_parallel": [f"At most {limit.maximum} cards at a time here ({limit.source})."]})
     if max_parallel is None:
         max_parallel = min(run_options.DEFAULT_PARALLEL, limit.maximum)
-    profile = engine.profile_by_reference(reference) if reference else None
+    profile = selectors.profile_by_reference(reference) if reference else None
     if card is None and serializer.validated_data.get("card") is not None:
         card = get_object_or_404(Card, pk=serializer.validated_data["card"], epic=epic)
-    run = engine.run_start(
+    run = services.run_start(
         epic=epic,
         user=request.user,
         profile=profile,
@@ -292,7 +292,7 @@ def card_prompt(request: Request, card_id: int) -> Response:
     card = get_object_or_404(
         Card.objects.filter(project__in=visible_projects(request.user)).select_related("epic", "project"), pk=card_id
     )
-    team = engine.team_for(card.epic)
+    team = selectors.team_for(card.epic)
     role_name = request.query_params.get("role", "").strip()
     if role_name:
         seat = team.seats.filter(roles__name=role_name).order_by("order").first()

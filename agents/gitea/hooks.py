@@ -12,11 +12,15 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from django.db import transaction
-
+from agents import dispatch
 from agents.gitea.models import GiteaLink, PullRequestLink, PullRequestState
 from boards import machine
+from boards import services as board_services
+from boards.actors import Actor
 from boards.models import Card
+
+# The actor of everything the Gitea integration does to cards.
+ORKET = Actor.orket("gitea")
 
 
 def _linked(project_id: int) -> bool:
@@ -54,19 +58,12 @@ def turn_finished(*, card_id: int, seat: str, can_finalize: bool, outcome: str =
             PullRequestLink.objects.filter(pk=pull.pk).update(agent_review_requested=False)
             link_id, number = GiteaLink.objects.get(project_id=card.project_id).pk, pull.number
             text = f"The agents' review of the new commits ({seat}): {outcome or 'no findings'}; card is {card.status}."
-            from agents.gitea.tasks import gitea_comment_post
-
-            transaction.on_commit(lambda: gitea_comment_post.delay(link_id, number, text))
+            dispatch.gitea_comment_post_after_commit(link_id=link_id, number=number, text=text)
         if pull is not None:
             return
     if card.status != machine.CODE_REVIEW:
         return
     if pull is not None and pull.escalated_from_seat and card.seat != pull.escalated_from_seat:
-        from agents.gitea.services import ORKET
-        from boards import services as board_services
-
         board_services.card_update(card=card, actor=ORKET, seat=pull.escalated_from_seat)
         PullRequestLink.objects.filter(pk=pull.pk).update(escalated_from_seat="")
-    from agents.gitea.tasks import gitea_pull_request_open
-
-    transaction.on_commit(lambda: gitea_pull_request_open.delay(card_id))
+    dispatch.gitea_pull_request_open_after_commit(card_id=card_id)

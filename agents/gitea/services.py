@@ -8,16 +8,27 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from agents import outbound_policy
+from agents import dispatch, engine, outbound_policy, selectors
+from agents import services as agents_services
+from agents.errors import (
+    DeliveryMalformed,
+    DeliveryRefused,
+    DeliverySignatureInvalid,
+    DeliveryTooLarge,
+    DeliveryUnsigned,
+    EngineError,
+    GiteaLinkInvalid,
+)
 from agents.gitea import git_remote, payloads
 from agents.gitea.client import GiteaClient, GiteaError
 from agents.gitea.crypto import encrypt
+from agents.gitea.hooks import ORKET
 from agents.gitea.models import (
     DeliveryStatus,
     ForgeEventKey,
@@ -27,27 +38,23 @@ from agents.gitea.models import (
     WebhookDelivery,
 )
 from agents.gitea.signatures import new_secret, payload_hash, signature_valid
-from agents.models import Role, Run, SeatNote, Turn
+from agents.models import Role, Run, Turn
+from agents.notes import seat_note_add
 from agents.sources import services as source_services
 from agents.workspaces import ProjectWorkspace
 from boards import machine
 from boards import services as board_services
 from boards.actors import Actor
 from boards.models import TITLE_MAX, Card, Project
+from boards.selectors import epic_schedule
 from orket_site import untrusted_json
 from orket_site.errors import OrketError
 
 logger = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 1024 * 1024
-ORKET = Actor.orket("gitea")
 COMMENT_MARK = "**Orket**"
 REQUIREMENTS_LABEL = "requirements-review"
-
-
-class GiteaLinkInvalid(OrketError):
-    status = 400
-    code = "gitea_invalid"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -170,53 +177,61 @@ def client_for(link: GiteaLink, **options: Any) -> GiteaClient:
 
 @dataclass(frozen=True)
 class Received:
-    status: int
+    """A delivery that was taken: `code` is accepted, ignored (an event Orket does not use) or duplicate."""
+
     code: str
     detail: str
     delivery_id: int | None = None
 
 
-def _refuse(link: GiteaLink | None, status: int, code: str, detail: str) -> Received:
+def _refuse(link: GiteaLink | None, error: DeliveryRefused) -> DeliveryRefused:
     """A refusal that reads the same whether or not the project exists and is linked, and writes
     nothing to the database (the count lives in the cache)."""
     if link is not None:
         link.refused_count()
-    return Received(status, code, detail)
+    return error
 
 
-def delivery_refuse_too_large(*, link: GiteaLink | None) -> Received:
-    return _refuse(link, 413, "too_large", f"The body is larger than {MAX_BODY_BYTES} bytes.")
+def delivery_refuse_too_large(*, link: GiteaLink | None) -> NoReturn:
+    raise _refuse(link, DeliveryTooLarge(f"The body is larger than {MAX_BODY_BYTES} bytes."))
+
+
+def _delivery_check(*, link: GiteaLink | None, headers: dict[str, str], body: bytes) -> tuple[GiteaLink, Any]:
+    """The linked project and the JSON object of a delivery whose size and signature are right."""
+    if len(body) > MAX_BODY_BYTES:
+        delivery_refuse_too_large(link=link)
+    signature = headers.get("x-gitea-signature") or headers.get("x-hub-signature-256") or ""
+    if not signature:
+        raise _refuse(link, DeliveryUnsigned("The delivery is not signed (X-Gitea-Signature)."))
+    secret = link.webhook_secret() if link is not None else new_secret()  # a secret nobody knows
+    valid = signature_valid(secret, body, signature)  # compared either way, so both take as long
+    if link is None or not valid:
+        raise _refuse(link, DeliverySignatureInvalid("The signature does not match the body and the secret."))
+    try:
+        payload = untrusted_json.loads(body)
+    except untrusted_json.MalformedJSON as error:
+        raise DeliveryMalformed(f"The body is not acceptable JSON: {error.message}") from None
+    if not isinstance(payload, dict):
+        raise DeliveryMalformed("The body is not a JSON object.")
+    return link, payload
 
 
 def delivery_receive(*, link: GiteaLink | None, headers: dict[str, str], body: bytes) -> Received:
     """Check, store and queue one delivery. The body was read with its size capped by the caller.
     `link` is None when the project does not exist or is not linked: the caller is answered exactly
-    as one without the right signature, so the endpoint does not tell which projects exist."""
-    if len(body) > MAX_BODY_BYTES:
-        return delivery_refuse_too_large(link=link)
-    signature = headers.get("x-gitea-signature") or headers.get("x-hub-signature-256") or ""
-    if not signature:
-        return _refuse(link, 401, "signature_missing", "The delivery is not signed (X-Gitea-Signature).")
-    secret = link.webhook_secret() if link is not None else new_secret()  # a secret nobody knows
-    valid = signature_valid(secret, body, signature)  # compared either way, so both take as long
-    if link is None or not valid:
-        return _refuse(link, 401, "signature_invalid", "The signature does not match the body and the secret.")
-    try:
-        payload = untrusted_json.loads(body)
-    except untrusted_json.MalformedJSON as error:
-        return Received(400, "malformed_json", f"The body is not acceptable JSON: {error.message}")
-    if not isinstance(payload, dict):
-        return Received(400, "malformed_json", "The body is not a JSON object.")
+    as one without the right signature, so the endpoint does not tell which projects exist.
+    Raises a DeliveryRefused when the delivery is not taken."""
+    link, payload = _delivery_check(link=link, headers=headers, body=body)
     event = headers.get("x-gitea-event") or headers.get("x-gogs-event") or headers.get("x-github-event") or ""
     event_type = headers.get("x-gitea-event-type") or event
     if event not in payloads.USED_EVENTS:
-        return Received(202, "ignored", f"Orket does not use {event or 'unnamed'} events.")
+        return Received("ignored", f"Orket does not use {event or 'unnamed'} events.")
     digest = payload_hash(body)
     delivery_id = (headers.get("x-gitea-delivery") or headers.get("x-gogs-delivery") or "")[:100] or f"sha256:{digest}"
     try:
         meaning = payloads.interpret(event, event_type, payload).key
     except payloads.PayloadInvalid as error:
-        return Received(400, "payload_invalid", str(error))
+        raise DeliveryMalformed(str(error), code="payload_invalid") from None
     duplicate = (
         WebhookDelivery.objects.filter(project_id=link.project_id, meaning_key=meaning)
         .exclude(status__in=[DeliveryStatus.FAILED, DeliveryStatus.IGNORED])
@@ -237,18 +252,12 @@ def delivery_receive(*, link: GiteaLink | None, headers: dict[str, str], body: b
                 result="Same meaning as an earlier delivery (a replay); not processed again." if duplicate else "",
             )
             if not duplicate:
-                _dispatch_process(delivery.pk)
+                dispatch.gitea_delivery_process_after_commit(delivery_id=delivery.pk)
     except IntegrityError:
-        return Received(200, "duplicate", f"Delivery {delivery_id} was received before; it is processed once.")
+        return Received("duplicate", f"Delivery {delivery_id} was received before; it is processed once.")
     if duplicate:
-        return Received(200, "duplicate", "An earlier delivery meant the same; this one is recorded only.", delivery.pk)
-    return Received(202, "accepted", "Stored; it will be processed shortly.", delivery.pk)
-
-
-def _dispatch_process(delivery_pk: int) -> None:
-    from agents.gitea.tasks import gitea_delivery_process
-
-    transaction.on_commit(lambda: gitea_delivery_process.delay(delivery_pk))
+        return Received("duplicate", "An earlier delivery meant the same; this one is recorded only.", delivery.pk)
+    return Received("accepted", "Stored; it will be processed shortly.", delivery.pk)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -377,8 +386,8 @@ def _on_synchronized(link: GiteaLink, pull: PullRequestLink, event: payloads.For
     )
     guard = _seat_with_role(card, finalizing=True)
     if guard:
-        SeatNote.objects.create(
-            card=card,
+        seat_note_add(
+            card_id=card.pk,
             from_seat="orket",
             to_seat=guard,
             body=f"{event.sender} pushed commits to pull request #{pull.number}. People approve this card in "
@@ -441,14 +450,7 @@ def _on_approved(link: GiteaLink, pull: PullRequestLink, event: payloads.ForgeEv
 def _merge_later(link: GiteaLink, pull: PullRequestLink) -> None:
     """The merge is a call to Gitea, so it runs after commit in a task, never under the row locks of
     event_apply; reconciliation merges what a crash in between left approved but open."""
-    link_id, pull_id = link.pk, pull.pk
-
-    def merge() -> None:
-        from agents.gitea.tasks import gitea_pull_request_merge
-
-        gitea_pull_request_merge.delay(link_id, pull_id)
-
-    transaction.on_commit(merge)
+    dispatch.gitea_pull_request_merge_after_commit(link_id=link.pk, pull_id=pull.pk)
 
 
 def pull_request_merge(*, link_id: int, pull_id: int) -> str:
@@ -495,10 +497,8 @@ def _merges_left_undone(link: GiteaLink) -> list[str]:
 
 def _finalize(card: Card, reason: str) -> str:
     """The integrity guard moves the card to done; the refusal's sentence when the rules forbid it."""
-    from agents import engine
-
     try:
-        choice = engine.choose_seat(engine.team_for(card.epic), card)
+        choice = engine.choose_seat(selectors.team_for(card.epic), card)
     except OrketError as error:
         return error.message
     actor = Actor.for_seat(choice.seat.name, (choice.role.name,), can_finalize=True, for_person=True)
@@ -515,9 +515,6 @@ def _finalize(card: Card, reason: str) -> str:
 def _continue_epic(card: Card) -> None:
     """A card finished in Gitea may unblock others of its epic: run the epic when ready cards are now
     runnable and no run of it is active."""
-    from agents import engine
-    from boards.selectors import epic_schedule
-
     ready = set(Card.objects.filter(epic_id=card.epic_id, status=machine.READY).values_list("pk", flat=True))
     if not ready or not ready & set(epic_schedule(card.epic)):
         return
@@ -525,15 +522,13 @@ def _continue_epic(card: Card) -> None:
         return
     last = Run.objects.filter(epic_id=card.epic_id).order_by("-id").select_related("model_profile").first()
     try:
-        engine.run_start(epic=card.epic, profile=last.model_profile if last else None)
-    except engine.EngineError as refused:
+        agents_services.run_start(epic=card.epic, profile=last.model_profile if last else None)
+    except EngineError as refused:
         logger.info("epic %s not continued: %s", card.epic_id, refused.message)
 
 
 def _seat_with_role(card: Card, *, finalizing: bool = False, named: str = "") -> str:
-    from agents import engine
-
-    team = engine.team_for(card.epic)
+    team = selectors.team_for(card.epic)
     for seat in team.seats.prefetch_related("roles").order_by("order", "name"):
         for role in seat.roles.all():
             if (finalizing and role.can_finalize) or (named and named in role.name):
@@ -591,8 +586,8 @@ def _on_rejected(link: GiteaLink, pull: PullRequestLink, event: payloads.ForgeEv
             reasons = "\n".join(
                 f"- cycle {r['cycle']} ({r['reviewer']}): {r['text']}" for r in _card(pull).review_reasons
             )
-            SeatNote.objects.create(
-                card=card,
+            seat_note_add(
+                card_id=card.pk,
                 from_seat=reviewer_seat,
                 to_seat=architect,
                 body=f"Escalated after {cycle} rejected reviews: rethink the approach. "
@@ -603,8 +598,11 @@ def _on_rejected(link: GiteaLink, pull: PullRequestLink, event: payloads.ForgeEv
                 pull.number,
                 f"Review cycle {cycle}: escalated to the architect (seat {architect}) to rethink the approach.",
             )
-    SeatNote.objects.create(
-        card=card, from_seat=reviewer_seat, to_seat=worker, body=f"Changes requested in Gitea by {event.sender}: {text}"
+    seat_note_add(
+        card_id=card.pk,
+        from_seat=reviewer_seat,
+        to_seat=worker,
+        body=f"Changes requested in Gitea by {event.sender}: {text}",
     )
     started = _start_work(_card(pull), f"changes requested (cycle {cycle})")
     return f"Review cycle {cycle}: card #{card.pk} back to in progress for seat {worker} ({started})."
@@ -760,29 +758,20 @@ _HANDLERS = {
 
 def _start_work(card: Card, why: str) -> str:
     """Start a run of the card (with the model profile of its last run), or advance the active run."""
-    from agents import engine
-
     last = Run.objects.filter(epic_id=card.epic_id).order_by("-id").select_related("model_profile").first()
     try:
-        run = engine.run_start(epic=card.epic, card=card, profile=last.model_profile if last else None)
-    except engine.EngineError as refused:
+        run = agents_services.run_start(epic=card.epic, card=card, profile=last.model_profile if last else None)
+    except EngineError as refused:
         active = Run.objects.filter(epic_id=card.epic_id, status__in=["queued", "running"]).first()
         if refused.code == "run_active" and active is not None:
-            engine.dispatch_advance(active.pk)
+            dispatch.run_advance_after_commit(run_id=active.pk)
             return f"run {active.pk} is active and takes it up"
         return f"no turn started: {refused.message}"
     return f"run {run.pk} started for {why}"
 
 
 def _comment_later(link: GiteaLink, number: int, text: str) -> None:
-    link_id = link.pk
-    transaction.on_commit(lambda: _comment_now(link_id, number, text))
-
-
-def _comment_now(link_id: int, number: int, text: str) -> None:
-    from agents.gitea.tasks import gitea_comment_post
-
-    gitea_comment_post.delay(link_id, number, text)
+    dispatch.gitea_comment_post_after_commit(link_id=link.pk, number=number, text=text)
 
 
 def pull_request_comment(*, link_id: int, number: int, text: str) -> None:
@@ -849,14 +838,7 @@ def _deploy(link: GiteaLink, pull: PullRequestLink, card: Card) -> str:
     except OrketError as error:
         _comment_later(link, pull.number, f"Auto-deploy: no sandbox was started: {error.message}")
         return f"Auto-deploy refused: {error.message}"
-    link_id, number, sandbox_id = link.pk, pull.number, sandbox.pk
-
-    def announce() -> None:
-        from agents.gitea.tasks import gitea_sandbox_announce
-
-        gitea_sandbox_announce.delay(link_id, number, sandbox_id)
-
-    transaction.on_commit(announce)
+    dispatch.gitea_sandbox_announce_after_commit(link_id=link.pk, number=pull.number, sandbox_id=sandbox.pk)
     return f"Sandbox {sandbox.pk} is starting."
 
 

@@ -1,4 +1,5 @@
-"""Celery tasks of the Gitea integration: thin wrappers named after the services they call."""
+"""Celery tasks of the Gitea integration: thin wrappers named after the services they call, each
+connected to its hand-off in agents.dispatch."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Any
 
 from celery import shared_task
 
+from agents import dispatch
 from agents.gitea import services
 from agents.gitea.client import GiteaError
 
@@ -48,3 +50,10 @@ def gitea_reconcile_all() -> dict[int, list[str]]:
 def gitea_sandbox_announce(self: Any, link_id: int, number: int, sandbox_id: int) -> None:
     if not services.sandbox_announce(link_id=link_id, number=number, sandbox_id=sandbox_id):
         raise self.retry(countdown=2)
+
+
+dispatch.GITEA_DELIVERY_PROCESS.connect(gitea_delivery_process)
+dispatch.GITEA_PULL_REQUEST_OPEN.connect(gitea_pull_request_open)
+dispatch.GITEA_PULL_REQUEST_MERGE.connect(gitea_pull_request_merge)
+dispatch.GITEA_COMMENT_POST.connect(gitea_comment_post)
+dispatch.GITEA_SANDBOX_ANNOUNCE.connect(gitea_sandbox_announce)

@@ -19,6 +19,7 @@ from rest_framework.decorators import api_view
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from agents.errors import DeliveryRefused
 from agents.gitea import services
 from agents.gitea.models import GiteaLink, WebhookDelivery
 from agents.gitea.services import MAX_BODY_BYTES
@@ -28,6 +29,8 @@ from boards.models import Project, ProjectRole
 from orket_site.errors import OrketError
 
 DELIVERIES_PER_PAGE = 50
+# A delivery taken is answered at once: 202 while it waits to be processed (or is ignored), 200 for a replay.
+RECEIVED_STATUS = {"accepted": 202, "ignored": 202, "duplicate": 200}
 
 # ---------------------------------------------------------------------------------------------
 # The webhook endpoint
@@ -53,14 +56,16 @@ def gitea_webhook(request: HttpRequest, project: str) -> JsonResponse:
     except ValueError:
         length = 0
     headers = {name.lower(): value for name, value in request.headers.items()}
-    if length > MAX_BODY_BYTES:  # refused without reading the body
-        received = services.delivery_refuse_too_large(link=link)
-    else:
+    try:
+        if length > MAX_BODY_BYTES:  # refused without reading the body
+            services.delivery_refuse_too_large(link=link)
         received = services.delivery_receive(link=link, headers=headers, body=request.read(MAX_BODY_BYTES + 1))
+    except DeliveryRefused as refused:
+        return JsonResponse({"detail": refused.message, "code": refused.code}, status=refused.status)
     answer: dict[str, Any] = {"detail": received.detail, "code": received.code}
     if received.delivery_id is not None:
         answer["delivery"] = received.delivery_id
-    return JsonResponse(answer, status=received.status)
+    return JsonResponse(answer, status=RECEIVED_STATUS[received.code])
 
 
 # ---------------------------------------------------------------------------------------------

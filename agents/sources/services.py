@@ -18,7 +18,8 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from agents import outbound_policy
+from agents import dispatch, outbound_policy
+from agents.errors import AgentsError
 from agents.gitea import git_remote
 from agents.gitea.models import GiteaLink
 from agents.models import EpicAgentSettings, Run, RunStatus
@@ -33,17 +34,17 @@ logger = logging.getLogger(__name__)
 STALLED_AFTER = timedelta(seconds=gitops.CLONE_TIMEOUT + 300)
 
 
-class SourceInvalid(OrketError):
+class SourceInvalid(AgentsError):
     status = 400
     code = "source_invalid"
 
 
-class SourceBusy(OrketError):
+class SourceBusy(AgentsError):
     status = 409
     code = "run_active"
 
 
-class SourceNotReady(OrketError):
+class SourceNotReady(AgentsError):
     status = 409
     code = "source_not_ready"
 
@@ -139,14 +140,7 @@ def source_repository_set(
         source.set_by = user if getattr(user, "is_authenticated", False) else None
         source.save()
         logger.info("project %s: source repository set to %s %s by %s", project.pk, kind, source.location, user)
-        project_id, generation = project.pk, source.generation
-
-        def start() -> None:
-            from agents.sources.tasks import source_clone as clone_task
-
-            clone_task.delay(project_id, generation)
-
-        transaction.on_commit(start)
+        dispatch.source_clone_after_commit(project_id=project.pk, generation=source.generation)
     return source
 
 

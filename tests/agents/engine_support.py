@@ -38,14 +38,14 @@ def wait_for_run(run_id: int, timeout: float = 120.0) -> Run:
 
 def drive(run_id: int, max_steps: int = 100) -> Run:
     """Advance a run by hand in this thread: start its turns and execute them, until it ends."""
-    from agents import engine, turns
+    from agents import services
     from agents.models import Turn
 
     for _ in range(max_steps):
-        engine.run_advance(run_id=run_id)
+        services.run_advance(run_id=run_id)
         run = Run.objects.get(pk=run_id)
         if run.is_final:
             return run
         for turn_id in Turn.objects.filter(run_id=run_id, status="queued").values_list("pk", flat=True):
-            turns.turn_execute(turn_id=turn_id)
+            services.turn_execute(turn_id=turn_id)
     raise AssertionError(f"run {run_id} did not end within {max_steps} steps")

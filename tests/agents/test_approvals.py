@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from rest_framework.test import APIClient
 
-from agents import engine, turns
+from agents import services
 from agents.models import ModelProfile, ProjectAgentSettings, Run, RunEvent, ToolApproval, Turn, TurnStep
 from agents.services import seed_standard_configuration
 from agents.workspaces import ProjectWorkspace, project_workspace_root
@@ -82,11 +82,11 @@ def client_for(user: Any) -> APIClient:
 
 def start_until_waiting(epic: Epic) -> tuple[Run, Turn, ToolApproval]:
     """Start a run and execute its first turn, which writes the file, then asks to delete it."""
-    run = engine.run_start(epic=epic)
-    engine.run_advance(run_id=run.pk)
+    run = services.run_start(epic=epic)
+    services.run_advance(run_id=run.pk)
     turn = Turn.objects.get(run=run, number=1)
-    turns.turn_execute(turn_id=turn.pk)
-    engine.run_advance(run_id=run.pk)
+    services.turn_execute(turn_id=turn.pk)
+    services.run_advance(run_id=run.pk)
     turn.refresh_from_db()
     return Run.objects.get(pk=run.pk), turn, ToolApproval.objects.get(turn=turn)
 
@@ -137,7 +137,7 @@ def test_a_listed_call_waits_for_approval_and_approve_runs_it_and_resumes_at_tha
     again = client_for(maintainer).post(f"/api/approvals/{approval.pk}/decide/", {"decision": "approve"}, format="json")
     assert again.status_code == 409 and again.json()["code"] == "already_decided"
 
-    turns.turn_execute(turn_id=turn.pk)  # what the decision queued; a worker would take it
+    services.turn_execute(turn_id=turn.pk)  # what the decision queued; a worker would take it
     turn.refresh_from_db()
     assert not worktree_file(epic, FILE).exists()
     assert turn.status == "succeeded" and turn.outcome == "Removed the stale file."
@@ -181,7 +181,7 @@ def test_reject_sends_the_reason_to_the_model_as_the_calls_observation(
             format="json",
         )
         assert decided.status_code == 200, decided.content
-        turns.turn_execute(turn_id=turn.pk)
+        services.turn_execute(turn_id=turn.pk)
         requests = len(chats(server))
     turn.refresh_from_db()
     assert worktree_file(epic, FILE).read_text() == "keep me\n"
@@ -254,7 +254,7 @@ def test_an_answer_moves_the_card_to_ready_and_the_next_turn_sees_it(
     with FakeLLMServer(responder=answer_heard) as server:
         epic = make_epic("answer", server)
         card = Card.objects.get(epic=epic)
-        run = engine.run_start(epic=epic)
+        run = services.run_start(epic=epic)
         finished = drive(run.pk)
         card.refresh_from_db()
         assert (finished.status, card.status, card.wait_reason) == ("failed", "blocked", "input")
@@ -270,7 +270,7 @@ def test_an_answer_moves_the_card_to_ready_and_the_next_turn_sees_it(
         history = CardHistory.objects.filter(card=card).latest("id")
         assert (history.from_status, history.to_status, history.actor_user) == ("blocked", "ready", person)
 
-        second = engine.run_start(epic=epic)
+        second = services.run_start(epic=epic)
         Run.objects.filter(pk=second.pk).update(turns_per_card=1)
         drive(second.pk)
     assert worktree_file(epic, "notes/colour.txt").read_text() == "Teal, please.\n"
@@ -314,7 +314,7 @@ def test_a_worker_resumes_the_approved_turn_through_the_broker(data_dir: Path, m
         )
         person = member(epic.project, make_user, "wes")
         with worker_thread():
-            run = engine.run_start(epic=epic)
+            run = services.run_start(epic=epic)
             Run.objects.filter(pk=run.pk).update(turns_per_card=2)
             deadline = time.monotonic() + 60
             while not ToolApproval.objects.filter(run=run).exists() or Run.objects.get(pk=run.pk).last_seq == 0:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
-from agents import engine, leases, turns
+from agents import engine, leases, services
 from agents.models import Run, RunEvent, Turn
 from boards.models import Card, CardHistory, Epic, Project
 from orket_site.seed import seed_first_run
@@ -26,7 +26,7 @@ def demo_epic(settings, tmp_path) -> Epic:
 
 def test_demo_epic_runs_to_success_with_the_scripted_team(demo_epic: Epic, tmp_path: Path) -> None:
     with worker_thread():
-        run = engine.run_start(epic=demo_epic)
+        run = services.run_start(epic=demo_epic)
         run = wait_for_run(run.pk)
     problems = list(
         RunEvent.objects.filter(
@@ -77,29 +77,29 @@ def test_demo_epic_runs_to_success_with_the_scripted_team(demo_epic: Epic, tmp_p
 
 
 def test_a_run_is_refused_while_another_run_of_the_epic_is_active(demo_epic: Epic) -> None:
-    engine.run_start(epic=demo_epic)
+    services.run_start(epic=demo_epic)
     with pytest.raises(engine.EngineError) as refused:
-        engine.run_start(epic=demo_epic)
+        services.run_start(epic=demo_epic)
     assert refused.value.code == "run_active"
 
 
 def test_a_turn_is_executed_once_even_when_its_task_is_delivered_twice(demo_epic: Epic) -> None:
-    run = engine.run_start(epic=demo_epic)
-    engine.run_advance(run_id=run.pk)
+    run = services.run_start(epic=demo_epic)
+    services.run_advance(run_id=run.pk)
     turn = Turn.objects.get(run=run)
-    turns.turn_execute(turn_id=turn.pk)
-    turns.turn_execute(turn_id=turn.pk)  # a redelivered task finds the turn taken
+    services.turn_execute(turn_id=turn.pk)
+    services.turn_execute(turn_id=turn.pk)  # a redelivered task finds the turn taken
     turn.refresh_from_db()
     assert turn.status == "succeeded" and turn.attempts == 1
     assert RunEvent.objects.filter(run=run, kind="turn.started", turn=turn).count() == 1
 
 
 def test_cancel_stops_the_run_and_writes_the_final_status_once(demo_epic: Epic) -> None:
-    run = engine.run_start(epic=demo_epic)
-    engine.run_advance(run_id=run.pk)
-    engine.run_cancel(run=run)
-    engine.run_advance(run_id=run.pk)
-    engine.run_advance(run_id=run.pk)
+    run = services.run_start(epic=demo_epic)
+    services.run_advance(run_id=run.pk)
+    services.run_cancel(run=run)
+    services.run_advance(run_id=run.pk)
+    services.run_advance(run_id=run.pk)
     run.refresh_from_db()
     assert run.status == "canceled"
     assert RunEvent.objects.filter(run=run, kind="run.status", data__status="canceled").count() == 1
@@ -107,18 +107,18 @@ def test_cancel_stops_the_run_and_writes_the_final_status_once(demo_epic: Epic) 
 
 
 def test_stale_turns_go_back_to_the_queue_and_then_fail(demo_epic: Epic) -> None:
-    run = engine.run_start(epic=demo_epic)
-    engine.run_advance(run_id=run.pk)
+    run = services.run_start(epic=demo_epic)
+    services.run_advance(run_id=run.pk)
     turn = Turn.objects.get(run=run)
-    assert leases.turn_claim(turn_id=turn.pk, owner="dead-worker") is not None
+    assert services.turn_claim(turn_id=turn.pk, owner="dead-worker") is not None
     Turn.objects.filter(pk=turn.pk).update(lease_expires_at=turn.created_at)
-    assert leases.turns_reap_stale() == 1
+    assert services.turns_reap_stale() == 1
     turn.refresh_from_db()
     assert turn.status == "queued" and turn.lease_owner == ""
     Turn.objects.filter(pk=turn.pk).update(
         status="running", attempts=leases.MAX_TURN_ATTEMPTS, lease_owner="dead-again", lease_expires_at=turn.created_at
     )
-    assert leases.turns_reap_stale() == 1
+    assert services.turns_reap_stale() == 1
     turn.refresh_from_db()
     assert turn.status == "failed"
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from django.db import connection
 
-from agents import engine, leases, turns
+from agents import leases, services, turns
 from agents.models import ModelProfile, Run, Turn
 from agents.services import seed_standard_configuration
 from boards.actors import Actor
@@ -53,7 +53,7 @@ def answer(*calls: dict) -> object:
 def test_a_model_that_keeps_making_a_refused_call_ends_blocked_with_a_report(one_card_epic, fake_llm, tmp_path):
     escape = {"tool": "write_file", "args": {"path": "../outside.py", "content": "print('escaped')"}}
     fake_llm.queue(*[answer(escape) for _ in range(5)])
-    run = engine.run_start(epic=one_card_epic, profile=ollama_profile(fake_llm.base_url))
+    run = services.run_start(epic=one_card_epic, profile=ollama_profile(fake_llm.base_url))
     run = drive(run.pk)
     card = Card.objects.get(epic=one_card_epic)
     assert run.status == "failed"
@@ -73,7 +73,7 @@ def test_a_model_that_keeps_making_a_refused_call_ends_blocked_with_a_report(one
 def test_the_same_call_three_times_in_a_row_blocks_the_card_for_input(one_card_epic, fake_llm):
     look = {"tool": "get_card_context", "args": {}}
     fake_llm.queue(answer(look, look, look))
-    run = drive(engine.run_start(epic=one_card_epic, profile=ollama_profile(fake_llm.base_url)).pk)
+    run = drive(services.run_start(epic=one_card_epic, profile=ollama_profile(fake_llm.base_url)).pk)
     card = Card.objects.get(epic=one_card_epic)
     assert (card.status, card.wait_reason) == ("blocked", "input")
     assert "three times" in run.status_reason or "blocked" in run.status_reason
@@ -83,7 +83,7 @@ def test_the_same_call_three_times_in_a_row_blocks_the_card_for_input(one_card_e
 
 def test_garbage_answers_use_up_the_turn_budget_and_block_the_card(one_card_epic, fake_llm):
     fake_llm.queue(*[ollama_stream(["{not json at all", " \u0000 ", "}}}"]) for _ in range(5)])
-    run = engine.run_start(epic=one_card_epic, profile=ollama_profile(fake_llm.base_url))
+    run = services.run_start(epic=one_card_epic, profile=ollama_profile(fake_llm.base_url))
     Run.objects.filter(pk=run.pk).update(turns_per_card=2)
     run = drive(run.pk)
     card = Card.objects.get(epic=one_card_epic)
@@ -103,7 +103,7 @@ def test_garbage_answers_use_up_the_turn_budget_and_block_the_card(one_card_epic
 
 def _execute_queued(run_id: int) -> None:
     for turn_id in Turn.objects.filter(run_id=run_id, status="queued").values_list("pk", flat=True):
-        turns.turn_execute(turn_id=turn_id)
+        services.turn_execute(turn_id=turn_id)
 
 
 def test_an_unreachable_model_server_makes_the_card_wait_for_resource_and_resume_when_it_answers(one_card_epic):
@@ -113,15 +113,15 @@ def test_an_unreachable_model_server_makes_the_card_wait_for_resource_and_resume
     url = closed_port_url()
     profile = ollama_profile(url)
     ModelProfile.objects.filter(pk=profile.pk).update(retry_attempts=2, retry_base_delay=0.01)
-    run = engine.run_start(epic=one_card_epic, profile=ModelProfile.objects.get(pk=profile.pk))
-    engine.run_advance(run_id=run.pk)
+    run = services.run_start(epic=one_card_epic, profile=ModelProfile.objects.get(pk=profile.pk))
+    services.run_advance(run_id=run.pk)
     _execute_queued(run.pk)
     card = Card.objects.get(epic=one_card_epic)
     assert (card.status, card.wait_reason) == ("blocked", "resource")
     assert url in Comment.objects.filter(card=card).latest("id").body
     assert run.events.filter(kind="model.retry").count() == 1
     for _ in range(3):
-        engine.run_advance(run_id=run.pk)
+        services.run_advance(run_id=run.pk)
     run.refresh_from_db()
     assert run.status == "running"
     assert Turn.objects.filter(run=run, status__in=["queued", "running"]).count() == 0
@@ -135,13 +135,13 @@ def test_an_unreachable_model_server_makes_the_card_wait_for_resource_and_resume
         return ollama_stream([]) if request.path == "/api/tags" else look
 
     with FakeLLMServer(port=port, responder=respond):
-        engine.run_advance(run_id=run.pk)
+        services.run_advance(run_id=run.pk)
         card.refresh_from_db()
         assert (card.status, card.wait_reason) == ("in_progress", "")
         assert run.events.filter(kind="card.resumed", card_id=card.pk).count() == 1
         resumed = Turn.objects.get(run=run, number=2)
         assert resumed.status == "queued"
-        turns.turn_execute(turn_id=resumed.pk)
+        services.turn_execute(turn_id=resumed.pk)
     resumed.refresh_from_db()
     assert resumed.status == "succeeded"
     assert Comment.objects.filter(card=card, body="Back at work.").exists()
@@ -152,7 +152,7 @@ def test_an_unreachable_model_server_makes_the_card_wait_for_resource_and_resume
 def test_a_model_server_that_refuses_the_request_still_ends_the_run(one_card_epic, fake_llm: FakeLLMServer):
     """A refusal (here 401) is not an outage: the card is blocked and the run fails, as before."""
     fake_llm.queue(json_error(401, "bad key"))
-    run = drive(engine.run_start(epic=one_card_epic, profile=ollama_profile(fake_llm.base_url)).pk)
+    run = drive(services.run_start(epic=one_card_epic, profile=ollama_profile(fake_llm.base_url)).pk)
     card = Card.objects.get(epic=one_card_epic)
     assert run.status == "failed"
     assert (card.status, card.wait_reason) == ("blocked", "resource")
@@ -160,7 +160,7 @@ def test_a_model_server_that_refuses_the_request_still_ends_the_run(one_card_epi
 
 def test_an_unknown_model_fails_at_once_with_an_actionable_message(one_card_epic, fake_llm: FakeLLMServer):
     fake_llm.queue(json_error(404, "model 'fake:1b' not found, try pulling it first"))
-    run = drive(engine.run_start(epic=one_card_epic, profile=ollama_profile(fake_llm.base_url)).pk)
+    run = drive(services.run_start(epic=one_card_epic, profile=ollama_profile(fake_llm.base_url)).pk)
     card = Card.objects.get(epic=one_card_epic)
     assert run.status == "failed"
     assert len(fake_llm.requests) == 1  # not retried
@@ -174,7 +174,7 @@ def test_ollama_requests_carry_the_profile_settings(one_card_epic, fake_llm: Fak
         answer({"tool": "add_comment", "args": {"body": "Looking at it."}}),
         answer({"tool": "finish_turn", "args": {"summary": "Commented."}}),
     )
-    run = engine.run_start(epic=one_card_epic, profile=ollama_profile(fake_llm.base_url))
+    run = services.run_start(epic=one_card_epic, profile=ollama_profile(fake_llm.base_url))
     Run.objects.filter(pk=run.pk).update(turns_per_card=1)
     drive(run.pk)
     sent = fake_llm.requests[0].json()
@@ -192,14 +192,14 @@ def test_a_slow_first_token_keeps_its_lease(one_card_epic, fake_llm, monkeypatch
     slow = answer({"tool": "add_comment", "args": {"body": "Thought about it."}})
     slow.pauses = {0: 3.0}
     fake_llm.queue(slow, answer({"tool": "finish_turn", "args": {"summary": "Commented."}}))
-    run = engine.run_start(epic=one_card_epic, profile=ollama_profile(fake_llm.base_url))
+    run = services.run_start(epic=one_card_epic, profile=ollama_profile(fake_llm.base_url))
     Run.objects.filter(pk=run.pk).update(turns_per_card=1)
     stop = threading.Event()
 
     def reap() -> None:
         try:
             while not stop.wait(0.2):
-                leases.turns_reap_stale()
+                services.turns_reap_stale()
         finally:
             connection.close()
 

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from django.conf import settings
 
-from agents import engine
+from agents import services
 from agents.models import ModelProfile, Run, Turn
 from agents.services import seed_standard_configuration
 from agents.workspaces import ProjectWorkspace, git_env, project_workspace_root
@@ -124,7 +124,7 @@ def test_the_coder_copies_what_it_read_and_sees_every_observation_once_in_order(
 ) -> None:
     model = ReactiveModel(protocol=provider, native=native)
     with FakeLLMServer(responder=model) as server:
-        run = drive(engine.run_start(epic=copy_epic, profile=fake_profile(server, provider, native=native)).pk)
+        run = drive(services.run_start(epic=copy_epic, profile=fake_profile(server, provider, native=native)).pk)
         chat = [r.json() for r in server.requests if r.path.endswith(("/chat/completions", "/api/chat"))]
     assert server.errors == []
     assert_the_copy_was_made(copy_epic, run, model, source_text)
@@ -148,7 +148,7 @@ def test_constrained_output_sends_the_remembered_schema_shape_at_every_step(
     model = ReactiveModel(protocol="openai", accepts_shape=accepts)
     with FakeLLMServer(responder=model) as server:
         profile = fake_profile(server, "openai", constrained=True)
-        run = drive(engine.run_start(epic=copy_epic, profile=profile).pk)
+        run = drive(services.run_start(epic=copy_epic, profile=profile).pk)
     card = Card.objects.get(epic=copy_epic)
     assert model.errors == [], model.errors
     assert run.status == "succeeded", run.status_reason
@@ -212,7 +212,7 @@ def test_the_model_notices_a_broken_conversation(copy_epic: Epic, provider: str,
     third request (two steps of history) broken by hand gives an error, whichever way it is broken."""
     model = ReactiveModel(protocol=provider, native=native)
     with FakeLLMServer(responder=model) as server:
-        drive(engine.run_start(epic=copy_epic, profile=fake_profile(server, provider, native=native)).pk)
+        drive(services.run_start(epic=copy_epic, profile=fake_profile(server, provider, native=native)).pk)
     assert model.errors == []
     chat = [r for r in server.requests if r.path.endswith(("/chat/completions", "/api/chat"))]
 

@@ -10,7 +10,7 @@ from django.conf import settings
 from django.db.models import F
 from django.test import Client
 
-from agents import engine
+from agents import services
 from agents.models import ModelProfile, Run, RunEvent, Team
 from agents.run_events import event_append
 from agents.services import seed_standard_configuration
@@ -130,7 +130,7 @@ async def test_the_board_hears_when_a_run_changes(django_user_model):
     @database_sync_to_async
     def start_another_run() -> int:
         Run.objects.filter(pk=run.pk).update(status="succeeded")
-        return engine.run_start(epic=Epic.objects.get(pk=run.epic_id)).pk
+        return services.run_start(epic=Epic.objects.get(pk=run.epic_id)).pk
 
     new_run = await start_another_run()
     assert await communicator.receive_json_from(timeout=5) == {"type": "run.changed", "run": new_run}

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from django.conf import settings
 
-from agents import engine
+from agents import services
 from agents.models import ModelProfile, RunEvent, Turn
 from agents.scripted_team import _FIXED_BODY, _UNFIXED_BODY, module_path, module_test_path
 from agents.services import seed_standard_configuration
@@ -103,7 +103,7 @@ def test_scripted_coder_sees_the_failure_fixes_it_and_the_guard_accepts_the_pass
     )
     commit_on_main(workspace, {module_path(str(card.pk)): module, module_test_path(str(card.pk)): test})
 
-    run = drive(engine.run_start(epic=epic).pk)
+    run = drive(services.run_start(epic=epic).pk)
 
     assert run.status == "succeeded", run.status_reason
     card.refresh_from_db()
@@ -181,7 +181,7 @@ def test_a_model_fixes_what_only_the_observation_shows_and_the_passing_run_count
     secret = seed_calc(workspace)
     model = TestsFixingModel()
     with FakeLLMServer(responder=model) as server:
-        run = drive(engine.run_start(epic=epic, profile=reactive_profile(server)).pk)
+        run = drive(services.run_start(epic=epic, profile=reactive_profile(server)).pk)
     assert server.errors == []
     assert model.errors == [], model.errors
     assert model.learned == secret
@@ -198,7 +198,7 @@ def test_a_write_after_the_passing_run_makes_it_stale_and_the_guard_is_refused()
     seed_calc(workspace)
     model = TestsFixingModel(extra_write=True)
     with FakeLLMServer(responder=model) as server:
-        drive(engine.run_start(epic=epic, profile=reactive_profile(server)).pk)
+        drive(services.run_start(epic=epic, profile=reactive_profile(server)).pk)
     assert model.errors == [], model.errors
     card.refresh_from_db()
     assert card.status != "done"

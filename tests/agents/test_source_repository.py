@@ -15,7 +15,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from rest_framework.test import APIClient
 
-from agents import engine
+from agents import services as agent_services
 from agents.models import EpicAgentSettings, RunEvent
 from agents.sources import services
 from agents.sources.models import SourceRepository
@@ -90,7 +90,7 @@ def test_a_source_served_over_http_is_cloned_worked_on_and_fetched_before_the_ne
         assert source.state == "ready", source.error
         assert (source.default_branch, source.head_sha, source.progress) == ("trunk", first, 100)
 
-        run = wait_for_run(engine.run_start(epic=demo).pk)
+        run = wait_for_run(agent_services.run_start(epic=demo).pk)
         assert run.status == "succeeded", run.status_reason
         repo = _repo(project.pk, settings.DATA_DIR)
         assert run.source_revision == first
@@ -108,7 +108,7 @@ def test_a_source_served_over_http_is_cloned_worked_on_and_fetched_before_the_ne
         # A commit pushed upstream is fetched before the next run and the next card branch starts from it.
         second = commit_upstream(bare, "trunk", {"UPSTREAM.md": "news from upstream\n"}, "Upstream moves on")
         farewells = epic_import(project=project, data=ONE_CARD_EPIC, actor=Actor.orket("test"))
-        run = wait_for_run(engine.run_start(epic=farewells).pk)
+        run = wait_for_run(agent_services.run_start(epic=farewells).pk)
         assert run.status == "succeeded", run.status_reason
         assert run.source_revision == second
         card = Card.objects.get(epic=farewells)
@@ -134,7 +134,7 @@ def test_a_local_source_under_the_roots_is_cloned_and_an_epic_may_start_from_ano
 
     release = commit_upstream(bare, "release", {"NEWS.md": "on the release branch\n"}, "Release news")
     services.epic_base_branch_set(epic=demo, base_branch="release")
-    run = drive(engine.run_start(epic=demo).pk)
+    run = drive(agent_services.run_start(epic=demo).pk)
     assert run.status == "succeeded", run.status_reason
     for card in Card.objects.filter(epic=demo):
         assert _is_ancestor(repo, release, f"card/{card.pk}")
@@ -143,7 +143,7 @@ def test_a_local_source_under_the_roots_is_cloned_and_an_epic_may_start_from_ano
     # The next run fetches first: its card starts from the default branch as it is now upstream.
     newer = commit_upstream(bare, "trunk", {"LATER.md": "later\n"}, "Later upstream work")
     farewells = epic_import(project=project, data=ONE_CARD_EPIC, actor=Actor.orket("test"))
-    run = drive(engine.run_start(epic=farewells).pk)
+    run = drive(agent_services.run_start(epic=farewells).pk)
     assert run.status == "succeeded", run.status_reason
     card = Card.objects.get(epic=farewells)
     assert _is_ancestor(repo, newer, f"card/{card.pk}") and not _is_ancestor(repo, release, f"card/{card.pk}")
@@ -156,7 +156,7 @@ def test_a_run_fails_with_the_reason_when_the_fetch_fails(demo: Epic, settings, 
     source = services.source_repository_set(project=demo.project, user=_admin(), kind="local", path=str(bare))
     services.source_clone(project_id=demo.project_id, generation=source.generation)
     subprocess.run(["rm", "-rf", str(bare)], check=True)
-    run = drive(engine.run_start(epic=demo).pk)
+    run = drive(agent_services.run_start(epic=demo).pk)
     assert run.status == "failed"
     assert run.status_reason.startswith("Fetching the source repository failed:"), run.status_reason
     assert not Card.objects.filter(epic=demo).exclude(status="ready").exists()  # no turn worked on stale code
@@ -170,7 +170,7 @@ def test_a_run_fails_with_the_reason_while_the_clone_has_failed(demo: Epic, sett
     source = services.source_repository_set(project=demo.project, user=_admin(), kind="local", path=str(empty_dir))
     source = services.source_clone(project_id=demo.project_id, generation=source.generation)
     assert source.state == "failed" and source.error
-    run = drive(engine.run_start(epic=demo).pk)
+    run = drive(agent_services.run_start(epic=demo).pk)
     assert run.status == "failed" and "could not be cloned" in run.status_reason, run.status_reason
 
 
@@ -198,7 +198,7 @@ def test_an_auth_failure_names_the_variable_and_never_the_secret(
         )
         source = services.source_clone(project_id=project.pk, generation=source.generation)
         assert source.state == "ready", source.error
-        run = drive(engine.run_start(epic=demo).pk)  # fetches with the token too
+        run = drive(agent_services.run_start(epic=demo).pk)  # fetches with the token too
         assert run.status == "succeeded", run.status_reason
     repo = _repo(project.pk, settings.DATA_DIR)
     stored = "".join(p.read_text(errors="replace") for p in (repo / ".git").glob("config*"))
@@ -332,8 +332,8 @@ def test_a_run_fails_while_the_clone_runs_and_says_when_a_clone_has_stalled(
     settings.ORKET_LOCAL_REPO_ROOTS = str(tmp_path)
     bare = upstream_repository(tmp_path, "app.git")
     services.source_repository_set(project=demo.project, user=_admin(), kind="local", path=str(bare))
-    run = drive(engine.run_start(epic=demo).pk)  # no worker: the clone has not run
+    run = drive(agent_services.run_start(epic=demo).pk)  # no worker: the clone has not run
     assert run.status == "failed" and "still being cloned (0%)" in run.status_reason, run.status_reason
     SourceRepository.objects.update(updated_at=timezone.now() - timedelta(hours=2))
-    run = drive(engine.run_start(epic=demo).pk)
+    run = drive(agent_services.run_start(epic=demo).pk)
     assert run.status == "failed" and "stopped making progress" in run.status_reason, run.status_reason

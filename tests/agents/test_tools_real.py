@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from agents import engine, tools, turns
+from agents import services, tools
 from agents.gate import check_call
 from agents.models import ModelProfile, Turn
 from agents.seed_data import STANDARD_TEAM
@@ -283,9 +283,9 @@ def test_finish_turn_ends_the_turn_with_its_summary(one_card: Epic, fake_llm: Fa
     profile = ModelProfile.objects.create(
         name="fake", provider="ollama", base_url=fake_llm.base_url, model="fake:1b", timeout_seconds=5
     )
-    run = engine.run_start(epic=one_card, profile=profile)
-    engine.run_advance(run_id=run.pk)
-    turns.turn_execute(turn_id=Turn.objects.get(run=run, number=1).pk)
+    run = services.run_start(epic=one_card, profile=profile)
+    services.run_advance(run_id=run.pk)
+    services.turn_execute(turn_id=Turn.objects.get(run=run, number=1).pk)
     turn = Turn.objects.get(run=run, number=1)
     assert turn.outcome == "Looked at the parser. Left to do: Its tests."
     steps = list(turn.steps.order_by("number"))

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from django.conf import settings
 
-from agents import engine, turns
+from agents import services
 from agents.models import ModelProfile, ProjectAgentSettings, Run, Seat, Turn
 from agents.services import seed_standard_configuration
 from agents.workspaces import ProjectWorkspace, git_env, project_workspace_root
@@ -95,7 +95,7 @@ def test_every_seat_can_be_assigned_and_the_guards_own_card_waits_for_a_person(d
             {"summary": "Check the store", "seat": "quality_assurance"},
         ],
     )
-    run = drive(engine.run_start(epic=epic, profile=scripted()).pk)
+    run = drive(services.run_start(epic=epic, profile=scripted()).pk)
     design, build, check = Card.objects.filter(epic=epic).order_by("rank", "id")
     assert run.status == "succeeded", run.status_reason
     assert WAIT_FOR_PERSON in run.status_reason
@@ -121,7 +121,7 @@ def test_every_seat_can_be_assigned_and_the_guards_own_card_waits_for_a_person(d
     for status in ("in_progress", "code_review", "done"):
         check = board_services.card_transition(card=check, to_status=status, actor=person, reason="Approved.")
     assert check.status == "done"
-    second = drive(engine.run_start(epic=epic, profile=scripted()).pk)
+    second = drive(services.run_start(epic=epic, profile=scripted()).pk)
     assert second.status == "succeeded", second.status_reason
     assert not Turn.objects.filter(run=second).exists()
     epic.refresh_from_db()
@@ -155,7 +155,7 @@ def test_without_a_passed_verification_the_guards_done_is_refused_and_the_card_w
     data_dir: Path,
 ) -> None:
     epic = coder_card_epic("unverified")
-    run = drive(engine.run_start(epic=epic, profile=scripted()).pk)
+    run = drive(services.run_start(epic=epic, profile=scripted()).pk)
     card = Card.objects.get(epic=epic)
     assert (card.status, card.wait_reason) == ("blocked", "review")
     assert run.status == "succeeded" and WAIT_FOR_PERSON in run.status_reason
@@ -183,7 +183,7 @@ def test_a_passing_fixture_run_by_the_guard_lets_it_finish_the_card(
     verification.fixture_upload(
         card=card, raw=json.dumps(FIXTURE).encode(), name="doubling", user=maintainer_of(epic.project, make_user)
     )
-    run = drive(engine.run_start(epic=epic, profile=scripted()).pk)
+    run = drive(services.run_start(epic=epic, profile=scripted()).pk)
     card.refresh_from_db()
     assert run.status == "succeeded", run.status_reason
     assert (card.status, card.last_verification) == ("done", "passed")
@@ -198,7 +198,7 @@ def test_a_code_change_after_a_passed_verification_clears_it(data_dir: Path) -> 
     epic = coder_card_epic("stale")
     card = Card.objects.get(epic=epic)
     board_services.card_record_verification(card=card, result="passed", actor=Actor.orket("verification"))
-    run = drive(engine.run_start(epic=epic, profile=scripted()).pk)
+    run = drive(services.run_start(epic=epic, profile=scripted()).pk)
     card.refresh_from_db()
     assert card.last_verification == ""
     cleared = CardHistory.objects.get(card=card, changes__last_verification=["passed", ""])
@@ -230,10 +230,10 @@ def test_peoples_comments_reach_the_next_prompt_newest_first_and_the_agents_own_
         call("finish_turn", summary="Commented."),
         call("finish_turn", summary="Read the comments."),
     )
-    run = engine.run_start(epic=epic, profile=ollama_profile(fake_llm))
+    run = services.run_start(epic=epic, profile=ollama_profile(fake_llm))
     Run.objects.filter(pk=run.pk).update(turns_per_card=2)
-    engine.run_advance(run_id=run.pk)
-    turns.turn_execute(turn_id=Turn.objects.get(run=run, number=1).pk)
+    services.run_advance(run_id=run.pk)
+    services.turn_execute(turn_id=Turn.objects.get(run=run, number=1).pk)
     board_services.comment_add(card=card, actor=person, body="Third:   the newest\nof all.")
     drive(run.pk)
 
@@ -264,7 +264,7 @@ def one_card(slug: str) -> Epic:
 def test_a_turn_ends_at_the_profiles_step_limit(data_dir: Path, fake_llm: FakeLLMServer) -> None:
     fake_llm.queue(*[call("add_comment", body=f"Still busy ({n}).") for n in range(1, 6)])
     epic = one_card("steps")
-    run = engine.run_start(epic=epic, profile=ollama_profile(fake_llm, max_steps=3))
+    run = services.run_start(epic=epic, profile=ollama_profile(fake_llm, max_steps=3))
     Run.objects.filter(pk=run.pk).update(turns_per_card=1)
     drive(run.pk)
     turn = Turn.objects.get(run=run)
@@ -279,7 +279,7 @@ def test_an_answer_without_a_call_gets_one_reminder_and_the_second_ends_the_turn
     prose = ollama_stream(["I would start by looking around, ", "but I will not call anything."])
     fake_llm.queue(prose, prose, call("add_comment", body="Too late."))
     epic = one_card("reminder")
-    run = engine.run_start(epic=epic, profile=ollama_profile(fake_llm))
+    run = services.run_start(epic=epic, profile=ollama_profile(fake_llm))
     Run.objects.filter(pk=run.pk).update(turns_per_card=1)
     drive(run.pk)
     turn = Turn.objects.get(run=run)
@@ -296,7 +296,7 @@ def test_a_cards_token_budget_makes_it_wait_for_a_person(data_dir: Path, fake_ll
     # Each answer counts 26 prompt and 12 answer tokens: after two answers (76) the budget of 50 is spent.
     fake_llm.queue(*[call("add_comment", body=f"Busy ({n}).") for n in range(1, 6)])
     epic = one_card("budget")
-    run = engine.run_start(epic=epic, profile=ollama_profile(fake_llm))
+    run = services.run_start(epic=epic, profile=ollama_profile(fake_llm))
     Run.objects.filter(pk=run.pk).update(card_token_budget=50)
     run = drive(run.pk)
     card = Card.objects.get(epic=epic)
@@ -317,7 +317,7 @@ def test_the_seats_model_profile_is_used_unless_the_run_names_one(data_dir: Path
         call("write_file", path="busy.py", content="BUSY = True\n"),
         call("update_card_status", status="code_review", reason="Done."),
     )
-    run = engine.run_start(epic=epic)  # the project's default: the scripted team
+    run = services.run_start(epic=epic)  # the project's default: the scripted team
     assert (run.model_profile.name, run.profile_is_override) == ("scripted-demo", False)
     run = drive(run.pk)
     assert run.status == "succeeded", run.status_reason
@@ -339,7 +339,7 @@ def test_the_seats_model_profile_is_used_unless_the_run_names_one(data_dir: Path
 
     # A run started with an explicit profile overrides the seat's.
     other = one_card("override")
-    run = drive(engine.run_start(epic=other, profile=scripted()).pk)
+    run = drive(services.run_start(epic=other, profile=scripted()).pk)
     assert run.status == "succeeded", run.status_reason
     assert set(Turn.objects.filter(run=run).values_list("provider", flat=True)) == {"scripted"}
     assert len(chat_bodies(fake_llm)) == 2  # the fake was not asked again

@@ -14,7 +14,7 @@ import httpx
 import pytest
 from django.conf import settings
 
-from agents import engine
+from agents import services as agent_services
 from agents.gitea import services
 from agents.gitea.models import DeliveryStatus, PullRequestLink, WebhookDelivery
 from agents.models import Run, SeatNote
@@ -92,7 +92,7 @@ class Loop:
         wait_until("the loop to settle again", settled, timeout)
 
     def first_pull_request(self) -> PullRequestLink:
-        run = engine.run_start(epic=self.card.epic, card=self.card)
+        run = agent_services.run_start(epic=self.card.epic, card=self.card)
         wait_until("the pull request", lambda: self.pull)
         self.settle()
         run.refresh_from_db()

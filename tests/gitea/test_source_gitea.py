@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from agents import engine
+from agents import services as agent_services
 from agents.gitea.models import DeliveryStatus, PullRequestLink, WebhookDelivery
 from agents.sources import services
 from agents.sources.models import SourceRepository
@@ -51,7 +51,7 @@ def test_the_linked_gitea_repository_as_source_gets_pull_requests_that_share_its
         assert source.state == "ready" and source.default_branch == "trunk", source.error
 
         card = new_card(project)
-        run = engine.run_start(epic=card.epic, card=card)
+        run = agent_services.run_start(epic=card.epic, card=card)
         pull = wait_until(
             "the pull request",
             lambda: PullRequestLink.objects.filter(card=card).first() and fake.branch_sha(f"card/{card.pk}"),

@@ -9,9 +9,10 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from agents import engine
+from agents import selectors, services
 from agents.models import Run
-from agents.run_events import event_frame, events_after
+from agents.run_events import event_frame
+from agents.selectors import events_after
 from boards.models import Epic
 from orket_site.errors import OrketError
 
@@ -41,8 +42,8 @@ class Command(BaseCommand):
         if target is None:
             raise CommandError(f"There is no epic {epic}.")
         try:
-            chosen = engine.profile_by_reference(profile) if profile else None
-            run = engine.run_start(epic=target, profile=chosen)
+            chosen = selectors.profile_by_reference(profile) if profile else None
+            run = services.run_start(epic=target, profile=chosen)
         except OrketError as error:
             raise CommandError(error.message) from error
         self.stdout.write(f"Run {run.pk} of epic {target.pk} {target.name!r} queued with {run.model_profile.name}.")

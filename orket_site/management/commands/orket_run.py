@@ -10,8 +10,8 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
 from agents.engine import ollama_answers
-from agents.leases import turns_requeue_orphans
 from agents.models import ModelProfile
+from agents.services import turns_requeue_orphans
 from orket_site.embedded import EmbeddedWorker, serve
 from orket_site.seed import seed_first_run
 
