@@ -3,7 +3,7 @@
 
 import { cardApi, getJson, renderDiff } from "./code_render.js";
 
-const el = window.orketDom.el;
+import { el } from "./dom.js";
 const WRITES = { write_file: true, edit_file: true, delete_file: true };
 
 export function diffFold(parent, frame, project) {

@@ -5,7 +5,7 @@
 
 import { cardApi, getJson, renderDiff } from "./code_render.js";
 
-const el = window.orketDom.el;
+import { el } from "./dom.js";
 
 const holder = document.getElementById("card-diff");
 const choice = document.getElementById("card-diff-scope");

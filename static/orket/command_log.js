@@ -7,7 +7,7 @@
 
 import { openLogStream } from "./log_stream.js";
 
-const el = window.orketDom.el;
+import { el } from "./dom.js";
 const AUTO_OPEN_DELAY_MS = 300;
 
 function existingFold(parent, streamId) {

@@ -4,7 +4,7 @@
 
 import { cardApi, getJson, plural, renderFile } from "./code_render.js";
 
-const el = window.orketDom.el;
+import { el } from "./dom.js";
 
 const section = document.getElementById("card-files-section");
 const holder = document.getElementById("card-files");

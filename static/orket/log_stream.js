@@ -10,10 +10,9 @@
  *
  * `projectId` is informational (the server checks membership from the stream); `onStatus` hears
  * "Live.", "Reconnecting...", "Finished." and refusals, with a kind of live, warn, done or bad.
- * Needs dom.js (window.orketDom) loaded before the page's modules.
  */
 
-const el = window.orketDom.el;
+import { el } from "./dom.js";
 
 export const DEFAULT_MAX_LINES = 5000;
 

@@ -1,6 +1,6 @@
 // The plan page: follows a plan while the architect drafts it, then edits the draft (cards, seats,
 // priorities, dependencies), checks it on the server and accepts it. Everything goes through the plan API.
-const { el, cookie } = window.orketDom;
+import { el, cookie } from "./dom.js";
 const config = JSON.parse(document.getElementById("plan-config").textContent);
 const POLL_MS = 300;
 const PRIORITIES = ["high", "medium", "low"];

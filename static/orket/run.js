@@ -6,6 +6,8 @@
  * A turn shows its steps as they happen (run_steps.js builds them). All model output is inserted
  * with textContent, never as HTML. An ES module: dom.js and Chart.js are classic scripts before it.
  */
+import * as approvals from "./approvals.js";
+import { cookie, el } from "./dom.js";
 import * as steps from "./run_steps.js";
 import { diffFold } from "./call_diff.js";
 import { commandOutputFold } from "./command_log.js";
@@ -25,8 +27,6 @@ import { commandOutputFold } from "./command_log.js";
 
   /* ---------- small helpers ---------- */
 
-  var el = window.orketDom.el;
-  var cookie = window.orketDom.cookie;
 
   function seatColor(seat) {
     var text = String(seat || "");
@@ -963,7 +963,7 @@ import { commandOutputFold } from "./command_log.js";
   /* ---------- live mode ---------- */
 
   function startLive() {
-    window.orketApprovals.runPage(config.run, config.canCancel);
+    approvals.runPage(config.run, config.canCancel);
     var charts = new Charts();
     var state = { socket: null, backoff: 500, timer: null, done: false, closing: false, knownLastSeq: null, reconnects: 0, stopped: false };
     var redraw = throttle(function () {
@@ -999,7 +999,7 @@ import { commandOutputFold } from "./command_log.js";
           refreshTurns();
         }
         if (kind.indexOf("approval.") === 0) {
-          window.orketApprovals.runPage(config.run, config.canCancel);
+          approvals.runPage(config.run, config.canCancel);
         }
         if (kind === "turn.started" || TURN_END[kind] || kind === "tool.refused") {
           redraw();

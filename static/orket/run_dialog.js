@@ -1,10 +1,10 @@
 /* The Run dialog of the board: choose the model profile and how many cards run at a time, see the
-   estimated token budget. `window.orketRunDialog.choose(epicId)` resolves with the body for
+   estimated token budget. `choose(epicId)` resolves with the body for
    POST /api/epics/{id}/runs/ ({model_profile?, max_parallel}) or null when the person cancels.
    The options (profiles with the default marked and unreachable ones flagged) come from
    GET /api/epics/{id}/run-options/, asked for when the dialog opens, never while the page loads. */
 
-const el = window.orketDom.el;
+import { el } from "./dom.js";
 
 function numberText(value) {
   return Number(value).toLocaleString("en-US");
@@ -170,4 +170,4 @@ function choose(epicId) {
   });
 }
 
-window.orketRunDialog = { choose };
+export { choose };

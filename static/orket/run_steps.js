@@ -15,7 +15,7 @@ const OUTCOMES = {
   approval: "waits for a person's approval"
 };
 
-const el = window.orketDom.el;  // dom.js, loaded before the modules of the page
+import { el } from "./dom.js";
 
 function count(value) {
   return Number(value || 0).toLocaleString("en-US");
