@@ -3,6 +3,7 @@
  * textContent, so nothing a file holds is ever read as markup. Shared by the card drawer and the run view. */
 
 import { el } from "./dom.js";
+import { request } from "./api.js";
 
 const STATUS_WORDS = { added: "added", removed: "removed", renamed: "renamed", copied: "copied", modified: "modified" };
 
@@ -157,7 +158,7 @@ export function renderFile(data) {
 
 /* GET a JSON document of the API; rejects with the server's own message. */
 export function getJson(url) {
-  return fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } }).then(function (response) {
+  return request("GET", url).then(function (response) {
     return response.json().then(
       function (body) {
         if (!response.ok) {

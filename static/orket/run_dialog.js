@@ -4,6 +4,7 @@
    The options (profiles with the default marked and unreachable ones flagged) come from
    GET /api/epics/{id}/run-options/, asked for when the dialog opens, never while the page loads. */
 
+import { request } from "./api.js";
 import { el } from "./dom.js";
 
 function numberText(value) {
@@ -22,10 +23,7 @@ function profileLabel(profile) {
 }
 
 function loadOptions(epicId) {
-  return fetch("/api/epics/" + epicId + "/run-options/", {
-    credentials: "same-origin",
-    headers: { Accept: "application/json" },
-  }).then(function (response) {
+  return request("GET", "/api/epics/" + epicId + "/run-options/").then(function (response) {
     return response.json().then(function (data) {
       if (!response.ok) {
         throw new Error(data.detail || "HTTP " + response.status);

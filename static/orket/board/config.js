@@ -6,16 +6,7 @@ export var boardNode = document.getElementById("board");
 export var PRIORITY_WORDS = { high: 3, medium: 2, low: 1 };
 export var WAITING = { blocked: true, waiting_for_developer: true };
 export var FINAL = { done: true, canceled: true };
-export var LABELS = {
-  ready: "Ready",
-  in_progress: "In progress",
-  blocked: "Blocked",
-  waiting_for_developer: "Waiting for developer",
-  ready_for_testing: "Ready for testing",
-  code_review: "Code review",
-  done: "Done",
-  canceled: "Canceled"
-};
+export var LABELS = config ? config.statusLabels : {}; // from the card model's status choices
 export var ORDER_CHOICES = [
   { value: "order:up", text: "Up one" },
   { value: "order:down", text: "Down one" },
@@ -42,10 +33,7 @@ export var state = {
   layoutKey: null,
   focused: null,
   openCard: null,
-  socket: null,
-  backoff: 500,
-  reconnects: 0,
-  connected: false,
+  live: null, // the board socket's handle (../socket.js)
   pending: new Set(),
   pendingTimer: null,
   moves: 0,

@@ -5,9 +5,11 @@ import { refreshChoices } from "./filters.js";
 import { loadBoard, loadRuns } from "./model.js";
 import { mergeCard } from "./moves.js";
 import { render } from "./render.js";
+import { openSocket, socketUrl } from "../socket.js";
 import { api, connection, message } from "./text.js";
 
-/* ---------- live updates ---------- */
+/* Live updates: frames of the project's board socket name the cards that changed; they are fetched
+ * again in one batch and merged. */
 
 export function queueCard(id) {
   state.pending.add(id);
@@ -94,49 +96,32 @@ export function onFrame(frame) {
   }
 }
 
+/* The project's board socket (../socket.js reconnects it); after a reconnect the board reloads,
+ * since changes may have happened while the socket was down. */
 export function connect() {
-  var scheme = location.protocol === "https:" ? "wss://" : "ws://";
-  var socket = new WebSocket(scheme + location.host + config.ws);
-  state.socket = socket;
-  socket.onopen = function () {
-    state.backoff = 500;
-    state.connected = true;
-    connection(state.reconnects ? "Live (reconnected)." : "Live.", "live");
-    if (state.reconnects) {
-      // Changes may have happened while the socket was down.
-      Promise.all([loadBoard(), loadRuns()]).then(function () {
-        refreshChoices();
-        render();
-      });
+  state.live = openSocket({
+    url: function () {
+      return socketUrl(config.ws);
+    },
+    onOpen: function (reconnects) {
+      connection(reconnects ? "Live (reconnected)." : "Live.", "live");
+      if (reconnects) {
+        Promise.all([loadBoard(), loadRuns()]).then(function () {
+          refreshChoices();
+          render();
+        });
+      }
+    },
+    onFrame: onFrame,
+    onRefused: function (code) {
+      if (code === 4401) {
+        connection("Your session has ended; log in again to see live changes.", "bad");
+      } else {
+        connection("This board is not visible to you.", "bad");
+      }
+    },
+    onLost: function (wait) {
+      connection("Connection lost; reconnecting in " + Math.ceil(wait / 1000) + " s.", "warn");
     }
-  };
-  socket.onmessage = function (event) {
-    var frame;
-    try {
-      frame = JSON.parse(event.data);
-    } catch (error) {
-      return;
-    }
-    onFrame(frame);
-  };
-  socket.onclose = function (event) {
-    if (state.socket !== socket) {
-      return;
-    }
-    state.socket = null;
-    state.connected = false;
-    if (event.code === 4401) {
-      connection("Your session has ended; log in again to see live changes.", "bad");
-      return;
-    }
-    if (event.code === 4404 || event.code === 4403) {
-      connection("This board is not visible to you.", "bad");
-      return;
-    }
-    var wait = state.backoff + Math.floor(Math.random() * 250);
-    state.backoff = Math.min(10000, state.backoff * 2);
-    state.reconnects += 1;
-    connection("Connection lost; reconnecting in " + Math.ceil(wait / 1000) + " s.", "warn");
-    setTimeout(connect, wait);
-  };
+  });
 }

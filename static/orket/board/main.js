@@ -74,8 +74,8 @@ function exposeForTests() {
   window.orketBoard = {
     state: function () {
       return {
-        connected: state.connected,
-        reconnects: state.reconnects,
+        connected: !!state.live && state.live.connected(),
+        reconnects: state.live ? state.live.reconnects() : 0,
         cards: state.cards.size,
         moves: state.moves,
         reorders: state.reorders,
@@ -93,11 +93,7 @@ function exposeForTests() {
       return holder.innerHTML;
     },
     dropConnection: function () {
-      if (state.socket) {
-        state.socket.close(4000, "dropped on purpose");
-        return true;
-      }
-      return false;
+      return !!state.live && state.live.drop("dropped on purpose");
     }
   };
 }
