@@ -1,8 +1,7 @@
+/* Card nodes: built once and reused while a card looks the same (its signature decides). */
 import { FINAL, LABELS, WAITING, config, state } from "./config.js";
 import { el } from "../dom.js";
 import { priorityText, safeUrl } from "./text.js";
-
-/* ---------- card nodes ---------- */
 
 export function depInfo(card) {
   var list = state.deps.get(card.id) || [];

@@ -1,3 +1,5 @@
+/* Events on the board, delegated to the board node: clicks on cards and their buttons, and drag and drop
+ * between and within columns with a drop marker. */
 import { boardNode, config, state } from "./config.js";
 import { openDrawer } from "./drawer.js";
 import { openMoveMenu } from "./move_menu.js";
@@ -5,8 +7,6 @@ import { columnKeyOf, reorder, requestMove } from "./moves.js";
 import { render } from "./render.js";
 import { el } from "../dom.js";
 import { message } from "./text.js";
-
-/* ---------- events on the board (delegated) ---------- */
 
 export var marker = el("div", "drop-marker");
 

@@ -1,3 +1,5 @@
+/* The card drawer: the card's fields and facts, its dependencies (add, remove, pick a card by text),
+ * opening and closing. */
 import * as approvals from "../approvals.js";
 import { pullRequest } from "./cards.js";
 import { LABELS, PRIORITY_WORDS, config, state } from "./config.js";
@@ -7,8 +9,6 @@ import { mergeCard } from "./moves.js";
 import { render } from "./render.js";
 import { el } from "../dom.js";
 import { api, message, priorityText, safeMarkup } from "./text.js";
-
-/* ---------- the drawer ---------- */
 
 export var drawer = document.getElementById("drawer");
 export var drawerForm = document.getElementById("drawer-form");

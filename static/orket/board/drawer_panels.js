@@ -1,3 +1,5 @@
+/* The drawer's panels: comments, history, turns, the prompt preview of a role, the edit form and the
+ * Run this card button. */
 import { LABELS, config, state } from "./config.js";
 import { closeDrawer, drawerForm, fillDrawer } from "./drawer.js";
 import { refreshChoices } from "./filters.js";

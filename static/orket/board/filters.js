@@ -1,9 +1,8 @@
+/* The filters above the board, kept in the URL, and the server-side text search. */
 import { PRIORITY_WORDS, WAITING, config, state } from "./config.js";
 import { render } from "./render.js";
 import { el } from "../dom.js";
 import { api } from "./text.js";
-
-/* ---------- filters and the URL ---------- */
 
 export var filterInputs = {
   q: document.getElementById("filter-q"),

@@ -1,11 +1,10 @@
+/* Keyboard use of the board: focus moves between cards, moves and reorders without a mouse. */
 import { boardNode, config, state } from "./config.js";
 import { closeDrawer, drawer, openDrawer } from "./drawer.js";
 import { filterInputs } from "./filters.js";
 import { closeMoveMenu, menuFor, openMoveMenu } from "./move_menu.js";
 import { reorderBy, requestMove, waitDialog } from "./moves.js";
 import { newDialog, openNewCard } from "./new_card.js";
-
-/* ---------- keyboard ---------- */
 
 export function visibleCards() {
   return Array.from(boardNode ? boardNode.querySelectorAll(".board-card") : []);

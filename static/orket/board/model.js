@@ -1,8 +1,7 @@
+/* The board model: cards, dependencies, settings and runs loaded from the API into the shared state. */
 import { config, state } from "./config.js";
 import { el } from "../dom.js";
 import { api } from "./text.js";
-
-/* ---------- loading ---------- */
 
 export function takeCards(cards, dependencies) {
   state.cards = new Map();

@@ -1,8 +1,7 @@
+/* The move menu: one menu shared by every card, listing the allowed targets and the order moves. */
 import { LABELS, ORDER_CHOICES, boardNode, config, state } from "./config.js";
 import { move, reorderBy, requestMove } from "./moves.js";
 import { el } from "../dom.js";
-
-/* ---------- the move menu: one menu shared by every card ---------- */
 
 export var menu = document.getElementById("move-popup");
 export var menuFor = null; // {id, button}

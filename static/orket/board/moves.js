@@ -1,10 +1,10 @@
+/* Governed moves: status changes through the transition API (with the wait-reason dialog), and order
+ * within a column through the reorder API, placed at once and put back when refused. */
 import { LABELS, WAITING, boardNode, config, state } from "./config.js";
 import { fillDrawer } from "./drawer.js";
 import { loadBoard } from "./model.js";
 import { render } from "./render.js";
 import { api, message } from "./text.js";
-
-/* ---------- governed moves ---------- */
 
 export function requestMove(id, target, position) {
   var card = state.cards.get(id);

@@ -1,3 +1,4 @@
+/* The New card dialog and the Run epic button (the Run dialog is ../run_dialog.js). */
 import * as runDialog from "../run_dialog.js";
 import { boardNode, config } from "./config.js";
 import { refreshChoices } from "./filters.js";
@@ -6,8 +7,6 @@ import { mergeCard } from "./moves.js";
 import { render } from "./render.js";
 import { el } from "../dom.js";
 import { api, message } from "./text.js";
-
-/* ---------- new card ---------- */
 
 export var newDialog = document.getElementById("new-dialog");
 
@@ -23,7 +22,7 @@ export function openNewCard() {
 
 export var newButton = document.getElementById("new-card");
 
-/* ---------- runs ---------- */
+/* Runs of the epic. */
 
 export var runButton = document.getElementById("run-epic");
 

@@ -1,10 +1,10 @@
+/* Drawing the board: the column layout (per lane when every epic is shown), then the cards of each
+ * column, a list touched only when its cards changed, and a large first draw in slices between frames. */
 import { nodeFor, signature } from "./cards.js";
 import { FIRST_PER_COLUMN, LABELS, SLICE_MS, boardNode, config, state } from "./config.js";
 import { filters, matches, showCanceledInput } from "./filters.js";
 import { place } from "./moves.js";
 import { el } from "../dom.js";
-
-/* ---------- layout ---------- */
 
 export function laneList() {
   if (!state.lanes) {
@@ -105,7 +105,7 @@ export function buildLayout(showCanceled) {
   boardNode.appendChild(fragment);
 }
 
-/* ---------- rendering ---------- */
+/* Rendering the cards into the layout. */
 
 export function render() {
   if (!boardNode || !state.ready) {

@@ -1,6 +1,6 @@
+/* Helpers of the board: the API client worded for a board, messages, priorities and the allowlist copy of
+ * server-sanitised markup. */
 import { requestJSON } from "../api.js";
-/* ---------- helpers ---------- */
-
 /* Every request of the board goes through the shared wrapper, worded for a board. */
 export function api(method, url, body) {
   return requestJSON(method, url, body, describeError);
