@@ -1,5 +1,5 @@
 /* The steps of a turn in the run view: each step's header, the folded result of a tool call, the
- * refusal label and the wording of the step events. Pure DOM building, no state: run.js keeps track of
+ * refusal label and the wording of the step events. Pure DOM building, no state: run/transcript.js keeps track of
  * which step is open and calls these. Text always goes in with textContent, never as HTML. */
 
 const SUMMARY_CHARS = 160;
