@@ -1,3 +1,5 @@
+/* Live updates: frames of the project's board socket name the cards that changed; they are fetched
+ * again in one batch and merged. */
 import * as approvals from "../approvals.js";
 import { config, state } from "./config.js";
 import { loadComments, loadHistory, loadTurns } from "./drawer_panels.js";
@@ -7,9 +9,6 @@ import { mergeCard } from "./moves.js";
 import { render } from "./render.js";
 import { openSocket, socketUrl } from "../socket.js";
 import { api, connection, message } from "./text.js";
-
-/* Live updates: frames of the project's board socket name the cards that changed; they are fetched
- * again in one batch and merged. */
 
 export function queueCard(id) {
   state.pending.add(id);

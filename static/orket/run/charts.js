@@ -1,6 +1,5 @@
-import { cardTitle, seatColor } from "./util.js";
-
 /* The run charts (Chart.js, a classic script of the page): tokens per seat and the turns over time. */
+import { cardTitle, seatColor } from "./util.js";
 
 export function Charts() {
   this.turnRecords = new Map();

@@ -1,7 +1,6 @@
+/* The header of the run view: status, tokens against the budget, elapsed time and the connection. */
 import { FINAL, config } from "./config.js";
 import { duration, field, number, setText } from "./util.js";
-
-/* The header of the run view: status, tokens against the budget, elapsed time and the connection. */
 
 export var header = {
   durationBase: null,

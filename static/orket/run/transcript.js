@@ -1,11 +1,10 @@
+/* The transcript renderer: every frame rendered once, keyed by its seq. */
 import { el } from "../dom.js";
 import { LONG_LINES, TURN_END, config } from "./config.js";
 import { diffFold } from "../call_diff.js";
 import { commandOutputFold } from "../command_log.js";
 import * as steps from "../run_steps.js";
 import { atMs, cardTitle, number, pretty, seatColor } from "./util.js";
-
-/* The transcript renderer: every frame rendered once, keyed by its seq. */
 
 export function Renderer(options) {
   this.root = document.getElementById("transcript");
