@@ -4,8 +4,16 @@ opens sockets, templates load the scripts as modules, and no script grows into a
 
 from __future__ import annotations
 
+import json
 import re
+from collections.abc import Callable
 from pathlib import Path
+
+import pytest
+from django.contrib.auth.models import AbstractUser
+from django.test import Client
+
+from boards.models import STATUS_CHOICES, Epic, Project, ProjectRole
 
 REPO = Path(__file__).resolve().parent.parent
 ORKET = REPO / "static" / "orket"
@@ -103,6 +111,20 @@ def test_status_labels_come_from_the_server() -> None:
         assert "Waiting for developer" not in code and "Ready for testing" not in code, (
             f"{path.relative_to(ORKET)} keeps its own copy of the status labels"
         )
+
+
+@pytest.mark.django_db
+def test_the_board_page_hands_its_script_the_status_labels_of_the_model(
+    project: Project, member_of: Callable[..., AbstractUser]
+) -> None:
+    Epic.objects.create(project=project, name="First", rank=1)
+    client = Client()
+    client.force_login(member_of(project, ProjectRole.VIEWER))
+    page = client.get(f"/projects/{project.pk}/board/").content.decode()
+    embedded = page.split('<script id="board-config" type="application/json">', 1)[1].split("</script>", 1)[0]
+    labels = json.loads(embedded)["statusLabels"]
+    assert labels == dict(STATUS_CHOICES)
+    assert labels["waiting_for_developer"] == "Waiting for developer"
 
 
 def test_no_script_is_page_sized() -> None:
