@@ -4,7 +4,6 @@
  * "orket:card-changed", on which the list and the diff shown are read again in place. */
 
 import { cardApi, getJson, renderDiff } from "./code_render.js";
-
 import { el } from "./dom.js";
 
 const holder = document.getElementById("card-diff");

@@ -2,8 +2,8 @@
  * lines. The server sends each line as [css class, text] pairs from its highlighter; the text goes in with
  * textContent, so nothing a file holds is ever read as markup. Shared by the card drawer and the run view. */
 
-import { el } from "./dom.js";
 import { request } from "./api.js";
+import { el } from "./dom.js";
 
 const STATUS_WORDS = { added: "added", removed: "removed", renamed: "renamed", copied: "copied", modified: "modified" };
 

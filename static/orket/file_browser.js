@@ -3,7 +3,6 @@
  * binary or large. Loads when the section is opened. */
 
 import { cardApi, getJson, plural, renderFile } from "./code_render.js";
-
 import { el } from "./dom.js";
 
 const section = document.getElementById("card-files-section");

@@ -2,6 +2,7 @@
 // priorities, dependencies), checks it on the server and accepts it. Everything goes through the plan API.
 import { request } from "./api.js";
 import { el } from "./dom.js";
+
 const config = JSON.parse(document.getElementById("plan-config").textContent);
 const POLL_MS = 300;
 const PRIORITIES = ["high", "medium", "low"];

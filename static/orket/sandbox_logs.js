@@ -1,8 +1,8 @@
 /* The sandboxes page's log panel: the Logs button of a row opens that sandbox's live log stream
  * (log_stream.js) instead of polling. A sandbox without a stream yet (started before streams
  * existed) shows its stored logs once. */
-import { openLogStream } from "./log_stream.js";
 import { request } from "./api.js";
+import { openLogStream } from "./log_stream.js";
 
 const table = document.getElementById("sandboxes");
 const box = document.getElementById("sandbox-logs");
