@@ -3,7 +3,7 @@ import { FINAL, LABELS, WAITING, config, state } from "./config.js";
 import { el } from "../dom.js";
 import { priorityText, safeUrl } from "./text.js";
 
-export function depInfo(card) {
+function depInfo(card) {
   var list = state.deps.get(card.id) || [];
   var open = list.filter(function (id) {
     var other = state.cards.get(id);
@@ -13,7 +13,7 @@ export function depInfo(card) {
   return { total: list.length, open: open };
 }
 
-export function depText(deps) {
+function depText(deps) {
   if (!deps.total) {
     return "";
   }
@@ -42,7 +42,7 @@ export function signature(card) {
   ].join("\u0001");
 }
 
-export function cardNode(card) {
+function cardNode(card) {
   var node = el("article", "board-card");
   node.tabIndex = 0;
   node.dataset.card = String(card.id);

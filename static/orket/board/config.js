@@ -1,6 +1,6 @@
 /* The board's configuration, embedded by the page as JSON, and the state every part of the board shares. */
 
-export var configNode = document.getElementById("board-config");
+var configNode = document.getElementById("board-config");
 export var config = configNode ? JSON.parse(configNode.textContent) : null;
 export var boardNode = document.getElementById("board");
 export var PRIORITY_WORDS = { high: 3, medium: 2, low: 1 };

@@ -8,13 +8,13 @@ import { render } from "./render.js";
 import { el } from "../dom.js";
 import { message } from "./text.js";
 
-export var marker = el("div", "drop-marker");
+var marker = el("div", "drop-marker");
 
-export function cardOf(target) {
+function cardOf(target) {
   return target && target.closest ? target.closest(".board-card") : null;
 }
 
-export function clearDropTargets() {
+function clearDropTargets() {
   boardNode.querySelectorAll(".drop-target").forEach(function (node) {
     node.classList.remove("drop-target");
   });
@@ -23,7 +23,7 @@ export function clearDropTargets() {
   }
 }
 
-export function endDrag() {
+function endDrag() {
   clearDropTargets();
   if (state.dragId !== null) {
     var node = boardNode.querySelector('.board-card[data-card="' + state.dragId + '"]');
@@ -38,7 +38,7 @@ export function endDrag() {
 }
 
 /* The neighbours of the drop marker in its list, skipping the dragged card itself. */
-export function markerPosition(list, dragged) {
+function markerPosition(list, dragged) {
   var after = null;
   var before = null;
   var seen = false;

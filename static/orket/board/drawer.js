@@ -12,9 +12,9 @@ import { api, message, priorityText, safeMarkup } from "./text.js";
 
 export var drawer = document.getElementById("drawer");
 export var drawerForm = document.getElementById("drawer-form");
-export var lastFocus = null;
+var lastFocus = null;
 
-export function cardLabel(id) {
+function cardLabel(id) {
   var card = state.cards.get(id);
   return "#" + id + (card ? " " + card.title : "");
 }
@@ -76,7 +76,7 @@ export function fillDrawer(card, overwrite) {
 }
 
 /* Dependencies of the open card: the list with Remove buttons, and the choices for adding one. */
-export function fillDeps(card) {
+function fillDeps(card) {
   var list = document.getElementById("drawer-deps");
   list.textContent = "";
   var ids = (card.depends_on || []).slice();
@@ -121,7 +121,7 @@ export function fillDeps(card) {
   }
 }
 
-export function loadDependents(id) {
+function loadDependents(id) {
   return api("GET", config.api.cards + id + "/dependencies/")
     .then(function (data) {
       if (state.openCard !== id) {
@@ -136,7 +136,7 @@ export function loadDependents(id) {
 }
 
 /* "#12", "12" or "#12 Some title" from the add box; or a title matching exactly one card. */
-export function pickCard(text) {
+function pickCard(text) {
   var match = /^\s*#?(\d+)\b/.exec(text);
   if (match) {
     return Number(match[1]);
@@ -148,7 +148,7 @@ export function pickCard(text) {
   return found.length === 1 ? found[0].id : null;
 }
 
-export var depForm = document.getElementById("dep-form");
+var depForm = document.getElementById("dep-form");
 
 export function openDrawer(id) {
   if (!drawer.hidden && state.openCard === id) {

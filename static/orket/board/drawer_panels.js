@@ -9,7 +9,7 @@ import { render } from "./render.js";
 import { el } from "../dom.js";
 import { api, message } from "./text.js";
 
-export function when(value) {
+function when(value) {
   var date = new Date(value);
   return isNaN(date.getTime()) ? "" : date.toLocaleString();
 }
@@ -33,11 +33,11 @@ export function loadComments(id) {
   });
 }
 
-export function statusName(status) {
+function statusName(status) {
   return LABELS[status] || status || "new";
 }
 
-export function historyText(row) {
+function historyText(row) {
   var changes = row.changes && typeof row.changes === "object" ? row.changes : {};
   if (row.event === "created") {
     return "created in " + statusName(row.to_status);
@@ -180,7 +180,7 @@ export function loadRoles(epicId) {
 }
 
 
-export function splitLabels(text) {
+function splitLabels(text) {
   return text
     .split(",")
     .map(function (part) {
@@ -190,9 +190,9 @@ export function splitLabels(text) {
 }
 
 
-export var drawerRun = document.getElementById("drawer-run");
+var drawerRun = document.getElementById("drawer-run");
 
-export var commentForm = document.getElementById("comment-form");
+var commentForm = document.getElementById("comment-form");
 
 /* The drawer's prompt preview, edit form, run button, comments and close button. */
 export function wireDrawerPanels() {

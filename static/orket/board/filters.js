@@ -73,7 +73,7 @@ export function matches(card, current) {
   return true;
 }
 
-export function fillChoices(select, values) {
+function fillChoices(select, values) {
   var chosen = select.value;
   var existing = Array.from(select.options).slice(1).map(function (option) {
     return option.value;
@@ -111,7 +111,7 @@ export function refreshChoices() {
   fillChoices(filterInputs.label, Array.from(labels).sort());
 }
 
-export var searchTimer = null;
+var searchTimer = null;
 
 export function searchChanged() {
   clearTimeout(searchTimer);

@@ -6,7 +6,7 @@ import { closeMoveMenu, menuFor, openMoveMenu } from "./move_menu.js";
 import { reorderBy, requestMove, waitDialog } from "./moves.js";
 import { newDialog, openNewCard } from "./new_card.js";
 
-export function visibleCards() {
+function visibleCards() {
   return Array.from(boardNode ? boardNode.querySelectorAll(".board-card") : []);
 }
 
@@ -18,7 +18,7 @@ export function focusCard(id) {
   }
 }
 
-export function stepFocus(delta) {
+function stepFocus(delta) {
   var cards = visibleCards();
   if (!cards.length) {
     return;
@@ -32,7 +32,7 @@ export function stepFocus(delta) {
   next.scrollIntoView({ block: "nearest", inline: "nearest" });
 }
 
-export function neighbourTarget(card, direction) {
+function neighbourTarget(card, direction) {
   var order = config.statuses;
   var allowed = config.transitions[card.status] || [];
   var index = order.indexOf(card.status) + direction;

@@ -10,14 +10,14 @@ import { render } from "./render.js";
 import { openSocket, socketUrl } from "../socket.js";
 import { api, connection, message } from "./text.js";
 
-export function queueCard(id) {
+function queueCard(id) {
   state.pending.add(id);
   if (!state.pendingTimer) {
     state.pendingTimer = setTimeout(flushPending, 50);
   }
 }
 
-export function flushPending() {
+function flushPending() {
   state.pendingTimer = null;
   var ids = Array.from(state.pending);
   state.pending.clear();
@@ -81,7 +81,7 @@ export function reloadAll() {
     });
 }
 
-export function onFrame(frame) {
+function onFrame(frame) {
   if (!frame || !frame.type) {
     return;
   }

@@ -3,7 +3,7 @@ import { config, state } from "./config.js";
 import { el } from "../dom.js";
 import { api } from "./text.js";
 
-export function takeCards(cards, dependencies) {
+function takeCards(cards, dependencies) {
   state.cards = new Map();
   cards.forEach(function (card) {
     state.cards.set(card.id, card);
@@ -39,7 +39,7 @@ export function loadBoard() {
   });
 }
 
-export function loadOutsideDeps() {
+function loadOutsideDeps() {
   var missing = new Set();
   state.deps.forEach(function (list) {
     list.forEach(function (id) {
@@ -99,7 +99,7 @@ export function loadRuns() {
     });
 }
 
-export function showRun() {
+function showRun() {
   var node = document.getElementById("board-run");
   node.textContent = "";
   var run = state.runs[0];

@@ -3,10 +3,10 @@ import { LABELS, ORDER_CHOICES, boardNode, config, state } from "./config.js";
 import { move, reorderBy, requestMove } from "./moves.js";
 import { el } from "../dom.js";
 
-export var menu = document.getElementById("move-popup");
+var menu = document.getElementById("move-popup");
 export var menuFor = null; // {id, button}
 
-export function menuItems() {
+function menuItems() {
   return Array.from(menu.querySelectorAll("[role=menuitem]"));
 }
 
@@ -68,7 +68,7 @@ export function closeMoveMenu(refocus) {
   }
 }
 
-export function chooseFromMenu(value) {
+function chooseFromMenu(value) {
   var id = menuFor ? menuFor.id : null;
   closeMoveMenu(false);
   if (!id || !value) {

@@ -25,7 +25,7 @@ export function requestMove(id, target, position) {
   move(id, target, "", "", position);
 }
 
-export function refuse(id, text) {
+function refuse(id, text) {
   state.errors.set(id, text);
   message("Card #" + id + " was not moved: " + text, "bad");
   render();
@@ -80,7 +80,7 @@ export function move(id, target, waitReason, reason, position) {
 }
 
 /* A rank between the neighbours the card is dropped between, so the board shows the spot at once. */
-export function guessRank(card, position) {
+function guessRank(card, position) {
   var low = position.after ? state.cards.get(position.after) : null;
   var high = position.before ? state.cards.get(position.before) : null;
   if (low && high) {
@@ -204,9 +204,9 @@ export function mergeCard(full) {
 }
 
 export var waitDialog = document.getElementById("wait-dialog");
-export var waitResolve = null;
+var waitResolve = null;
 
-export function askWaitReason(card, target) {
+function askWaitReason(card, target) {
   return new Promise(function (resolve) {
     waitResolve = resolve;
     document.getElementById("wait-form").reset();
@@ -219,7 +219,7 @@ export function askWaitReason(card, target) {
   });
 }
 
-export function finishWait(answer) {
+function finishWait(answer) {
   var resolve = waitResolve;
   waitResolve = null;
   if (waitDialog.open) {

@@ -20,13 +20,13 @@ export function openNewCard() {
   document.getElementById("new-card-title").focus();
 }
 
-export var newButton = document.getElementById("new-card");
+var newButton = document.getElementById("new-card");
 
 /* Runs of the epic. */
 
-export var runButton = document.getElementById("run-epic");
+var runButton = document.getElementById("run-epic");
 
-export function startRun(body) {
+function startRun(body) {
   runButton.disabled = true;
   api("POST", config.api.epic + config.epic + "/runs/", body)
     .then(function (run) {

@@ -6,18 +6,18 @@ import { filters, matches, showCanceledInput } from "./filters.js";
 import { place } from "./moves.js";
 import { el } from "../dom.js";
 
-export function laneList() {
+function laneList() {
   if (!state.lanes) {
     return [{ id: config.epic, name: null }];
   }
   return state.epics;
 }
 
-export function layoutKey(showCanceled) {
+function layoutKey(showCanceled) {
   return (state.lanes ? "lanes:" + state.epics.map(function (epic) { return epic.id + "=" + epic.name; }).join(",") : "epic:" + config.epic) + "|" + (showCanceled ? "all" : "folded") + "|" + config.statuses.join(",");
 }
 
-export function columnHead(status, idPrefix) {
+function columnHead(status, idPrefix) {
   var head = el("header", "column-head");
   var name = el("h2", null, LABELS[status]);
   name.id = idPrefix + status;
@@ -31,7 +31,7 @@ export function columnHead(status, idPrefix) {
   return { head: head, name: name, count: count, warning: warning };
 }
 
-export function buildLayout(showCanceled) {
+function buildLayout(showCanceled) {
   state.columns = new Map();
   state.heads = new Map();
   var fragment = document.createDocumentFragment();
@@ -188,7 +188,7 @@ export function render() {
   }
 }
 
-export function updateWip(section, count, warning, status, total) {
+function updateWip(section, count, warning, status, total) {
   var limit = Number(state.wip[status] || 0);
   count.textContent = limit ? total + " / " + limit : String(total);
   var over = !!limit && total > limit;
@@ -200,7 +200,7 @@ export function updateWip(section, count, warning, status, total) {
 /* Put each column's cards in place. A column whose cards (and how they look) did not change is
  * left alone. The first draw shows the top of every column at once and adds the rest in slices of
  * about 10 ms between frames, so a board of thousands of cards answers clicks and keys early. */
-export function fillColumns(work) {
+function fillColumns(work) {
   var firstDraw = !state.firstDrawDone;
   var rest = [];
   work.forEach(function (item) {
@@ -260,7 +260,7 @@ export function fillColumns(work) {
   requestAnimationFrame(more);
 }
 
-export function setChildren(list, nodes, note) {
+function setChildren(list, nodes, note) {
   var fragment = document.createDocumentFragment();
   nodes.forEach(function (node) {
     fragment.appendChild(node);

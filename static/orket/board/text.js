@@ -6,7 +6,7 @@ export function api(method, url, body) {
   return requestJSON(method, url, body, describeError);
 }
 
-export function sentence(text) {
+function sentence(text) {
   text = String(text).trim();
   if (text && !/[.!?]$/.test(text)) {
     text += ".";
@@ -14,7 +14,7 @@ export function sentence(text) {
   return text;
 }
 
-export function describeError(data, status) {
+function describeError(data, status) {
   if (data && data.detail) {
     var text = sentence(data.detail);
     if (data.errors && typeof data.errors === "object" && !Array.isArray(data.errors)) {
@@ -70,7 +70,7 @@ export function safeUrl(url) {
 }
 
 /* Copy server-sanitised HTML through an allowlist: tags are recreated, text goes in as text. */
-export var SAFE_TAGS = {
+var SAFE_TAGS = {
   P: true, BR: true, H3: true, H4: true, H5: true, H6: true, UL: true, OL: true, LI: true,
   BLOCKQUOTE: true, PRE: true, CODE: true, STRONG: true, EM: true, DEL: true, A: true, HR: true,
   TABLE: true, THEAD: true, TBODY: true, TR: true, TH: true, TD: true

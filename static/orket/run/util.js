@@ -2,7 +2,7 @@
 import { getJSON as fetchJSON } from "../api.js";
 import { config } from "./config.js";
 
-export var PALETTE = ["#2f5bd3", "#c2410c", "#0f766e", "#7c3aed", "#b45309", "#be185d", "#15803d", "#0369a1", "#4d7c0f", "#9f1239"];
+var PALETTE = ["#2f5bd3", "#c2410c", "#0f766e", "#7c3aed", "#b45309", "#be185d", "#15803d", "#0369a1", "#4d7c0f", "#9f1239"];
 
 export function seatColor(seat) {
   var text = String(seat || "");
