@@ -15,7 +15,7 @@ from django.urls import reverse
 
 from boards import machine
 from boards.access import role_allows, role_or_404
-from boards.models import Epic, Project, ProjectRole
+from boards.models import STATUS_CHOICES, Epic, Project, ProjectRole
 
 BOARD_STATUSES = list(machine.statuses_for(machine.ISSUE))
 FILTER_NAMES = ("seat", "label", "priority", "status", "blocked", "q")
@@ -40,6 +40,7 @@ def _board_config(
         "epics": [{"id": item.pk, "name": item.name, "team": item.team or "standard"} for item in epics],
         "canAct": role_allows(role, ProjectRole.MEMBER),
         "statuses": BOARD_STATUSES,
+        "statusLabels": dict(STATUS_CHOICES),  # the model's choices: the page keeps no copy of its own
         "waitReasons": [{"name": name, "text": text} for name, text in machine.WAIT_REASONS.items()],
         "transitions": _transitions(),
         "filters": filters,

@@ -2,8 +2,8 @@
  * change in the step's commit (fetched when opened). */
 
 import { cardApi, getJson, renderDiff } from "./code_render.js";
+import { el } from "./dom.js";
 
-const el = window.orketDom.el;
 const WRITES = { write_file: true, edit_file: true, delete_file: true };
 
 export function diffFold(parent, frame, project) {

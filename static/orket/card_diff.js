@@ -4,8 +4,7 @@
  * "orket:card-changed", on which the list and the diff shown are read again in place. */
 
 import { cardApi, getJson, renderDiff } from "./code_render.js";
-
-const el = window.orketDom.el;
+import { el } from "./dom.js";
 
 const holder = document.getElementById("card-diff");
 const choice = document.getElementById("card-diff-scope");

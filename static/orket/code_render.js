@@ -2,7 +2,8 @@
  * lines. The server sends each line as [css class, text] pairs from its highlighter; the text goes in with
  * textContent, so nothing a file holds is ever read as markup. Shared by the card drawer and the run view. */
 
-const el = window.orketDom.el; // dom.js, loaded before the modules of the page
+import { request } from "./api.js";
+import { el } from "./dom.js";
 
 const STATUS_WORDS = { added: "added", removed: "removed", renamed: "renamed", copied: "copied", modified: "modified" };
 
@@ -157,7 +158,7 @@ export function renderFile(data) {
 
 /* GET a JSON document of the API; rejects with the server's own message. */
 export function getJson(url) {
-  return fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } }).then(function (response) {
+  return request("GET", url).then(function (response) {
     return response.json().then(
       function (body) {
         if (!response.ok) {

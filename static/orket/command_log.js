@@ -5,9 +5,9 @@
  * as when the events arrive live rather than as backfill) the fold opens and streams. The call's
  * `tool.result` (or error) closes a fold that opened by itself; a reader's own choice is kept. */
 
+import { el } from "./dom.js";
 import { openLogStream } from "./log_stream.js";
 
-const el = window.orketDom.el;
 const AUTO_OPEN_DELAY_MS = 300;
 
 function existingFold(parent, streamId) {

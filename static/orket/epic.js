@@ -1,7 +1,6 @@
 /* The epic page's charts: a cumulative flow diagram and a burndown, drawn from numbers the server
    computed from the card history (boards.settings_pages.epic_flow). Vanilla JS and Chart.js 4. */
-(function () {
-  "use strict";
+function drawEpicPage() {
   // The progress bar's width comes from a data attribute: the page's policy refuses style attributes.
   var bar = document.querySelector("#progress .progress span[data-percent]");
   if (bar) { bar.style.width = Math.max(0, Math.min(100, Number(bar.dataset.percent) || 0)) + "%"; }
@@ -78,4 +77,6 @@
       }
     });
   }
-})();
+}
+
+drawEpicPage();

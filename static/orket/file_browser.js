@@ -3,8 +3,7 @@
  * binary or large. Loads when the section is opened. */
 
 import { cardApi, getJson, plural, renderFile } from "./code_render.js";
-
-const el = window.orketDom.el;
+import { el } from "./dom.js";
 
 const section = document.getElementById("card-files-section");
 const holder = document.getElementById("card-files");

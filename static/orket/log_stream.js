@@ -10,23 +10,22 @@
  *
  * `projectId` is informational (the server checks membership from the stream); `onStatus` hears
  * "Live.", "Reconnecting...", "Finished." and refusals, with a kind of live, warn, done or bad.
- * Needs dom.js (window.orketDom) loaded before the page's modules.
  */
 
-const el = window.orketDom.el;
+import { el } from "./dom.js";
+import { openSocket, socketUrl } from "./socket.js";
 
 export const DEFAULT_MAX_LINES = 5000;
 
-export function socketUrl(streamId, after) {
-  const scheme = location.protocol === "https:" ? "wss://" : "ws://";
-  return `${scheme}${location.host}/ws/logs/${encodeURIComponent(streamId)}/?after=${after}`;
+export function logSocketUrl(streamId, after) {
+  return socketUrl(`/ws/logs/${encodeURIComponent(streamId)}/?after=${after}`);
 }
 
 export function openLogStream(container, options) {
   const streamId = Number(options.streamId);
   const maxLines = options.maxLines || DEFAULT_MAX_LINES;
   const onStatus = options.onStatus || (() => {});
-  const state = { lastSeq: 0, socket: null, timer: null, backoff: 500, closed: false, finished: false, reconnects: 0 };
+  const state = { lastSeq: 0, finished: false };
   container.classList.add("log-stream");
   container.setAttribute("data-stream", String(streamId));
   if (options.projectId !== undefined) {
@@ -54,79 +53,36 @@ export function openLogStream(container, options) {
     }
   }
 
-  function connect() {
-    state.timer = null;
-    if (state.closed) {
-      return;
+  function onFrame(frame) {
+    if (typeof frame.seq === "number") {
+      render(frame);
+    } else if (frame.type === "closed") {
+      state.finished = true;
+      onStatus("Finished.", "done");
+    } else if (frame.type === "hello" && frame.trimmed_through > state.lastSeq) {
+      onStatus(`Live (the first ${frame.trimmed_through} lines are no longer kept).`, "live");
     }
-    const socket = new WebSocket(socketUrl(streamId, state.lastSeq));
-    state.socket = socket;
-    socket.onopen = () => {
-      state.backoff = 500;
-      onStatus(state.reconnects ? `Live (resumed after line ${state.lastSeq}).` : "Live.", "live");
-    };
-    socket.onmessage = (message) => {
-      let frame;
-      try {
-        frame = JSON.parse(message.data);
-      } catch (error) {
-        return;
-      }
-      if (typeof frame.seq === "number") {
-        render(frame);
-      } else if (frame.type === "closed") {
-        state.finished = true;
-        onStatus("Finished.", "done");
-      } else if (frame.type === "hello" && frame.trimmed_through > state.lastSeq) {
-        onStatus(`Live (the first ${frame.trimmed_through} lines are no longer kept).`, "live");
-      }
-    };
-    socket.onclose = (event) => {
-      if (state.socket !== socket) {
-        return;
-      }
-      state.socket = null;
-      if (event.code === 4401) {
-        onStatus("Your session has ended; log in again to keep watching.", "bad");
-        return;
-      }
-      if (event.code === 4403 || event.code === 4404) {
-        onStatus("These logs are not visible to you.", "bad");
-        return;
-      }
-      if (state.closed || state.finished) {
-        return;
-      }
-      const wait = state.backoff + Math.floor(Math.random() * 250);
-      state.backoff = Math.min(10000, state.backoff * 2);
-      state.reconnects += 1;
-      onStatus(`Connection lost; reconnecting in ${Math.ceil(wait / 1000)} s.`, "warn");
-      state.timer = setTimeout(connect, wait);
-    };
   }
 
-  connect();
+  const live = openSocket({
+    url: () => logSocketUrl(streamId, state.lastSeq),
+    onOpen: (reconnects) => onStatus(reconnects ? `Live (resumed after line ${state.lastSeq}).` : "Live.", "live"),
+    onFrame: onFrame,
+    onRefused: (code) =>
+      onStatus(code === 4401 ? "Your session has ended; log in again to keep watching." : "These logs are not visible to you.", "bad"),
+    onLost: (wait) => onStatus(`Connection lost; reconnecting in ${Math.ceil(wait / 1000)} s.`, "warn"),
+    finished: () => state.finished,
+  });
   return {
     close() {
-      state.closed = true;
-      if (state.timer) {
-        clearTimeout(state.timer);
-        state.timer = null;
-      }
-      if (state.socket) {
-        const socket = state.socket;
-        state.socket = null;
-        socket.close(1000, "closed by the page");
-      }
+      live.close(1000, "closed by the page");
     },
     lastSeq() {
       return state.lastSeq;
     },
     // For tests and diagnostics: drop the connection as a network failure would; it resumes.
     dropConnection() {
-      if (state.socket) {
-        state.socket.close(4000, "dropped");
-      }
+      live.drop("dropped");
     },
   };
 }

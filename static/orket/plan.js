@@ -1,6 +1,8 @@
 // The plan page: follows a plan while the architect drafts it, then edits the draft (cards, seats,
 // priorities, dependencies), checks it on the server and accepts it. Everything goes through the plan API.
-const { el, cookie } = window.orketDom;
+import { request } from "./api.js";
+import { el } from "./dom.js";
+
 const config = JSON.parse(document.getElementById("plan-config").textContent);
 const POLL_MS = 300;
 const PRIORITIES = ["high", "medium", "low"];
@@ -25,13 +27,7 @@ let added = 0;
 let busy = false;
 
 async function api(url, method = "GET", body = undefined) {
-  const options = { method, headers: { Accept: "application/json" }, credentials: "same-origin" };
-  if (method !== "GET") {
-    options.headers["Content-Type"] = "application/json";
-    options.headers["X-CSRFToken"] = cookie("csrftoken");
-    options.body = JSON.stringify(body || {});
-  }
-  const response = await fetch(url, options);
+  const response = await request(method, url, method !== "GET" ? body || {} : undefined);
   const data = await response.json().catch(() => ({ detail: `The server answered ${response.status}.` }));
   return { ok: response.ok, status: response.status, data };
 }

@@ -1,10 +1,11 @@
 /* The Run dialog of the board: choose the model profile and how many cards run at a time, see the
-   estimated token budget. `window.orketRunDialog.choose(epicId)` resolves with the body for
+   estimated token budget. `choose(epicId)` resolves with the body for
    POST /api/epics/{id}/runs/ ({model_profile?, max_parallel}) or null when the person cancels.
    The options (profiles with the default marked and unreachable ones flagged) come from
    GET /api/epics/{id}/run-options/, asked for when the dialog opens, never while the page loads. */
 
-const el = window.orketDom.el;
+import { request } from "./api.js";
+import { el } from "./dom.js";
 
 function numberText(value) {
   return Number(value).toLocaleString("en-US");
@@ -22,10 +23,7 @@ function profileLabel(profile) {
 }
 
 function loadOptions(epicId) {
-  return fetch("/api/epics/" + epicId + "/run-options/", {
-    credentials: "same-origin",
-    headers: { Accept: "application/json" },
-  }).then(function (response) {
+  return request("GET", "/api/epics/" + epicId + "/run-options/").then(function (response) {
     return response.json().then(function (data) {
       if (!response.ok) {
         throw new Error(data.detail || "HTTP " + response.status);
@@ -170,4 +168,4 @@ function choose(epicId) {
   });
 }
 
-window.orketRunDialog = { choose };
+export { choose };

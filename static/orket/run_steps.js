@@ -1,5 +1,5 @@
 /* The steps of a turn in the run view: each step's header, the folded result of a tool call, the
- * refusal label and the wording of the step events. Pure DOM building, no state: run.js keeps track of
+ * refusal label and the wording of the step events. Pure DOM building, no state: run/transcript.js keeps track of
  * which step is open and calls these. Text always goes in with textContent, never as HTML. */
 
 const SUMMARY_CHARS = 160;
@@ -15,7 +15,7 @@ const OUTCOMES = {
   approval: "waits for a person's approval"
 };
 
-const el = window.orketDom.el;  // dom.js, loaded before the modules of the page
+import { el } from "./dom.js";
 
 function count(value) {
   return Number(value || 0).toLocaleString("en-US");

@@ -1,6 +1,7 @@
 /* The sandboxes page's log panel: the Logs button of a row opens that sandbox's live log stream
  * (log_stream.js) instead of polling. A sandbox without a stream yet (started before streams
  * existed) shows its stored logs once. */
+import { request } from "./api.js";
 import { openLogStream } from "./log_stream.js";
 
 const table = document.getElementById("sandboxes");
@@ -37,10 +38,7 @@ function show(row) {
   }
   when.textContent = "stored logs (no live stream for this sandbox)";
   lines.classList.add("log-stream"); // keeps the line breaks of the stored text
-  fetch(`/api/sandboxes/${row.getAttribute("data-sandbox")}/logs/?tail=300`, {
-    credentials: "same-origin",
-    headers: { Accept: "application/json" },
-  })
+  request("GET", `/api/sandboxes/${row.getAttribute("data-sandbox")}/logs/?tail=300`)
     .then((response) => response.json())
     .then((data) => {
       lines.textContent = data.text || "(no output yet)";

@@ -1,34 +1,16 @@
 /* The sandboxes page: start, stop and delete through the API (CSRF header), and a reload
    of the table while something is changing (live logs: sandbox_logs.js). Text always goes in with
    textContent. */
-(function () {
-  "use strict";
-  var table = document.getElementById("sandboxes");
-  if (!table) {
-    return;
-  }
+import { requestJSON } from "./api.js";
+
+function wire(table) {
   var projectId = table.getAttribute("data-project");
-  var cookie = window.orketDom.cookie;
   var message = document.getElementById("sandbox-message");
   var logsBox = document.getElementById("sandbox-logs");
 
   function api(method, path, body) {
-    var options = {
-      method: method,
-      credentials: "same-origin",
-      headers: { Accept: "application/json", "X-CSRFToken": cookie("csrftoken") }
-    };
-    if (body !== undefined) {
-      options.headers["Content-Type"] = "application/json";
-      options.body = JSON.stringify(body);
-    }
-    return fetch(path, options).then(function (response) {
-      return response.json().catch(function () { return {}; }).then(function (data) {
-        if (!response.ok) {
-          throw new Error(data.detail || response.statusText);
-        }
-        return data;
-      });
+    return requestJSON(method, path, body, function (data, status, response) {
+      return data.detail || response.statusText;
     });
   }
 
@@ -84,4 +66,9 @@
       }
     }, 4000);
   }
-})();
+}
+
+const sandboxTable = document.getElementById("sandboxes");
+if (sandboxTable) {
+  wire(sandboxTable);
+}

@@ -1,5 +1,7 @@
 // The source repository page: while a clone runs, poll its status (a small JSON endpoint) and show
 // the progress, the state and any error, then stop.
+import { request } from "./api.js";
+
 const page = document.getElementById("source-page");
 
 function show(id, text) {
@@ -20,7 +22,7 @@ function showProblem(id, text) {
 async function poll(url) {
   let answer;
   try {
-    const response = await fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } });
+    const response = await request("GET", url);
     if (!response.ok) {
       return true;
     }

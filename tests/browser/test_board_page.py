@@ -39,7 +39,7 @@ def test_a_viewer_sees_the_board_of_the_first_epic_read_only(
     client = client_for(member_of(project, ProjectRole.VIEWER))
     response = client.get(f"/projects/{project.pk}/board/")
     assert response.status_code == 200
-    assert b"/static/orket/board.js" in response.content
+    assert b"/static/orket/board/main.js" in response.content
     assert b"/static/orket/board.css" in response.content
     config = embedded_config(response.content)
     assert config["epic"] == epics[0].pk and config["canAct"] is False
