@@ -41,8 +41,9 @@ NOBODY = "65534:65534"
 LOOPBACK = "127.0.0.1"
 
 
-class UnsupportedStack(ValueError):
-    """The stack cannot be run in a sandbox (unknown, or no way to start it)."""
+class Refusal(ValueError):
+    """The plan's refusal: the stack cannot be run in a sandbox (unknown, or no way to start it). A rule,
+    free of Django like this module; the services raise it as `sandboxes.errors.UnsupportedStack`."""
 
 
 @dataclass(frozen=True)
@@ -217,7 +218,7 @@ def _app_service(
     entrypoint = str(stack.get("entrypoint") or "")
     root = str(stack.get("root") or ".").strip("/") or "."
     if ".." in root.split("/"):
-        raise UnsupportedStack("the project folder must lie inside the workspace")
+        raise Refusal("the project folder must lie inside the workspace")
     workdir = "/workspace" if root == "." else f"/workspace/{root}"
     env = {
         "HOST": listen_host,
@@ -245,7 +246,7 @@ def _app_service(
         elif entrypoint.endswith(".py"):
             start = f"exec python3 {q(entrypoint)}"
         else:
-            raise UnsupportedStack("a Python project without a framework needs a script to start (app.py, main.py)")
+            raise Refusal("a Python project without a framework needs a script to start (app.py, main.py)")
         command = ["sh", "-c", install + start]
         env.update({"PYTHONPATH": "/tmp/deps", "PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1"})
         health = _tcp_check_python(listen_port)
@@ -275,7 +276,7 @@ def _app_service(
         health = ["CMD", "bash", "-c", f"exec 3<>/dev/tcp/127.0.0.1/{listen_port}"]
     else:
         message = stack.get("message") or "no stack was recognised"
-        raise UnsupportedStack(f"nothing to run: {message}")
+        raise Refusal(f"nothing to run: {message}")
     service = _hardened(image, limits, labels, user=NOBODY)
     service.update(
         {

@@ -29,7 +29,7 @@ from django.utils import timezone
 
 from boards.errors import InvalidInput
 from boards.models import Card, Project
-from sandboxes import compose, local_sandbox, log_follow, log_streams, names, ports
+from sandboxes import compose, dispatch, local_sandbox, log_follow, log_streams, names, ports
 from sandboxes.errors import IllegalSandboxState, NoWorkspace, TooManySandboxes, UnsupportedStack
 from sandboxes.models import Backend, LogStreamKind, Sandbox, SandboxSettings, SandboxStatus
 from sandboxes.stacks import detect_stack
@@ -198,7 +198,7 @@ def sandbox_create(
                 network=network,
                 images=images(),
             )
-        except compose.UnsupportedStack as error:
+        except compose.Refusal as error:
             raise UnsupportedStack(f"This stack cannot run in a sandbox: {error}") from error
         folder = state_dir(sandbox)
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -221,7 +221,7 @@ def sandbox_create(
                 "user": getattr(user, "pk", None),
             },
         )
-        _queue("sandbox_provision", sandbox.pk)
+        dispatch.queue_sandbox_provision(sandbox_id=sandbox.pk)
     return sandbox
 
 
@@ -235,7 +235,7 @@ def sandbox_stop(*, sandbox: Sandbox, user: AbstractBaseUser | AnonymousUser | N
         locked.status = SandboxStatus.STOPPING
         locked.save(update_fields=["status", "updated_at"])
         log.info("sandbox stop requested", extra={"sandbox": locked.pk, "user": getattr(user, "pk", None)})
-        _queue("sandbox_halt", locked.pk)
+        dispatch.queue_sandbox_halt(sandbox_id=locked.pk)
     return locked
 
 
@@ -251,7 +251,7 @@ def sandbox_start(*, sandbox: Sandbox, user: AbstractBaseUser | AnonymousUser | 
         locked.last_error = ""
         locked.save(update_fields=["status", "last_error", "updated_at"])
         log.info("sandbox start requested", extra={"sandbox": locked.pk, "user": getattr(user, "pk", None)})
-        _queue("sandbox_provision", locked.pk)
+        dispatch.queue_sandbox_provision(sandbox_id=locked.pk)
     return locked
 
 
@@ -264,7 +264,7 @@ def sandbox_delete(*, sandbox: Sandbox, user: AbstractBaseUser | AnonymousUser |
         locked.last_error = ""
         locked.save(update_fields=["status", "last_error", "updated_at"])
         log.info("sandbox delete requested", extra={"sandbox": locked.pk, "user": getattr(user, "pk", None)})
-        _queue("sandbox_teardown", locked.pk)
+        dispatch.queue_sandbox_teardown(sandbox_id=locked.pk)
     return locked
 
 
@@ -279,14 +279,7 @@ def sandbox_logs_request(*, sandbox: Sandbox, max_age_seconds: float = 2.0) -> N
             return
     except OSError:
         pass
-    _queue("sandbox_logs_capture", sandbox.pk)
-
-
-def _queue(task_name: str, sandbox_id: int) -> None:
-    from sandboxes import tasks
-
-    task = getattr(tasks, task_name)
-    transaction.on_commit(lambda: task.delay(sandbox_id))
+    dispatch.queue_sandbox_logs_capture(sandbox_id=sandbox.pk)
 
 
 def _bwrap() -> str | None:
