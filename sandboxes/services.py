@@ -18,6 +18,8 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -125,6 +127,10 @@ def default_workspace(project: Project, card: Card | None) -> Path | None:
     return next((path for path in candidates if path.is_dir()), None)
 
 
+def _isolation(backend: str, network: str) -> str:
+    return (_docker_isolation(network) if backend == Backend.DOCKER else local_sandbox.describe(_bwrap()))[:200]
+
+
 def _docker_isolation(network: str) -> str:
     """Plain words for people (at most 200 characters, the width of `Sandbox.isolation`)."""
     where = (
@@ -152,63 +158,19 @@ def sandbox_create(
     """Detect the stack, name the sandbox, lease its ports, write its compose file, and queue its start."""
     if card is not None and card.project_id != project.pk:
         raise InvalidInput("The card belongs to another project.")
-    path = Path(workspace) if workspace is not None else default_workspace(project, card)
-    if path is None or not path.is_dir():
-        raise NoWorkspace("There is no workspace to run yet: the agents have not written any code here.")
-    path = path.resolve()
-    stack = detect_stack(path)
-    if stack.get("kind") == "unknown":
-        raise UnsupportedStack(f"Nothing to run: {stack.get('message') or 'no stack was recognised'}")
+    path = _workspace_to_run(project, card, workspace)
+    stack = _runnable_stack(path)
     backend = backend_choice()
     network = network_mode() if backend == Backend.DOCKER else "host"
     conf = project_settings(project)
-    now = timezone.now()
     with transaction.atomic():
-        if conf.max_sandboxes:
-            live = Sandbox.objects.filter(project=project, status__in=LIVE_STATUSES).count()
-            if live >= conf.max_sandboxes:
-                raise TooManySandboxes(
-                    f"The project already has {live} sandboxes (at most {conf.max_sandboxes}); delete one first."
-                )
-        sandbox = Sandbox.objects.create(
-            project=project,
-            card=card,
-            pull_request_number=pull_request_number,
-            name=names.sandbox_name(
-                project_slug=project.slug, card_id=card.pk if card else None, pull_request=pull_request_number
-            ),
-            workspace_path=str(path),
-            stack=stack,
-            backend=backend,
-            status=SandboxStatus.CREATING,
-            created_by=user if user is not None and user.is_authenticated else None,
-            expires_at=now + timedelta(hours=conf.time_to_live_hours) if conf.time_to_live_hours else None,
-        )
-        log_streams.log_stream_open(
-            project_id=project.pk, kind=LogStreamKind.SERVICE, label=f"sandbox {sandbox.name}", sandbox_id=sandbox.pk
-        )
+        _check_room(project, conf)
+        sandbox = _sandbox_row(project, card, pull_request_number, path, stack, backend, conf, user)
         leased = ports.lease_ports(sandbox=sandbox, services=compose.services_needing_ports(stack, network))
-        try:
-            plan = compose.compose_plan(
-                sandbox_id=sandbox.pk,
-                instance=instance_id(),
-                stack=stack,
-                workspace=str(path),
-                ports=leased,
-                network=network,
-                images=images(),
-            )
-        except compose.Refusal as error:
-            raise UnsupportedStack(f"This stack cannot run in a sandbox: {error}") from error
-        folder = state_dir(sandbox)
-        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-        compose_path = folder / COMPOSE_FILE
-        compose_path.touch(mode=0o600)
-        compose_path.write_text(plan.render())  # it holds the sandbox's generated secrets
+        plan = _plan(sandbox, stack, path, leased, network)
+        _write_compose_file(sandbox, plan)
         sandbox.urls = plan.urls
-        sandbox.isolation = (
-            _docker_isolation(network) if backend == Backend.DOCKER else local_sandbox.describe(_bwrap())
-        )[:200]
+        sandbox.isolation = _isolation(backend, network)
         sandbox.save(update_fields=["urls", "isolation", "updated_at"])
         log.info(
             "sandbox created",
@@ -225,47 +187,175 @@ def sandbox_create(
     return sandbox
 
 
-def sandbox_stop(*, sandbox: Sandbox, user: AbstractBaseUser | AnonymousUser | None = None) -> Sandbox:
+def _workspace_to_run(project: Project, card: Card | None, workspace: str | Path | None) -> Path:
+    path = Path(workspace) if workspace is not None else default_workspace(project, card)
+    if path is None or not path.is_dir():
+        raise NoWorkspace("There is no workspace to run yet: the agents have not written any code here.")
+    return path.resolve()
+
+
+def _runnable_stack(path: Path) -> dict[str, Any]:
+    stack = detect_stack(path)
+    if stack.get("kind") == "unknown":
+        raise UnsupportedStack(f"Nothing to run: {stack.get('message') or 'no stack was recognised'}")
+    return stack
+
+
+def _check_room(project: Project, conf: SandboxSettings) -> None:
+    """At most `max_sandboxes` live sandboxes per project (0: no limit)."""
+    if not conf.max_sandboxes:
+        return
+    live = Sandbox.objects.filter(project=project, status__in=LIVE_STATUSES).count()
+    if live >= conf.max_sandboxes:
+        raise TooManySandboxes(
+            f"The project already has {live} sandboxes (at most {conf.max_sandboxes}); delete one first."
+        )
+
+
+def _sandbox_row(
+    project: Project,
+    card: Card | None,
+    pull_request_number: int | None,
+    path: Path,
+    stack: dict[str, Any],
+    backend: str,
+    conf: SandboxSettings,
+    user: AbstractBaseUser | AnonymousUser | None,
+) -> Sandbox:
+    """The new row, `creating`, and its service log stream."""
+    sandbox = Sandbox.objects.create(
+        project=project,
+        card=card,
+        pull_request_number=pull_request_number,
+        name=names.sandbox_name(
+            project_slug=project.slug, card_id=card.pk if card else None, pull_request=pull_request_number
+        ),
+        workspace_path=str(path),
+        stack=stack,
+        backend=backend,
+        status=SandboxStatus.CREATING,
+        created_by=user if user is not None and user.is_authenticated else None,
+        expires_at=timezone.now() + timedelta(hours=conf.time_to_live_hours) if conf.time_to_live_hours else None,
+    )
+    log_streams.log_stream_open(
+        project_id=project.pk, kind=LogStreamKind.SERVICE, label=f"sandbox {sandbox.name}", sandbox_id=sandbox.pk
+    )
+    return sandbox
+
+
+def _plan(
+    sandbox: Sandbox, stack: dict[str, Any], path: Path, leased: dict[str, int], network: str
+) -> compose.ComposePlan:
+    try:
+        return compose.compose_plan(
+            sandbox_id=sandbox.pk,
+            instance=instance_id(),
+            stack=stack,
+            workspace=str(path),
+            ports=leased,
+            network=network,
+            images=images(),
+        )
+    except compose.Refusal as error:
+        raise UnsupportedStack(f"This stack cannot run in a sandbox: {error}") from error
+
+
+def _write_compose_file(sandbox: Sandbox, plan: compose.ComposePlan) -> None:
+    folder = state_dir(sandbox)
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    compose_path = folder / COMPOSE_FILE
+    compose_path.touch(mode=0o600)
+    compose_path.write_text(plan.render())  # it holds the sandbox's generated secrets
+
+
+@dataclass(frozen=True)
+class _LifecycleRequest:
+    """What a person's stop, start or delete asks of the row: which statuses allow it, the status it
+    moves to, and the worker task queued for the rest."""
+
+    action: str
+    refusal: Callable[[Sandbox], str]
+    new_status: str
+    clears_error: bool
+    queue: Callable[..., None]
+    already_done: str | None = None
+
+
+def _stop_refusal(sandbox: Sandbox) -> str:
+    if sandbox.status not in (SandboxStatus.CREATING, SandboxStatus.RUNNING, SandboxStatus.UNHEALTHY):
+        return f"A {sandbox.status} sandbox cannot be stopped."
+    return ""
+
+
+def _start_refusal(sandbox: Sandbox) -> str:
+    if sandbox.status != SandboxStatus.STOPPED:
+        return f"Only a stopped sandbox can be started again; this one is {sandbox.status}."
+    if sandbox.expires_at is not None and sandbox.expires_at <= timezone.now():
+        return "The sandbox has passed its time to live; start a new one."
+    return ""
+
+
+def _delete_refusal(sandbox: Sandbox) -> str:
+    return "The sandbox is already deleted." if sandbox.status == SandboxStatus.DELETED else ""
+
+
+_STOP = _LifecycleRequest(
+    action="stop",
+    refusal=_stop_refusal,
+    new_status=SandboxStatus.STOPPING,
+    clears_error=False,
+    queue=dispatch.queue_sandbox_halt,
+    already_done=SandboxStatus.STOPPED,
+)
+_START = _LifecycleRequest(
+    action="start",
+    refusal=_start_refusal,
+    new_status=SandboxStatus.CREATING,
+    clears_error=True,
+    queue=dispatch.queue_sandbox_provision,
+)
+_DELETE = _LifecycleRequest(
+    action="delete",
+    refusal=_delete_refusal,
+    new_status=SandboxStatus.STOPPING,
+    clears_error=True,
+    queue=dispatch.queue_sandbox_teardown,
+)
+
+
+def _lifecycle_request(
+    request: _LifecycleRequest, *, sandbox: Sandbox, user: AbstractBaseUser | AnonymousUser | None
+) -> Sandbox:
+    """Lock the row, refuse or move it to the request's status, and queue the worker's part on commit."""
     with transaction.atomic():
         locked = Sandbox.objects.select_for_update().get(pk=sandbox.pk)
-        if locked.status == SandboxStatus.STOPPED:
+        if request.already_done is not None and locked.status == request.already_done:
             return locked
-        if locked.status not in (SandboxStatus.CREATING, SandboxStatus.RUNNING, SandboxStatus.UNHEALTHY):
-            raise IllegalSandboxState(f"A {locked.status} sandbox cannot be stopped.")
-        locked.status = SandboxStatus.STOPPING
-        locked.save(update_fields=["status", "updated_at"])
-        log.info("sandbox stop requested", extra={"sandbox": locked.pk, "user": getattr(user, "pk", None)})
-        dispatch.queue_sandbox_halt(sandbox_id=locked.pk)
+        refusal = request.refusal(locked)
+        if refusal:
+            raise IllegalSandboxState(refusal)
+        locked.status = request.new_status
+        fields = ["status", "updated_at"]
+        if request.clears_error:
+            locked.last_error = ""
+            fields.append("last_error")
+        locked.save(update_fields=fields)
+        log.info(f"sandbox {request.action} requested", extra={"sandbox": locked.pk, "user": getattr(user, "pk", None)})
+        request.queue(sandbox_id=locked.pk)
     return locked
+
+
+def sandbox_stop(*, sandbox: Sandbox, user: AbstractBaseUser | AnonymousUser | None = None) -> Sandbox:
+    return _lifecycle_request(_STOP, sandbox=sandbox, user=user)
 
 
 def sandbox_start(*, sandbox: Sandbox, user: AbstractBaseUser | AnonymousUser | None = None) -> Sandbox:
     """Start a stopped sandbox again: same containers (or command), same ports; back to `creating`."""
-    with transaction.atomic():
-        locked = Sandbox.objects.select_for_update().get(pk=sandbox.pk)
-        if locked.status != SandboxStatus.STOPPED:
-            raise IllegalSandboxState(f"Only a stopped sandbox can be started again; this one is {locked.status}.")
-        if locked.expires_at is not None and locked.expires_at <= timezone.now():
-            raise IllegalSandboxState("The sandbox has passed its time to live; start a new one.")
-        locked.status = SandboxStatus.CREATING
-        locked.last_error = ""
-        locked.save(update_fields=["status", "last_error", "updated_at"])
-        log.info("sandbox start requested", extra={"sandbox": locked.pk, "user": getattr(user, "pk", None)})
-        dispatch.queue_sandbox_provision(sandbox_id=locked.pk)
-    return locked
+    return _lifecycle_request(_START, sandbox=sandbox, user=user)
 
 
 def sandbox_delete(*, sandbox: Sandbox, user: AbstractBaseUser | AnonymousUser | None = None) -> Sandbox:
-    with transaction.atomic():
-        locked = Sandbox.objects.select_for_update().get(pk=sandbox.pk)
-        if locked.status == SandboxStatus.DELETED:
-            raise IllegalSandboxState("The sandbox is already deleted.")
-        locked.status = SandboxStatus.STOPPING
-        locked.last_error = ""
-        locked.save(update_fields=["status", "last_error", "updated_at"])
-        log.info("sandbox delete requested", extra={"sandbox": locked.pk, "user": getattr(user, "pk", None)})
-        dispatch.queue_sandbox_teardown(sandbox_id=locked.pk)
-    return locked
+    return _lifecycle_request(_DELETE, sandbox=sandbox, user=user)
 
 
 def sandbox_logs_request(*, sandbox: Sandbox, max_age_seconds: float = 2.0) -> None:
@@ -315,35 +405,40 @@ def sandbox_provision(*, sandbox_id: int) -> Sandbox:
     except Exception as error:  # a failure of any kind must end in `failed`, never in `creating` for ever
         log.exception("sandbox %s could not start", sandbox.pk)
         healthy, detail = None, f"{type(error).__name__}: {error}"
-    now = timezone.now()
     if healthy is None:
         _set_status(
             sandbox.pk, expected=(SandboxStatus.CREATING,), status=SandboxStatus.FAILED, last_error=detail[-20_000:]
         )
         _remove_everything(sandbox)
         ports.release_ports(sandbox=sandbox)
-    elif healthy:
-        _set_status(
-            sandbox.pk,
-            expected=(SandboxStatus.CREATING,),
-            status=SandboxStatus.RUNNING,
-            last_error="",
-            health_checks_passed=sandbox.health_checks_passed + 1,
-            last_health_check_at=now,
-        )
     else:
-        _set_status(
-            sandbox.pk,
-            expected=(SandboxStatus.CREATING,),
-            status=SandboxStatus.UNHEALTHY,
-            last_error=detail[-20_000:],
-            health_checks_failed=sandbox.health_checks_failed + 1,
-            last_health_check_at=now,
-        )
+        _record_health(sandbox, expected=(SandboxStatus.CREATING,), healthy=healthy, detail=detail[-20_000:])
     sandbox_logs_capture(sandbox_id=sandbox.pk)
     sandbox.refresh_from_db()
     log.info("sandbox provisioned", extra={"sandbox": sandbox.pk, "status": sandbox.status})
     return sandbox
+
+
+def _record_health(sandbox: Sandbox, *, expected: tuple[str, ...], healthy: bool, detail: str) -> None:
+    """One health check's outcome: `running` and a pass counted, or `unhealthy` with why and a failure counted."""
+    if healthy:
+        _set_status(
+            sandbox.pk,
+            expected=expected,
+            status=SandboxStatus.RUNNING,
+            last_error="",
+            health_checks_passed=sandbox.health_checks_passed + 1,
+            last_health_check_at=timezone.now(),
+        )
+    else:
+        _set_status(
+            sandbox.pk,
+            expected=expected,
+            status=SandboxStatus.UNHEALTHY,
+            last_error=detail,
+            health_checks_failed=sandbox.health_checks_failed + 1,
+            last_health_check_at=timezone.now(),
+        )
 
 
 def _provision_docker(sandbox: Sandbox) -> tuple[bool | None, str]:
@@ -436,25 +531,7 @@ def sandbox_health_check(*, sandbox_id: int) -> Sandbox:
         port = int(_local_command(sandbox)["environment"]["PORT"])
         healthy = local_sandbox.alive(state_dir(sandbox)) and _port_answers(port)
         detail = "" if healthy else f"nothing answers on 127.0.0.1:{port}"
-    now = timezone.now()
-    if healthy:
-        _set_status(
-            sandbox.pk,
-            expected=checked,
-            status=SandboxStatus.RUNNING,
-            last_error="",
-            health_checks_passed=sandbox.health_checks_passed + 1,
-            last_health_check_at=now,
-        )
-    else:
-        _set_status(
-            sandbox.pk,
-            expected=checked,
-            status=SandboxStatus.UNHEALTHY,
-            last_error=detail,
-            health_checks_failed=sandbox.health_checks_failed + 1,
-            last_health_check_at=now,
-        )
+    _record_health(sandbox, expected=checked, healthy=healthy, detail=detail)
     sandbox.refresh_from_db()
     return sandbox
 
