@@ -45,9 +45,10 @@ class CeleryTasksInFlight:
 
     def finished(self, task_id: str | None = None, **_: Any) -> None:
         with self._lock:
-            if task_id and self._open[task_id] > 0:
+            if task_id in self._open:
                 self._open[task_id] -= 1
-            self._open += Counter()  # drops the ids at zero
+                if self._open[task_id] <= 0:
+                    del self._open[task_id]
 
     def idle(self) -> bool:
         with self._lock:
