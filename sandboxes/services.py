@@ -12,7 +12,6 @@ which also removes anything labelled `orket.sandbox` that no live row accounts f
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -33,6 +32,7 @@ from boards.errors import InvalidInput
 from boards.models import Card, Project
 from sandboxes import compose, dispatch, local_sandbox, log_follow, log_streams, names, ports
 from sandboxes.errors import IllegalSandboxState, NoWorkspace, TooManySandboxes, UnsupportedStack
+from sandboxes.instance import instance_id, sandboxes_root, setting, state_dir
 from sandboxes.models import Backend, LogStreamKind, Sandbox, SandboxSettings, SandboxStatus
 from sandboxes.stacks import detect_stack
 
@@ -53,17 +53,10 @@ LOG_LINES = 500
 # -- settings ------------------------------------------------------------------------------------------------
 
 
-def _setting(name: str, default: str) -> str:
-    value = getattr(settings, name, None)
-    if value is None or value == "":
-        value = os.environ.get(name, "")
-    return str(value).strip() or default
-
-
 def network_mode() -> str:
     """ORKET_SANDBOX_NETWORK: `internal` (the default; a private network, the app published on
     127.0.0.1) or `host` (host networking bound to 127.0.0.1, for engines without bridge networking)."""
-    mode = _setting("ORKET_SANDBOX_NETWORK", "internal").lower()
+    mode = setting("ORKET_SANDBOX_NETWORK", "internal").lower()
     if mode not in compose.NETWORK_MODES:
         raise InvalidInput(f"ORKET_SANDBOX_NETWORK must be internal or host, not {mode!r}.")
     return mode
@@ -72,7 +65,7 @@ def network_mode() -> str:
 def backend_choice() -> str:
     """ORKET_SANDBOX_BACKEND: `auto` (Docker when an engine's socket is configured or present, else
     local), `docker` or `local`. Decided without talking to Docker: only workers do that."""
-    mode = _setting("ORKET_SANDBOX_BACKEND", "auto").lower()
+    mode = setting("ORKET_SANDBOX_BACKEND", "auto").lower()
     if mode in (Backend.DOCKER, Backend.LOCAL):
         return mode
     if mode != "auto":
@@ -85,33 +78,16 @@ def backend_choice() -> str:
 def images() -> compose.Images:
     default = compose.Images()
     return compose.Images(
-        python=_setting("ORKET_SANDBOX_IMAGE_PYTHON", default.python),
-        node=_setting("ORKET_SANDBOX_IMAGE_NODE", default.node),
-        dotnet=_setting("ORKET_SANDBOX_IMAGE_DOTNET", default.dotnet),
-        postgresql=_setting("ORKET_SANDBOX_IMAGE_POSTGRESQL", default.postgresql),
-        mongodb=_setting("ORKET_SANDBOX_IMAGE_MONGODB", default.mongodb),
+        python=setting("ORKET_SANDBOX_IMAGE_PYTHON", default.python),
+        node=setting("ORKET_SANDBOX_IMAGE_NODE", default.node),
+        dotnet=setting("ORKET_SANDBOX_IMAGE_DOTNET", default.dotnet),
+        postgresql=setting("ORKET_SANDBOX_IMAGE_POSTGRESQL", default.postgresql),
+        mongodb=setting("ORKET_SANDBOX_IMAGE_MONGODB", default.mongodb),
     )
 
 
 def health_timeout() -> float:
-    return float(_setting("ORKET_SANDBOX_HEALTH_TIMEOUT", "180"))
-
-
-def instance_id() -> str:
-    """ORKET_INSTANCE, else a digest of the data folder: the `orket.instance` label on everything this
-    installation starts, so clean-up never takes another installation's (or test run's) sandboxes."""
-    found = _setting("ORKET_INSTANCE", "")
-    if found:
-        return names.sanitize_name(found)
-    return hashlib.sha256(str(Path(settings.DATA_DIR).resolve()).encode()).hexdigest()[:16]
-
-
-def sandboxes_root() -> Path:
-    return Path(settings.DATA_DIR) / "sandboxes"
-
-
-def state_dir(sandbox: Sandbox) -> Path:
-    return sandboxes_root() / sandbox.name
+    return float(setting("ORKET_SANDBOX_HEALTH_TIMEOUT", "180"))
 
 
 def project_settings(project: Project) -> SandboxSettings:
@@ -479,8 +455,8 @@ def _provision_local(sandbox: Sandbox) -> tuple[bool | None, str]:
     service = _local_command(sandbox)
     ttl = int((sandbox.expires_at - timezone.now()).total_seconds()) if sandbox.expires_at else 365 * 86400
     limits = local_sandbox.LocalLimits(
-        memory_mb=int(_setting("ORKET_SANDBOX_LOCAL_MEMORY_MB", "1024")),
-        max_processes=int(_setting("ORKET_SANDBOX_LOCAL_MAX_PROCESSES", "256")),
+        memory_mb=int(setting("ORKET_SANDBOX_LOCAL_MEMORY_MB", "1024")),
+        max_processes=int(setting("ORKET_SANDBOX_LOCAL_MAX_PROCESSES", "256")),
         time_to_live_seconds=max(ttl, 60),
     )
     _pid, isolation = local_sandbox.launch(
