@@ -41,8 +41,9 @@ NOBODY = "65534:65534"
 LOOPBACK = "127.0.0.1"
 
 
-class UnsupportedStack(ValueError):
-    """The stack cannot be run in a sandbox (unknown, or no way to start it)."""
+class Refusal(ValueError):
+    """The plan's refusal: the stack cannot be run in a sandbox (unknown, or no way to start it). A rule,
+    free of Django like this module; the services raise it as `sandboxes.errors.UnsupportedStack`."""
 
 
 @dataclass(frozen=True)
@@ -104,70 +105,105 @@ def compose_plan(
     secret_values: dict[str, str] | None = None,
 ) -> ComposePlan:
     """The compose document for one sandbox. `ports` maps service names to leased host ports."""
-    _check_network(network)
+    _check_inputs(stack, workspace, ports, network)
     images = images or Images()
-    app_limits = app_limits or ServiceLimits()
-    database_limits = database_limits or ServiceLimits(cpus=0.5, memory_mb=512, pids=128)
     secret_values = secret_values or generate_secrets(stack)
-    if not workspace.startswith("/"):
-        raise ValueError("the workspace must be an absolute path")
-    for service in services_needing_ports(stack, network):
-        port = ports.get(service)
-        if not isinstance(port, int) or not 1024 <= port <= 65535:
-            raise ValueError(f"no leased port for the service {service!r}")
     labels = {LABEL: str(sandbox_id), **({INSTANCE_LABEL: instance} if instance else {})}
     host = network == "host"
-    databases = [d for d in stack.get("databases") or [] if d in ("postgresql", "mongodb")]
-
-    services: dict[str, Any] = {}
-    volumes: dict[str, Any] = {}
-    app_env: dict[str, str] = {
-        "SECRET_KEY": secret_values["secret_key"],
-        "DJANGO_SECRET_KEY": secret_values["secret_key"],
-    }
-    for database in databases:
-        password = secret_values[f"{database}_password"]
-        db_host = LOOPBACK if host else database
-        if database == "postgresql":
-            port = ports["postgresql"] if host else 5432
-            services[database] = _postgresql(images.postgresql, password, port, host, database_limits, labels)
-            volumes["postgresql-data"] = {"labels": labels}
-            app_env["DATABASE_URL"] = f"postgres://app:{password}@{db_host}:{port}/app"
-        else:
-            port = ports["mongodb"] if host else 27017
-            services[database] = _mongodb(images.mongodb, password, port, host, database_limits, labels)
-            volumes["mongodb-data"] = {"labels": labels}
-            volumes["mongodb-config"] = {"labels": labels}
-            app_env["MONGODB_URL"] = f"mongodb://app:{password}@{db_host}:{port}/?authSource=admin"
-
+    databases = _DatabaseServices.of(
+        stack,
+        images=images,
+        secret_values=secret_values,
+        ports=ports,
+        host=host,
+        limits=database_limits or ServiceLimits(cpus=0.5, memory_mb=512, pids=128),
+        labels=labels,
+    )
     listen_host = LOOPBACK if host else "0.0.0.0"  # noqa: S104 - inside the container's own network namespace
     listen_port = ports[APP] if host else INNER_APP_PORT
-    app = _app_service(stack, images, workspace, listen_host, listen_port, app_limits, labels)
-    app["environment"] = {**app["environment"], **app_env}
-    if databases:
-        app["depends_on"] = {database: {"condition": "service_healthy"} for database in databases}
-    services = {APP: app, **services}
-
+    app = _app_service(stack, images, workspace, listen_host, listen_port, app_limits or ServiceLimits(), labels)
+    app["environment"] = {**app["environment"], **databases.app_environment}
+    if databases.services:
+        app["depends_on"] = {database: {"condition": "service_healthy"} for database in databases.services}
+    services = {APP: app, **databases.services}
     document: dict[str, Any] = {"version": "2.4", "services": services}
-    if host:
-        for service in services.values():
-            service["network_mode"] = "host"
-    else:
-        for name, service in services.items():
-            service["networks"] = ["internal", "edge"] if name == APP else ["internal"]
-        app["ports"] = [f"{LOOPBACK}:{ports[APP]}:{INNER_APP_PORT}"]
-        document["networks"] = {
-            "internal": {"internal": True, "labels": labels},
-            "edge": {"labels": labels},
-        }
-    if volumes:
-        document["volumes"] = volumes
+    _connect(document, ports=ports, host=host, labels=labels)
+    if databases.volumes:
+        document["volumes"] = databases.volumes
     return ComposePlan(
         document=document,
         urls={APP: f"http://{LOOPBACK}:{ports[APP]}/"},
         secrets=secret_values,
         services=tuple(services),
     )
+
+
+def _check_inputs(stack: dict[str, Any], workspace: str, ports: dict[str, int], network: str) -> None:
+    _check_network(network)
+    if not workspace.startswith("/"):
+        raise ValueError("the workspace must be an absolute path")
+    for service in services_needing_ports(stack, network):
+        port = ports.get(service)
+        if not isinstance(port, int) or not 1024 <= port <= 65535:
+            raise ValueError(f"no leased port for the service {service!r}")
+
+
+@dataclass(frozen=True)
+class _DatabaseServices:
+    """The stack's databases: their services and volumes, and what the app needs to reach them (its
+    secret key comes first, so the app's environment is built here in one place)."""
+
+    services: dict[str, Any]
+    volumes: dict[str, Any]
+    app_environment: dict[str, str]
+
+    @classmethod
+    def of(
+        cls,
+        stack: dict[str, Any],
+        *,
+        images: Images,
+        secret_values: dict[str, str],
+        ports: dict[str, int],
+        host: bool,
+        limits: ServiceLimits,
+        labels: dict[str, str],
+    ) -> _DatabaseServices:
+        services: dict[str, Any] = {}
+        volumes: dict[str, Any] = {}
+        app_environment = {"SECRET_KEY": secret_values["secret_key"], "DJANGO_SECRET_KEY": secret_values["secret_key"]}
+        for database in [d for d in stack.get("databases") or [] if d in ("postgresql", "mongodb")]:
+            password = secret_values[f"{database}_password"]
+            db_host = LOOPBACK if host else database
+            if database == "postgresql":
+                port = ports["postgresql"] if host else 5432
+                services[database] = _postgresql(images.postgresql, password, port, host, limits, labels)
+                volumes["postgresql-data"] = {"labels": labels}
+                app_environment["DATABASE_URL"] = f"postgres://app:{password}@{db_host}:{port}/app"
+            else:
+                port = ports["mongodb"] if host else 27017
+                services[database] = _mongodb(images.mongodb, password, port, host, limits, labels)
+                volumes["mongodb-data"] = {"labels": labels}
+                volumes["mongodb-config"] = {"labels": labels}
+                app_environment["MONGODB_URL"] = f"mongodb://app:{password}@{db_host}:{port}/?authSource=admin"
+        return cls(services=services, volumes=volumes, app_environment=app_environment)
+
+
+def _connect(document: dict[str, Any], *, ports: dict[str, int], host: bool, labels: dict[str, str]) -> None:
+    """Host networking for every service, or the private `internal` network for all and the `edge`
+    network for the app alone, its port published on 127.0.0.1."""
+    services = document["services"]
+    if host:
+        for service in services.values():
+            service["network_mode"] = "host"
+        return
+    for name, service in services.items():
+        service["networks"] = ["internal", "edge"] if name == APP else ["internal"]
+    services[APP]["ports"] = [f"{LOOPBACK}:{ports[APP]}:{INNER_APP_PORT}"]
+    document["networks"] = {
+        "internal": {"internal": True, "labels": labels},
+        "edge": {"labels": labels},
+    }
 
 
 def _check_network(network: str) -> None:
@@ -203,6 +239,17 @@ def _tcp_check_python(port: int) -> list[str]:
     return ["CMD", "python3", "-c", probe]
 
 
+@dataclass(frozen=True)
+class _AppStart:
+    """How the app of one kind of stack starts inside its container."""
+
+    image: str
+    command: list[str]
+    workdir: str
+    health: list[str]
+    environment: dict[str, str] = field(default_factory=dict)
+
+
 def _app_service(
     stack: dict[str, Any],
     images: Images,
@@ -212,83 +259,104 @@ def _app_service(
     limits: ServiceLimits,
     labels: dict[str, str],
 ) -> dict[str, Any]:
+    root = str(stack.get("root") or ".").strip("/") or "."
+    if ".." in root.split("/"):
+        raise Refusal("the project folder must lie inside the workspace")
+    workdir = "/workspace" if root == "." else f"/workspace/{root}"
+    start = _app_start(stack, images, workdir, listen_host, listen_port)
+    service = _hardened(start.image, limits, labels, user=NOBODY)
+    service.update(
+        {
+            "command": start.command,
+            "working_dir": start.workdir,
+            "environment": {
+                "HOST": listen_host,
+                "PORT": str(listen_port),
+                "HOME": "/tmp",
+                "ORKET_SANDBOX": "1",
+                **start.environment,
+            },
+            "volumes": [{"type": "bind", "source": workspace, "target": "/workspace", "read_only": True}],
+            "healthcheck": _healthcheck(start.health),
+        }
+    )
+    if stack.get("kind") in ("node", "dotnet"):
+        service["tmpfs"] = ["/tmp:rw,nosuid,nodev,exec,size=2g,mode=1777"]
+    return service
+
+
+def _app_start(stack: dict[str, Any], images: Images, workdir: str, listen_host: str, listen_port: int) -> _AppStart:
     kind = stack.get("kind")
     framework = stack.get("framework") or ""
     entrypoint = str(stack.get("entrypoint") or "")
-    root = str(stack.get("root") or ".").strip("/") or "."
-    if ".." in root.split("/"):
-        raise UnsupportedStack("the project folder must lie inside the workspace")
-    workdir = "/workspace" if root == "." else f"/workspace/{root}"
-    env = {
-        "HOST": listen_host,
-        "PORT": str(listen_port),
-        "HOME": "/tmp",
-        "ORKET_SANDBOX": "1",
-    }
-    q = shlex.quote
     if kind == "python":
-        image = images.python
-        install = (
-            "if [ -s requirements.txt ]; then "
-            "python3 -m pip install --quiet --no-cache-dir --target /tmp/deps -r requirements.txt || exit 1; fi; "
+        return _python_start(images.python, framework, entrypoint, workdir, listen_host, listen_port)
+    if kind == "node":
+        return _node_start(images.node, entrypoint, workdir, listen_port)
+    if kind == "dotnet":
+        return _dotnet_start(images.dotnet, entrypoint, workdir, listen_host, listen_port)
+    message = stack.get("message") or "no stack was recognised"
+    raise Refusal(f"nothing to run: {message}")
+
+
+def _python_start(
+    image: str, framework: str, entrypoint: str, workdir: str, listen_host: str, listen_port: int
+) -> _AppStart:
+    q = shlex.quote
+    install = (
+        "if [ -s requirements.txt ]; then "
+        "python3 -m pip install --quiet --no-cache-dir --target /tmp/deps -r requirements.txt || exit 1; fi; "
+    )
+    if framework == "django":
+        start = (
+            "python3 manage.py migrate --noinput; "
+            f"exec python3 manage.py runserver {q(f'{listen_host}:{listen_port}')} --noreload"
         )
-        if framework == "django":
-            start = (
-                "python3 manage.py migrate --noinput; "
-                f"exec python3 manage.py runserver {q(f'{listen_host}:{listen_port}')} --noreload"
-            )
-        elif framework == "fastapi":
-            start = f"exec python3 -m uvicorn {q(entrypoint or 'main:app')} --host {listen_host} --port {listen_port}"
-        elif framework == "flask":
-            target = q(entrypoint or "app")
-            start = f"exec python3 -m flask --app {target} run --host {listen_host} --port {listen_port}"
-        elif entrypoint.endswith(".py"):
-            start = f"exec python3 {q(entrypoint)}"
-        else:
-            raise UnsupportedStack("a Python project without a framework needs a script to start (app.py, main.py)")
-        command = ["sh", "-c", install + start]
-        env.update({"PYTHONPATH": "/tmp/deps", "PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1"})
-        health = _tcp_check_python(listen_port)
-    elif kind == "node":
-        image = images.node
-        start = entrypoint if entrypoint.startswith("npm ") or entrypoint.startswith("node ") else "npm start"
-        copy = f"cp -a {q(workdir)}/. /tmp/app && cd /tmp/app && npm install --no-audit --no-fund && "
-        command = ["sh", "-c", copy + "exec " + start]
-        workdir = "/tmp"
-        probe = (
-            f"require('net').connect({listen_port}, '127.0.0.1')"
-            ".on('connect', () => process.exit(0)).on('error', () => process.exit(1))"
-        )
-        health = ["CMD", "node", "-e", probe]
-    elif kind == "dotnet":
-        image = images.dotnet
-        project = q(entrypoint) if entrypoint.endswith(".csproj") else ""
-        copy = f"cp -a {q(workdir)}/. /tmp/app && cd /tmp/app && "
-        command = [
+    elif framework == "fastapi":
+        start = f"exec python3 -m uvicorn {q(entrypoint or 'main:app')} --host {listen_host} --port {listen_port}"
+    elif framework == "flask":
+        target = q(entrypoint or "app")
+        start = f"exec python3 -m flask --app {target} run --host {listen_host} --port {listen_port}"
+    elif entrypoint.endswith(".py"):
+        start = f"exec python3 {q(entrypoint)}"
+    else:
+        raise Refusal("a Python project without a framework needs a script to start (app.py, main.py)")
+    return _AppStart(
+        image=image,
+        command=["sh", "-c", install + start],
+        workdir=workdir,
+        health=_tcp_check_python(listen_port),
+        environment={"PYTHONPATH": "/tmp/deps", "PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1"},
+    )
+
+
+def _node_start(image: str, entrypoint: str, workdir: str, listen_port: int) -> _AppStart:
+    start = entrypoint if entrypoint.startswith("npm ") or entrypoint.startswith("node ") else "npm start"
+    copy = f"cp -a {shlex.quote(workdir)}/. /tmp/app && cd /tmp/app && npm install --no-audit --no-fund && "
+    probe = (
+        f"require('net').connect({listen_port}, '127.0.0.1')"
+        ".on('connect', () => process.exit(0)).on('error', () => process.exit(1))"
+    )
+    return _AppStart(
+        image=image, command=["sh", "-c", copy + "exec " + start], workdir="/tmp", health=["CMD", "node", "-e", probe]
+    )
+
+
+def _dotnet_start(image: str, entrypoint: str, workdir: str, listen_host: str, listen_port: int) -> _AppStart:
+    project = shlex.quote(entrypoint) if entrypoint.endswith(".csproj") else ""
+    copy = f"cp -a {shlex.quote(workdir)}/. /tmp/app && cd /tmp/app && "
+    return _AppStart(
+        image=image,
+        command=[
             "sh",
             "-c",
             copy + f"exec dotnet run {('--project ' + project) if project else ''} "
             f"--urls http://{listen_host}:{listen_port}",
-        ]
-        workdir = "/tmp"
-        env.update({"DOTNET_CLI_HOME": "/tmp", "DOTNET_CLI_TELEMETRY_OPTOUT": "1", "NUGET_PACKAGES": "/tmp/nuget"})
-        health = ["CMD", "bash", "-c", f"exec 3<>/dev/tcp/127.0.0.1/{listen_port}"]
-    else:
-        message = stack.get("message") or "no stack was recognised"
-        raise UnsupportedStack(f"nothing to run: {message}")
-    service = _hardened(image, limits, labels, user=NOBODY)
-    service.update(
-        {
-            "command": command,
-            "working_dir": workdir,
-            "environment": env,
-            "volumes": [{"type": "bind", "source": workspace, "target": "/workspace", "read_only": True}],
-            "healthcheck": _healthcheck(health),
-        }
+        ],
+        workdir="/tmp",
+        health=["CMD", "bash", "-c", f"exec 3<>/dev/tcp/127.0.0.1/{listen_port}"],
+        environment={"DOTNET_CLI_HOME": "/tmp", "DOTNET_CLI_TELEMETRY_OPTOUT": "1", "NUGET_PACKAGES": "/tmp/nuget"},
     )
-    if kind in ("node", "dotnet"):
-        service["tmpfs"] = ["/tmp:rw,nosuid,nodev,exec,size=2g,mode=1777"]
-    return service
 
 
 def _postgresql(

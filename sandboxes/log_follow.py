@@ -33,6 +33,7 @@ from django.utils import timezone
 
 from sandboxes import local_sandbox
 from sandboxes.errors import LogStreamClosed
+from sandboxes.instance import instance_id, state_dir
 from sandboxes.log_streams import log_lines_append, log_stream_close, log_stream_open, log_stream_reopen
 from sandboxes.models import Backend, LogStream, LogStreamKind, Sandbox, SandboxStatus
 
@@ -194,8 +195,6 @@ class _LocalReader(_Reader):
     """The local backend's app.log, read from the stored byte offset to its last complete line."""
 
     def __init__(self, sandbox: Sandbox, stream_id: int) -> None:
-        from sandboxes.services import state_dir
-
         self.path = state_dir(sandbox) / local_sandbox.LOG_FILE
         self.stream_id = stream_id
 
@@ -257,7 +256,6 @@ class _DockerReader(_Reader):
 
     def _look_for_containers(self) -> None:
         from sandboxes import docker_backend
-        from sandboxes.services import instance_id
 
         if time.monotonic() - self.last_look < 2.0:
             return

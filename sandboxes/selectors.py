@@ -10,8 +10,9 @@ from django.db.models import QuerySet
 
 from boards.access import AnyUser, visible_projects
 from sandboxes import local_sandbox
+from sandboxes.instance import state_dir
 from sandboxes.models import Backend, LogLine, LogStream, LogStreamKind, Sandbox, SandboxStatus
-from sandboxes.services import LIVE_STATUSES, LOGS_FILE, state_dir
+from sandboxes.services import LIVE_STATUSES, LOGS_FILE
 
 MAX_TAIL = 2000
 

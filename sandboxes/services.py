@@ -12,12 +12,13 @@ which also removes anything labelled `orket.sandbox` that no live row accounts f
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
 import socket
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -29,8 +30,9 @@ from django.utils import timezone
 
 from boards.errors import InvalidInput
 from boards.models import Card, Project
-from sandboxes import compose, local_sandbox, log_follow, log_streams, names, ports
+from sandboxes import compose, dispatch, local_sandbox, log_follow, log_streams, names, ports
 from sandboxes.errors import IllegalSandboxState, NoWorkspace, TooManySandboxes, UnsupportedStack
+from sandboxes.instance import instance_id, sandboxes_root, setting, state_dir
 from sandboxes.models import Backend, LogStreamKind, Sandbox, SandboxSettings, SandboxStatus
 from sandboxes.stacks import detect_stack
 
@@ -51,17 +53,10 @@ LOG_LINES = 500
 # -- settings ------------------------------------------------------------------------------------------------
 
 
-def _setting(name: str, default: str) -> str:
-    value = getattr(settings, name, None)
-    if value is None or value == "":
-        value = os.environ.get(name, "")
-    return str(value).strip() or default
-
-
 def network_mode() -> str:
     """ORKET_SANDBOX_NETWORK: `internal` (the default; a private network, the app published on
     127.0.0.1) or `host` (host networking bound to 127.0.0.1, for engines without bridge networking)."""
-    mode = _setting("ORKET_SANDBOX_NETWORK", "internal").lower()
+    mode = setting("ORKET_SANDBOX_NETWORK", "internal").lower()
     if mode not in compose.NETWORK_MODES:
         raise InvalidInput(f"ORKET_SANDBOX_NETWORK must be internal or host, not {mode!r}.")
     return mode
@@ -70,7 +65,7 @@ def network_mode() -> str:
 def backend_choice() -> str:
     """ORKET_SANDBOX_BACKEND: `auto` (Docker when an engine's socket is configured or present, else
     local), `docker` or `local`. Decided without talking to Docker: only workers do that."""
-    mode = _setting("ORKET_SANDBOX_BACKEND", "auto").lower()
+    mode = setting("ORKET_SANDBOX_BACKEND", "auto").lower()
     if mode in (Backend.DOCKER, Backend.LOCAL):
         return mode
     if mode != "auto":
@@ -83,33 +78,16 @@ def backend_choice() -> str:
 def images() -> compose.Images:
     default = compose.Images()
     return compose.Images(
-        python=_setting("ORKET_SANDBOX_IMAGE_PYTHON", default.python),
-        node=_setting("ORKET_SANDBOX_IMAGE_NODE", default.node),
-        dotnet=_setting("ORKET_SANDBOX_IMAGE_DOTNET", default.dotnet),
-        postgresql=_setting("ORKET_SANDBOX_IMAGE_POSTGRESQL", default.postgresql),
-        mongodb=_setting("ORKET_SANDBOX_IMAGE_MONGODB", default.mongodb),
+        python=setting("ORKET_SANDBOX_IMAGE_PYTHON", default.python),
+        node=setting("ORKET_SANDBOX_IMAGE_NODE", default.node),
+        dotnet=setting("ORKET_SANDBOX_IMAGE_DOTNET", default.dotnet),
+        postgresql=setting("ORKET_SANDBOX_IMAGE_POSTGRESQL", default.postgresql),
+        mongodb=setting("ORKET_SANDBOX_IMAGE_MONGODB", default.mongodb),
     )
 
 
 def health_timeout() -> float:
-    return float(_setting("ORKET_SANDBOX_HEALTH_TIMEOUT", "180"))
-
-
-def instance_id() -> str:
-    """ORKET_INSTANCE, else a digest of the data folder: the `orket.instance` label on everything this
-    installation starts, so clean-up never takes another installation's (or test run's) sandboxes."""
-    found = _setting("ORKET_INSTANCE", "")
-    if found:
-        return names.sanitize_name(found)
-    return hashlib.sha256(str(Path(settings.DATA_DIR).resolve()).encode()).hexdigest()[:16]
-
-
-def sandboxes_root() -> Path:
-    return Path(settings.DATA_DIR) / "sandboxes"
-
-
-def state_dir(sandbox: Sandbox) -> Path:
-    return sandboxes_root() / sandbox.name
+    return float(setting("ORKET_SANDBOX_HEALTH_TIMEOUT", "180"))
 
 
 def project_settings(project: Project) -> SandboxSettings:
@@ -123,6 +101,10 @@ def default_workspace(project: Project, card: Card | None) -> Path | None:
     candidates = [root / "cards" / str(card.pk)] if card is not None else []
     candidates.append(root / "repo")
     return next((path for path in candidates if path.is_dir()), None)
+
+
+def _isolation(backend: str, network: str) -> str:
+    return (_docker_isolation(network) if backend == Backend.DOCKER else local_sandbox.describe(_bwrap()))[:200]
 
 
 def _docker_isolation(network: str) -> str:
@@ -152,63 +134,19 @@ def sandbox_create(
     """Detect the stack, name the sandbox, lease its ports, write its compose file, and queue its start."""
     if card is not None and card.project_id != project.pk:
         raise InvalidInput("The card belongs to another project.")
-    path = Path(workspace) if workspace is not None else default_workspace(project, card)
-    if path is None or not path.is_dir():
-        raise NoWorkspace("There is no workspace to run yet: the agents have not written any code here.")
-    path = path.resolve()
-    stack = detect_stack(path)
-    if stack.get("kind") == "unknown":
-        raise UnsupportedStack(f"Nothing to run: {stack.get('message') or 'no stack was recognised'}")
+    path = _workspace_to_run(project, card, workspace)
+    stack = _runnable_stack(path)
     backend = backend_choice()
     network = network_mode() if backend == Backend.DOCKER else "host"
     conf = project_settings(project)
-    now = timezone.now()
     with transaction.atomic():
-        if conf.max_sandboxes:
-            live = Sandbox.objects.filter(project=project, status__in=LIVE_STATUSES).count()
-            if live >= conf.max_sandboxes:
-                raise TooManySandboxes(
-                    f"The project already has {live} sandboxes (at most {conf.max_sandboxes}); delete one first."
-                )
-        sandbox = Sandbox.objects.create(
-            project=project,
-            card=card,
-            pull_request_number=pull_request_number,
-            name=names.sandbox_name(
-                project_slug=project.slug, card_id=card.pk if card else None, pull_request=pull_request_number
-            ),
-            workspace_path=str(path),
-            stack=stack,
-            backend=backend,
-            status=SandboxStatus.CREATING,
-            created_by=user if user is not None and user.is_authenticated else None,
-            expires_at=now + timedelta(hours=conf.time_to_live_hours) if conf.time_to_live_hours else None,
-        )
-        log_streams.log_stream_open(
-            project_id=project.pk, kind=LogStreamKind.SERVICE, label=f"sandbox {sandbox.name}", sandbox_id=sandbox.pk
-        )
+        _check_room(project, conf)
+        sandbox = _sandbox_row(project, card, pull_request_number, path, stack, backend, conf, user)
         leased = ports.lease_ports(sandbox=sandbox, services=compose.services_needing_ports(stack, network))
-        try:
-            plan = compose.compose_plan(
-                sandbox_id=sandbox.pk,
-                instance=instance_id(),
-                stack=stack,
-                workspace=str(path),
-                ports=leased,
-                network=network,
-                images=images(),
-            )
-        except compose.UnsupportedStack as error:
-            raise UnsupportedStack(f"This stack cannot run in a sandbox: {error}") from error
-        folder = state_dir(sandbox)
-        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-        compose_path = folder / COMPOSE_FILE
-        compose_path.touch(mode=0o600)
-        compose_path.write_text(plan.render())  # it holds the sandbox's generated secrets
+        plan = _plan(sandbox, stack, path, leased, network)
+        _write_compose_file(sandbox, plan)
         sandbox.urls = plan.urls
-        sandbox.isolation = (
-            _docker_isolation(network) if backend == Backend.DOCKER else local_sandbox.describe(_bwrap())
-        )[:200]
+        sandbox.isolation = _isolation(backend, network)
         sandbox.save(update_fields=["urls", "isolation", "updated_at"])
         log.info(
             "sandbox created",
@@ -221,51 +159,179 @@ def sandbox_create(
                 "user": getattr(user, "pk", None),
             },
         )
-        _queue("sandbox_provision", sandbox.pk)
+        dispatch.queue_sandbox_provision(sandbox_id=sandbox.pk)
     return sandbox
 
 
-def sandbox_stop(*, sandbox: Sandbox, user: AbstractBaseUser | AnonymousUser | None = None) -> Sandbox:
+def _workspace_to_run(project: Project, card: Card | None, workspace: str | Path | None) -> Path:
+    path = Path(workspace) if workspace is not None else default_workspace(project, card)
+    if path is None or not path.is_dir():
+        raise NoWorkspace("There is no workspace to run yet: the agents have not written any code here.")
+    return path.resolve()
+
+
+def _runnable_stack(path: Path) -> dict[str, Any]:
+    stack = detect_stack(path)
+    if stack.get("kind") == "unknown":
+        raise UnsupportedStack(f"Nothing to run: {stack.get('message') or 'no stack was recognised'}")
+    return stack
+
+
+def _check_room(project: Project, conf: SandboxSettings) -> None:
+    """At most `max_sandboxes` live sandboxes per project (0: no limit)."""
+    if not conf.max_sandboxes:
+        return
+    live = Sandbox.objects.filter(project=project, status__in=LIVE_STATUSES).count()
+    if live >= conf.max_sandboxes:
+        raise TooManySandboxes(
+            f"The project already has {live} sandboxes (at most {conf.max_sandboxes}); delete one first."
+        )
+
+
+def _sandbox_row(
+    project: Project,
+    card: Card | None,
+    pull_request_number: int | None,
+    path: Path,
+    stack: dict[str, Any],
+    backend: str,
+    conf: SandboxSettings,
+    user: AbstractBaseUser | AnonymousUser | None,
+) -> Sandbox:
+    """The new row, `creating`, and its service log stream."""
+    sandbox = Sandbox.objects.create(
+        project=project,
+        card=card,
+        pull_request_number=pull_request_number,
+        name=names.sandbox_name(
+            project_slug=project.slug, card_id=card.pk if card else None, pull_request=pull_request_number
+        ),
+        workspace_path=str(path),
+        stack=stack,
+        backend=backend,
+        status=SandboxStatus.CREATING,
+        created_by=user if user is not None and user.is_authenticated else None,
+        expires_at=timezone.now() + timedelta(hours=conf.time_to_live_hours) if conf.time_to_live_hours else None,
+    )
+    log_streams.log_stream_open(
+        project_id=project.pk, kind=LogStreamKind.SERVICE, label=f"sandbox {sandbox.name}", sandbox_id=sandbox.pk
+    )
+    return sandbox
+
+
+def _plan(
+    sandbox: Sandbox, stack: dict[str, Any], path: Path, leased: dict[str, int], network: str
+) -> compose.ComposePlan:
+    try:
+        return compose.compose_plan(
+            sandbox_id=sandbox.pk,
+            instance=instance_id(),
+            stack=stack,
+            workspace=str(path),
+            ports=leased,
+            network=network,
+            images=images(),
+        )
+    except compose.Refusal as error:
+        raise UnsupportedStack(f"This stack cannot run in a sandbox: {error}") from error
+
+
+def _write_compose_file(sandbox: Sandbox, plan: compose.ComposePlan) -> None:
+    folder = state_dir(sandbox)
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    compose_path = folder / COMPOSE_FILE
+    compose_path.touch(mode=0o600)
+    compose_path.write_text(plan.render())  # it holds the sandbox's generated secrets
+
+
+@dataclass(frozen=True)
+class _LifecycleRequest:
+    """What a person's stop, start or delete asks of the row: which statuses allow it, the status it
+    moves to, and the worker task queued for the rest."""
+
+    action: str
+    refusal: Callable[[Sandbox], str]
+    new_status: str
+    clears_error: bool
+    queue: Callable[..., None]
+    already_done: str | None = None
+
+
+def _stop_refusal(sandbox: Sandbox) -> str:
+    if sandbox.status not in (SandboxStatus.CREATING, SandboxStatus.RUNNING, SandboxStatus.UNHEALTHY):
+        return f"A {sandbox.status} sandbox cannot be stopped."
+    return ""
+
+
+def _start_refusal(sandbox: Sandbox) -> str:
+    if sandbox.status != SandboxStatus.STOPPED:
+        return f"Only a stopped sandbox can be started again; this one is {sandbox.status}."
+    if sandbox.expires_at is not None and sandbox.expires_at <= timezone.now():
+        return "The sandbox has passed its time to live; start a new one."
+    return ""
+
+
+def _delete_refusal(sandbox: Sandbox) -> str:
+    return "The sandbox is already deleted." if sandbox.status == SandboxStatus.DELETED else ""
+
+
+_STOP = _LifecycleRequest(
+    action="stop",
+    refusal=_stop_refusal,
+    new_status=SandboxStatus.STOPPING,
+    clears_error=False,
+    queue=dispatch.queue_sandbox_halt,
+    already_done=SandboxStatus.STOPPED,
+)
+_START = _LifecycleRequest(
+    action="start",
+    refusal=_start_refusal,
+    new_status=SandboxStatus.CREATING,
+    clears_error=True,
+    queue=dispatch.queue_sandbox_provision,
+)
+_DELETE = _LifecycleRequest(
+    action="delete",
+    refusal=_delete_refusal,
+    new_status=SandboxStatus.STOPPING,
+    clears_error=True,
+    queue=dispatch.queue_sandbox_teardown,
+)
+
+
+def _lifecycle_request(
+    request: _LifecycleRequest, *, sandbox: Sandbox, user: AbstractBaseUser | AnonymousUser | None
+) -> Sandbox:
+    """Lock the row, refuse or move it to the request's status, and queue the worker's part on commit."""
     with transaction.atomic():
         locked = Sandbox.objects.select_for_update().get(pk=sandbox.pk)
-        if locked.status == SandboxStatus.STOPPED:
+        if request.already_done is not None and locked.status == request.already_done:
             return locked
-        if locked.status not in (SandboxStatus.CREATING, SandboxStatus.RUNNING, SandboxStatus.UNHEALTHY):
-            raise IllegalSandboxState(f"A {locked.status} sandbox cannot be stopped.")
-        locked.status = SandboxStatus.STOPPING
-        locked.save(update_fields=["status", "updated_at"])
-        log.info("sandbox stop requested", extra={"sandbox": locked.pk, "user": getattr(user, "pk", None)})
-        _queue("sandbox_halt", locked.pk)
+        refusal = request.refusal(locked)
+        if refusal:
+            raise IllegalSandboxState(refusal)
+        locked.status = request.new_status
+        fields = ["status", "updated_at"]
+        if request.clears_error:
+            locked.last_error = ""
+            fields.append("last_error")
+        locked.save(update_fields=fields)
+        log.info(f"sandbox {request.action} requested", extra={"sandbox": locked.pk, "user": getattr(user, "pk", None)})
+        request.queue(sandbox_id=locked.pk)
     return locked
+
+
+def sandbox_stop(*, sandbox: Sandbox, user: AbstractBaseUser | AnonymousUser | None = None) -> Sandbox:
+    return _lifecycle_request(_STOP, sandbox=sandbox, user=user)
 
 
 def sandbox_start(*, sandbox: Sandbox, user: AbstractBaseUser | AnonymousUser | None = None) -> Sandbox:
     """Start a stopped sandbox again: same containers (or command), same ports; back to `creating`."""
-    with transaction.atomic():
-        locked = Sandbox.objects.select_for_update().get(pk=sandbox.pk)
-        if locked.status != SandboxStatus.STOPPED:
-            raise IllegalSandboxState(f"Only a stopped sandbox can be started again; this one is {locked.status}.")
-        if locked.expires_at is not None and locked.expires_at <= timezone.now():
-            raise IllegalSandboxState("The sandbox has passed its time to live; start a new one.")
-        locked.status = SandboxStatus.CREATING
-        locked.last_error = ""
-        locked.save(update_fields=["status", "last_error", "updated_at"])
-        log.info("sandbox start requested", extra={"sandbox": locked.pk, "user": getattr(user, "pk", None)})
-        _queue("sandbox_provision", locked.pk)
-    return locked
+    return _lifecycle_request(_START, sandbox=sandbox, user=user)
 
 
 def sandbox_delete(*, sandbox: Sandbox, user: AbstractBaseUser | AnonymousUser | None = None) -> Sandbox:
-    with transaction.atomic():
-        locked = Sandbox.objects.select_for_update().get(pk=sandbox.pk)
-        if locked.status == SandboxStatus.DELETED:
-            raise IllegalSandboxState("The sandbox is already deleted.")
-        locked.status = SandboxStatus.STOPPING
-        locked.last_error = ""
-        locked.save(update_fields=["status", "last_error", "updated_at"])
-        log.info("sandbox delete requested", extra={"sandbox": locked.pk, "user": getattr(user, "pk", None)})
-        _queue("sandbox_teardown", locked.pk)
-    return locked
+    return _lifecycle_request(_DELETE, sandbox=sandbox, user=user)
 
 
 def sandbox_logs_request(*, sandbox: Sandbox, max_age_seconds: float = 2.0) -> None:
@@ -279,14 +345,7 @@ def sandbox_logs_request(*, sandbox: Sandbox, max_age_seconds: float = 2.0) -> N
             return
     except OSError:
         pass
-    _queue("sandbox_logs_capture", sandbox.pk)
-
-
-def _queue(task_name: str, sandbox_id: int) -> None:
-    from sandboxes import tasks
-
-    task = getattr(tasks, task_name)
-    transaction.on_commit(lambda: task.delay(sandbox_id))
+    dispatch.queue_sandbox_logs_capture(sandbox_id=sandbox.pk)
 
 
 def _bwrap() -> str | None:
@@ -322,35 +381,40 @@ def sandbox_provision(*, sandbox_id: int) -> Sandbox:
     except Exception as error:  # a failure of any kind must end in `failed`, never in `creating` for ever
         log.exception("sandbox %s could not start", sandbox.pk)
         healthy, detail = None, f"{type(error).__name__}: {error}"
-    now = timezone.now()
     if healthy is None:
         _set_status(
             sandbox.pk, expected=(SandboxStatus.CREATING,), status=SandboxStatus.FAILED, last_error=detail[-20_000:]
         )
         _remove_everything(sandbox)
         ports.release_ports(sandbox=sandbox)
-    elif healthy:
-        _set_status(
-            sandbox.pk,
-            expected=(SandboxStatus.CREATING,),
-            status=SandboxStatus.RUNNING,
-            last_error="",
-            health_checks_passed=sandbox.health_checks_passed + 1,
-            last_health_check_at=now,
-        )
     else:
-        _set_status(
-            sandbox.pk,
-            expected=(SandboxStatus.CREATING,),
-            status=SandboxStatus.UNHEALTHY,
-            last_error=detail[-20_000:],
-            health_checks_failed=sandbox.health_checks_failed + 1,
-            last_health_check_at=now,
-        )
+        _record_health(sandbox, expected=(SandboxStatus.CREATING,), healthy=healthy, detail=detail[-20_000:])
     sandbox_logs_capture(sandbox_id=sandbox.pk)
     sandbox.refresh_from_db()
     log.info("sandbox provisioned", extra={"sandbox": sandbox.pk, "status": sandbox.status})
     return sandbox
+
+
+def _record_health(sandbox: Sandbox, *, expected: tuple[str, ...], healthy: bool, detail: str) -> None:
+    """One health check's outcome: `running` and a pass counted, or `unhealthy` with why and a failure counted."""
+    if healthy:
+        _set_status(
+            sandbox.pk,
+            expected=expected,
+            status=SandboxStatus.RUNNING,
+            last_error="",
+            health_checks_passed=sandbox.health_checks_passed + 1,
+            last_health_check_at=timezone.now(),
+        )
+    else:
+        _set_status(
+            sandbox.pk,
+            expected=expected,
+            status=SandboxStatus.UNHEALTHY,
+            last_error=detail,
+            health_checks_failed=sandbox.health_checks_failed + 1,
+            last_health_check_at=timezone.now(),
+        )
 
 
 def _provision_docker(sandbox: Sandbox) -> tuple[bool | None, str]:
@@ -391,8 +455,8 @@ def _provision_local(sandbox: Sandbox) -> tuple[bool | None, str]:
     service = _local_command(sandbox)
     ttl = int((sandbox.expires_at - timezone.now()).total_seconds()) if sandbox.expires_at else 365 * 86400
     limits = local_sandbox.LocalLimits(
-        memory_mb=int(_setting("ORKET_SANDBOX_LOCAL_MEMORY_MB", "1024")),
-        max_processes=int(_setting("ORKET_SANDBOX_LOCAL_MAX_PROCESSES", "256")),
+        memory_mb=int(setting("ORKET_SANDBOX_LOCAL_MEMORY_MB", "1024")),
+        max_processes=int(setting("ORKET_SANDBOX_LOCAL_MAX_PROCESSES", "256")),
         time_to_live_seconds=max(ttl, 60),
     )
     _pid, isolation = local_sandbox.launch(
@@ -443,25 +507,7 @@ def sandbox_health_check(*, sandbox_id: int) -> Sandbox:
         port = int(_local_command(sandbox)["environment"]["PORT"])
         healthy = local_sandbox.alive(state_dir(sandbox)) and _port_answers(port)
         detail = "" if healthy else f"nothing answers on 127.0.0.1:{port}"
-    now = timezone.now()
-    if healthy:
-        _set_status(
-            sandbox.pk,
-            expected=checked,
-            status=SandboxStatus.RUNNING,
-            last_error="",
-            health_checks_passed=sandbox.health_checks_passed + 1,
-            last_health_check_at=now,
-        )
-    else:
-        _set_status(
-            sandbox.pk,
-            expected=checked,
-            status=SandboxStatus.UNHEALTHY,
-            last_error=detail,
-            health_checks_failed=sandbox.health_checks_failed + 1,
-            last_health_check_at=now,
-        )
+    _record_health(sandbox, expected=checked, healthy=healthy, detail=detail)
     sandbox.refresh_from_db()
     return sandbox
 

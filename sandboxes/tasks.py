@@ -1,4 +1,8 @@
-"""Celery tasks of the sandboxes app: thin wrappers named after the services they call."""
+"""Celery tasks of the sandboxes app: thin wrappers named after the services they call.
+
+Services queue these through `sandboxes.dispatch`, which imports this module; so this module imports
+the services inside each task, when it runs, and the modules load one way (services -> dispatch -> tasks).
+"""
 
 from __future__ import annotations
 
@@ -7,16 +11,18 @@ from typing import Any
 
 from celery import shared_task, signals
 
-from sandboxes import verification
-
 
 @shared_task(name="sandboxes.verification_run", acks_late=True)
 def verification_run(run_id: int) -> None:
+    from sandboxes import verification
+
     verification.verification_run(run_id=run_id)
 
 
 @shared_task(name="sandboxes.verification_runs_recover", acks_late=False, ignore_result=True)
 def verification_runs_recover() -> int:
+    from sandboxes import verification
+
     return verification.verification_runs_recover()
 
 

@@ -37,6 +37,7 @@ from boards.access import require_project_role
 from boards.actors import Actor
 from boards.errors import IllegalState, InvalidInput
 from boards.models import Card, ProjectRole
+from sandboxes import dispatch
 from sandboxes.fixtures import Fixture, FixtureInvalid, http_matches, load_fixture, parse_fixture
 from sandboxes.isolation import IsolatedCommand, IsolatedRunner, Limits
 from sandboxes.local_backend import LocalProcessRunner
@@ -259,14 +260,8 @@ def verification_start(
     `sandboxes.verification_run` task after commit."""
     verification_runs_recover(card=card)
     run = _create(card=card, requested_by=requested_by, kind=kind, user=user)
-    _dispatch(run.pk)
+    dispatch.queue_verification_run(run_id=run.pk)
     return run
-
-
-def _dispatch(run_id: int) -> None:
-    from sandboxes.tasks import verification_run as task
-
-    transaction.on_commit(lambda: task.delay(run_id))
 
 
 def verification_runs_recover(*, card: Card | None = None) -> int:
@@ -287,7 +282,7 @@ def verification_runs_recover(*, card: Card | None = None) -> int:
     for run_id in runs.filter(
         status=VerificationStatus.QUEUED, created_at__lt=now - timedelta(seconds=REQUEUE_AFTER_SECONDS)
     ).values_list("pk", flat=True):
-        _dispatch(run_id)
+        dispatch.queue_verification_run(run_id=run_id)
         touched += 1
     return touched
 

@@ -17,6 +17,7 @@ import pytest
 
 from tests.processes import BIN, app_env, run_manage, started
 from tests.services import redis_url
+from tests.waits import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -159,7 +160,15 @@ def test_a_worker_killed_mid_turn_does_not_lose_or_repeat_the_turn(cluster: Clus
                 break
         time.sleep(0.05)
     assert victim_pid is not None, "no turn started running"
-    time.sleep(0.3)  # well inside the turn: the scripted model streams for a few seconds
+    # Well inside the turn: the scripted model has begun streaming it (it streams for a few seconds).
+    wait_until(
+        "the victim's turn streams model output",
+        lambda: cluster.query(
+            "SELECT 1 FROM agents_runevent WHERE turn_id=%s AND kind IN ('text', 'reasoning') LIMIT 1", victim_turn
+        ),
+        timeout=30,
+        interval=0.05,
+    )
     os.kill(victim_pid, signal.SIGKILL)
     status, reason = cluster.wait_for_run(run_id)
     assert status == "succeeded", reason

@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from tests.browser.chromium import chromium_or_skip, launch_chromium, log_in_through_page, wait_until
+from tests.browser.settle import RequestsInFlight
 from tests.processes import PYTHON, REPO, app_env, login_over_http, run_manage, started, wait_for_http
 from tests.services import free_port
 
@@ -242,6 +243,7 @@ async def test_drawer_dependencies_markdown_turns_and_prompt(server: Server) -> 
     ).raise_for_status()
     async with signed_in_boards(server) as boards:
         page = await boards.open(epic)
+        requests = RequestsInFlight(page)
 
         # Markdown is rendered; the script, the handlers and the javascript: links are not.
         await page.click(_card(first))
@@ -260,7 +262,7 @@ async def test_drawer_dependencies_markdown_turns_and_prompt(server: Server) -> 
         assert handlers == []
         text = await view.text_content() or ""
         assert "<script>window.__xss = 1</script>" in text and "raw link" in text
-        await page.wait_for_timeout(300)
+        await requests.quiet()  # an image's error handler, had one got through, has had its turn
         assert await page.evaluate("window.__xss") is None
         # Even hostile HTML from the server would be copied through the page's allowlist.
         copied = await page.evaluate("html => window.orketBoard.safeMarkup(html)", HOSTILE_HTML)
@@ -268,7 +270,7 @@ async def test_drawer_dependencies_markdown_turns_and_prompt(server: Server) -> 
         assert "onclick" not in copied and "onmouseover" not in copied and "javascript:" not in copied, copied
         assert '<a href="https://example.org/" rel="nofollow noopener noreferrer">k</a>' in copied, copied
         assert '<ol start="3"><li>l</li></ol>' in copied, copied
-        await page.wait_for_timeout(200)
+        await requests.quiet()  # an image's error handler, had one got through, has had its turn
         assert await page.evaluate("window.__xss") is None
 
         # Dependencies: Schema waits on Endpoint; Endpoint waiting on Schema is refused, naming the cycle.

@@ -187,7 +187,7 @@ async def test_run_view_streams_the_demo_run_survives_a_dropped_socket_and_equal
             page, "document.querySelector('[data-field=status]').textContent === 'succeeded'", timeout=10 * MS
         )
         await wait_until(page, "window.orketRun.charts.turnRecords.size > 0", timeout=10 * MS)
-        await asyncio.sleep(1.0)  # the throttled chart redraw after the last turn
+        await wait_until(page, CHARTS_DRAWN_JS, timeout=10 * MS)  # the throttled redraw after the last turn
 
         transcript = await page.evaluate(PAGE_TRANSCRIPT_JS)
         await page.screenshot(path=str(tmp_path / "run-view.png"))
@@ -271,6 +271,32 @@ async def test_run_view_streams_the_demo_run_survives_a_dropped_socket_and_equal
     assert page_errors == [], page_errors
 
 
+# The charts show every ended turn as its final record says: the throttled redraw has happened.
+CHARTS_DRAWN_JS = """
+() => {
+  const {charts, renderer} = window.orketRun;
+  if (!charts.available) return true;
+  if (!charts.bySeat) return false;
+  const expected = new Map();
+  let complete = true;
+  renderer.endedTurns.forEach((id) => { complete = complete && charts.turnRecords.has(id); });
+  charts.turnRecords.forEach((turn) => {
+    complete = complete && !["queued", "running"].includes(turn.status);
+    if (!renderer.endedTurns.has(turn.id)) return;
+    const seat = turn.seat || "seat";
+    const item = expected.get(seat) || {tokensIn: 0, tokensOut: 0};
+    item.tokensIn += turn.tokens_in || 0;
+    item.tokensOut += turn.tokens_out || 0;
+    expected.set(seat, item);
+  });
+  const {labels, datasets} = charts.bySeat.data;
+  return complete && labels.length === expected.size && labels.every((seat, index) =>
+    expected.has(seat)
+    && datasets[0].data[index] === expected.get(seat).tokensIn
+    && datasets[1].data[index] === expected.get(seat).tokensOut);
+}
+"""
+
 CANCEL_STATE_JS = """
 () => ({
   status: document.querySelector("[data-field=status]").textContent,
@@ -297,9 +323,16 @@ async def test_the_cancel_button_stops_a_streaming_run_and_the_page_says_so(tmp_
             dialogs.append(dialog.message)
             await dialog.dismiss()
 
+        cancel_requests: list[str] = []
+        page.on("request", lambda request: cancel_requests.append(request.url) if "/cancel" in request.url else None)
         page.once("dialog", decline)
         await page.click("#run-cancel")
-        await asyncio.sleep(0.5)
+        async with asyncio.timeout(10):
+            while not dialogs:
+                await asyncio.sleep(0.02)
+        # The click handler has returned (this runs after it): a cancel would have been sent by now.
+        assert await page.evaluate("!document.getElementById('run-cancel').disabled")
+        assert cancel_requests == [], cancel_requests
         untouched = await page.evaluate(STORED_EVENTS_JS, run_id)
         assert not untouched["run"]["cancel_requested"], untouched["run"]
         assert untouched["run"]["status"] == "running"

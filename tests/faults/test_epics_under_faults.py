@@ -18,6 +18,7 @@ import pytest
 
 from benchmarks.cluster import Cluster
 from tests.faults.conftest import FINAL, Api, Subscriber, assert_runs_whole, wait_for_runs
+from tests.waits import wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.services]
 
@@ -42,6 +43,18 @@ def running_turn_on(cluster: Cluster, run_ids: list[int], pid: int) -> int | Non
     return None
 
 
+def streamed(cluster: Cluster, turn_id: int) -> bool:
+    return bool(
+        cluster.query(
+            "SELECT 1 FROM agents_runevent WHERE turn_id=%s AND kind IN ('text', 'reasoning') LIMIT 1", turn_id
+        )
+    )
+
+
+def events_written(cluster: Cluster, run_ids: list[int]) -> int:
+    return int(cluster.query("SELECT coalesce(sum(last_seq), 0) FROM agents_run WHERE id = ANY(%s)", run_ids)[0][0])
+
+
 def unfinished(cluster: Cluster, run_ids: list[int]) -> int:
     rows = cluster.query("SELECT status FROM agents_run WHERE id = ANY(%s)", run_ids)
     return sum(status not in FINAL for (status,) in rows)
@@ -56,14 +69,28 @@ async def hurt(cluster: Cluster, run_ids: list[int], log: list[str]) -> int:
         assert time.monotonic() < deadline, "no turn ran on the first worker"
         victim_turn = await asyncio.to_thread(running_turn_on, cluster, run_ids, victim.pid)
         await asyncio.sleep(0.1)
-    await asyncio.sleep(0.5)  # well inside the turn: the scripted model streams for seconds
+    # Well inside the turn: the scripted model has begun streaming it (it streams for seconds).
+    await asyncio.to_thread(
+        wait_until,
+        "the victim's turn streams model output",
+        lambda: streamed(cluster, victim_turn),
+        timeout=30,
+        interval=0.05,
+    )
     cluster.kill_worker(victim, signal.SIGKILL)
     log.append(f"killed {victim.name} (pid {victim.pid}) holding turn {victim_turn}")
     await asyncio.to_thread(cluster.start_worker, True)  # its supervisor would start a new one
     assert await asyncio.to_thread(unfinished, cluster, run_ids), "the runs ended before Redis was restarted"
     await asyncio.to_thread(cluster.restart_redis, 2.0)
     log.append("restarted Redis")
-    await asyncio.sleep(2)
+    progress = await asyncio.to_thread(events_written, cluster, run_ids)
+    await asyncio.to_thread(
+        wait_until,
+        "the runs write events again after Redis came back",
+        lambda: events_written(cluster, run_ids) > progress,
+        timeout=60,
+        interval=0.2,
+    )
     assert await asyncio.to_thread(unfinished, cluster, run_ids), "the runs ended before daphne was restarted"
     await asyncio.to_thread(cluster.restart_web, 0, 1.0)
     log.append("restarted web0")

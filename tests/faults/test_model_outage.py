@@ -86,11 +86,15 @@ def test_cards_wait_for_the_model_server_and_resume_when_it_comes_back(cluster: 
         )
 
     wait_until(lambda: len(waiting_cards()) >= 1, 30, "a card waits for the model server")
-    time.sleep(max(0.0, OUTAGE_SECONDS - (time.monotonic() - went_down)))
+    # The outage lasts OUTAGE_SECONDS; no run may end at any point of it, checked all along.
+    while True:
+        statuses = cluster.query("SELECT status FROM agents_run WHERE id = ANY(%s)", run_ids)
+        assert statuses == [("running",)] * len(run_ids), "a run was ended by the outage"
+        if time.monotonic() - went_down >= OUTAGE_SECONDS:
+            break
+        time.sleep(0.5)
     during = waiting_cards()
     assert during and all(reason == "resource" for _, _, reason in during), during
-    statuses = cluster.query("SELECT status FROM agents_run WHERE id = ANY(%s)", run_ids)
-    assert statuses == [("running",)] * len(run_ids), "a run was ended by the outage"
 
     server = FakeLLMServer(port=port, responder=answer_as_the_scripted_team).start()
     try:

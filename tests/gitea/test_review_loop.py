@@ -5,7 +5,6 @@ signed webhooks to Orket's live server, and a real Celery worker thread processe
 from __future__ import annotations
 
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -27,25 +26,17 @@ from tests.agents.engine_support import worker_thread
 from tests.gitea.fake_gitea import FakeGitea
 from tests.gitea.support import link, new_card, seeded_project
 from tests.sandboxes.test_sandbox_docker import APP as SANDBOX_APP
+from tests.waits import CeleryTasksInFlight, celery_tasks_in_flight, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
-
-
-def wait_until(what: str, check: Callable[[], Any], timeout: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 class Loop:
     """The project, its card, the stand-in and helpers to wait for the loop to settle."""
 
-    def __init__(self, fake: FakeGitea, live_url: str, **policy: Any) -> None:
+    def __init__(self, fake: FakeGitea, tasks: CeleryTasksInFlight, live_url: str, **policy: Any) -> None:
         self.fake = fake
+        self.tasks = tasks
         self.project = seeded_project()
         self.link, secret = link(self.project, base_url=fake.url, full_name=f"{fake.owner}/{fake.repo}", **policy)
         fake.hook_url, fake.hook_secret = f"{live_url}/hooks/gitea/{self.project.pk}/", secret
@@ -87,9 +78,13 @@ class Loop:
                 return bool(remote) and remote == self.local_sha() and remote == self.pull.head_sha
             return True
 
-        wait_until("the loop to settle", settled, timeout)
-        time.sleep(0.3)
-        wait_until("the loop to settle again", settled, timeout)
+        def settled_with_no_task_left() -> bool:
+            """Settled, with no Celery task queued or running before the check, none published during it
+            and none after: work only moves through tasks (a webhook's delivery queues one)."""
+            published = self.tasks.published_count
+            return self.tasks.idle() and settled() and self.tasks.idle() and self.tasks.published_count == published
+
+        wait_until("the loop to settle", settled_with_no_task_left, timeout=timeout)
 
     def first_pull_request(self) -> PullRequestLink:
         run = agent_services.run_start(epic=self.card.epic, card=self.card)
@@ -107,9 +102,9 @@ def loop_env(
     settings.DATA_DIR = tmp_path
     monkeypatch.setenv("ORKET_SANDBOX_BACKEND", "local")
     monkeypatch.setenv("ORKET_SANDBOX_HEALTH_TIMEOUT", "30")
-    with FakeGitea() as fake, worker_thread():
+    with celery_tasks_in_flight() as tasks, FakeGitea() as fake, worker_thread():
         try:
-            yield lambda **policy: Loop(fake, live_server.url, **policy)
+            yield lambda **policy: Loop(fake, tasks, live_server.url, **policy)
         finally:
             for sandbox in Sandbox.objects.exclude(status="deleted"):
                 sandbox_services.sandbox_delete(sandbox=sandbox)
@@ -173,7 +168,7 @@ def test_a_card_goes_through_two_rejections_an_approval_and_a_merge(loop_env: Ca
     running = wait_until(
         "the sandbox URL on the pull request",
         lambda: [c for c in fake.comment_bodies(number) if "Sandbox running: http://127.0.0.1:" in c],
-        90,
+        timeout=90,
     )
     url = running[0].split("Sandbox running: ", 1)[1].split()[0]
     assert httpx.get(url, timeout=5).text == "hello from the sandbox"

@@ -143,11 +143,11 @@ def test_stacks_start_their_framework(stack: dict, words: str) -> None:
 
 
 def test_unknown_and_escaping_stacks_are_refused() -> None:
-    with pytest.raises(compose.UnsupportedStack, match="nothing to run: no manifest"):
+    with pytest.raises(compose.Refusal, match="nothing to run: no manifest"):
         compose.compose_plan(
             sandbox_id=5, stack={"kind": "unknown", "message": "no manifest"}, workspace="/w", ports={"app": 20000}
         )
-    with pytest.raises(compose.UnsupportedStack):
+    with pytest.raises(compose.Refusal):
         compose.compose_plan(sandbox_id=5, stack={**PLAIN, "root": "../etc"}, workspace="/w", ports={"app": 20000})
-    with pytest.raises(compose.UnsupportedStack):
+    with pytest.raises(compose.Refusal):
         compose.compose_plan(sandbox_id=5, stack={**PLAIN, "entrypoint": ""}, workspace="/w", ports={"app": 20000})

@@ -138,6 +138,10 @@ def test_errors_are_plain(api_as, member_of, project: Project) -> None:
     answer = client.post("/api/sandboxes/", {"project": project.pk}, format="json")
     assert answer.status_code == 400 and answer.json()["code"] == "unsupported_stack"
     assert "Nothing to run" in answer.json()["detail"]
+    (empty / "requirements.txt").write_text("requests\n")  # Python, but nothing that starts it
+    answer = client.post("/api/sandboxes/", {"project": project.pk}, format="json")
+    assert answer.status_code == 400 and answer.json()["code"] == "unsupported_stack"
+    assert "cannot run in a sandbox" in answer.json()["detail"]
     assert client.post("/api/sandboxes/", {}, format="json").json()["code"] == "invalid"
     answer = client.get("/api/sandboxes/1/logs/?tail=x")
     assert answer.status_code in (400, 404)
