@@ -16,6 +16,7 @@ from urllib.parse import quote
 
 import httpx
 
+from agents.errors import AgentsError
 from agents.outbound import refused_cause
 
 DEFAULT_TIMEOUT = httpx.Timeout(15.0, connect=5.0)
@@ -23,37 +24,54 @@ RETRY_ATTEMPTS = 3
 RETRY_BASE_DELAY = 0.25
 
 
-class GiteaError(Exception):
-    """A Gitea call failed; the message says which call and why."""
+class GiteaError(AgentsError):
+    """A Gitea call failed; the message says which call and why (`remote_status`: Gitea's answer)."""
 
-    def __init__(self, message: str, *, status: int | None = None) -> None:
+    status = 502
+    code = "gitea_failed"
+
+    def __init__(self, message: str, *, remote_status: int | None = None) -> None:
         super().__init__(message)
-        self.message = message
-        self.status = status
+        self.remote_status = remote_status
 
 
 class GiteaUnavailable(GiteaError):
     """Gitea could not be reached, or kept answering 5xx, after the retries."""
 
+    status = 503
+    code = "gitea_unavailable"
+
 
 class GiteaRefused(GiteaError):
     """The operator's outbound policy does not allow connecting to this Gitea; not retried."""
+
+    status = 403
+    code = "gitea_not_allowed"
 
 
 class GiteaAuthError(GiteaError):
     """401 or 403: the token is missing, wrong or lacks the permission."""
 
+    code = "gitea_auth"
+
 
 class GiteaNotFound(GiteaError):
     """404: the repository, pull request or issue does not exist (or the token cannot see it)."""
+
+    code = "gitea_not_found"
 
 
 class GiteaConflict(GiteaError):
     """405 or 409: the request is not possible in the current state (say, a merge that cannot merge)."""
 
+    status = 409
+    code = "gitea_conflict"
+
 
 class GiteaRequestError(GiteaError):
     """Any other 4xx: Gitea refused the request as made (422 validation, 400 bad input)."""
+
+    code = "gitea_refused_request"
 
 
 def _error_for(status: int) -> type[GiteaError]:
@@ -145,7 +163,7 @@ class GiteaClient:
                 kind = _error_for(response.status_code)
                 last = kind(
                     f"Gitea answered {what} with {response.status_code}: {_said(response)}",
-                    status=response.status_code,
+                    remote_status=response.status_code,
                 )
                 if kind is not GiteaUnavailable:
                     raise last
