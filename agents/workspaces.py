@@ -26,6 +26,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import NamedTuple
 
+from agents import phase_timer
+
 ORKET_NAME = "Orket"
 ORKET_EMAIL = "orket@localhost"
 # Every workspace repository's local git settings: Orket's identity, no signing, no hooks, no
@@ -248,9 +250,12 @@ class ProjectWorkspace:
         args = ["git", "diff", "--no-ext-diff", "--no-textconv", "--no-color", f"{base}...{branch}"]
         if path:
             args += ["--", f":(literal){path}"]
-        with subprocess.Popen(
-            args, cwd=self.repo, env=git_env(), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
-        ) as proc:
+        with (
+            phase_timer.phase("git"),
+            subprocess.Popen(
+                args, cwd=self.repo, env=git_env(), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+            ) as proc,
+        ):
             assert proc.stdout is not None
             data = proc.stdout.read(max_bytes + 1)
             cut = len(data) > max_bytes
@@ -315,9 +320,12 @@ class ProjectWorkspace:
 
     def _read_capped(self, args: list[str], max_bytes: int) -> tuple[str, bool]:
         """A git command's output up to `max_bytes` (cut at a line's end), and whether it was cut."""
-        with subprocess.Popen(
-            args, cwd=self.repo, env=git_env(), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
-        ) as proc:
+        with (
+            phase_timer.phase("git"),
+            subprocess.Popen(
+                args, cwd=self.repo, env=git_env(), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+            ) as proc,
+        ):
             assert proc.stdout is not None
             data = proc.stdout.read(max_bytes + 1)
             cut = len(data) > max_bytes
@@ -386,15 +394,16 @@ class ProjectWorkspace:
 
     def _git(self, cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         try:
-            done = subprocess.run(
-                ["git", *args],
-                cwd=cwd,
-                env=git_env(),
-                capture_output=True,
-                text=True,
-                timeout=GIT_TIMEOUT,
-                check=False,
-            )
+            with phase_timer.phase("git"):
+                done = subprocess.run(
+                    ["git", *args],
+                    cwd=cwd,
+                    env=git_env(),
+                    capture_output=True,
+                    text=True,
+                    timeout=GIT_TIMEOUT,
+                    check=False,
+                )
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise WorkspaceError(f"git {args[0]} could not run in {cwd}: {exc}") from exc
         if check and done.returncode != 0:
