@@ -105,6 +105,9 @@ class ProjectWorkspace:
         self.cards = self.root / "cards"
         self.lock_path = self.root / ".lock"
         self._base: str | None = None
+        # Set once this object found (or made) the repository with its base branch: a turn's later
+        # commits skip asking git again, while the repository is still there.
+        self._ready = False
 
     def base_branch(self) -> str:
         """The branch cards start from and merge into: main, or a cloned source's default branch."""
@@ -150,7 +153,8 @@ class ProjectWorkspace:
             self._ensure_locked()
 
     def _ensure_locked(self) -> None:
-        if (self.repo / ".git").is_dir() and self._has_main():
+        if (self.repo / ".git").is_dir() and (self._ready or self._has_main()):
+            self._ready = True
             return
         if self.base_branch() != MAIN:
             raise WorkspaceError(f"the workspace's base branch {self.base_branch()} is missing from {self.repo}")
