@@ -14,6 +14,8 @@ from typing import Any, Protocol
 
 from django.db import transaction
 
+from agents import phase_timer
+
 
 class Queueable(Protocol):
     def delay(self, *args: Any) -> Any: ...
@@ -35,7 +37,12 @@ class Handoff:
             raise RuntimeError(
                 f"No task is connected to the {self.name!r} hand-off; its tasks module was not imported."
             )
-        transaction.on_commit(lambda: task.delay(*args))
+        transaction.on_commit(lambda: _send(task, args))
+
+
+def _send(task: Queueable, args: tuple[Any, ...]) -> None:
+    with phase_timer.phase("dispatch"):
+        task.delay(*args)
 
 
 RUN_ADVANCE = Handoff("run_advance")

@@ -18,11 +18,11 @@ from typing import Any
 import httpx
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Count
 from django.utils import timezone
 
-from agents import dispatch, outbound_policy
+from agents import dispatch, outbound_policy, phase_timer
 from agents.approvals import approvals_cancel
 from agents.errors import EngineError, ReviewByPerson
 from agents.gitea import hooks as gitea_hooks
@@ -216,8 +216,9 @@ def _blocked_summary(cards: list[Card]) -> str:
 def run_advance(*, run_id: int) -> Run | None:
     """Look at the run and its cards, start turns for what can be worked, or finish the run. A run
     that has not started yet first fetches the project's source repository (outside any transaction)."""
-    _source_prepare(run_id)
-    return _run_advance(run_id=run_id)
+    with phase_timer.sample("advance"), phase_timer.queries_timed(connection):
+        _source_prepare(run_id)
+        return _run_advance(run_id=run_id)
 
 
 def _source_prepare(run_id: int) -> None:

@@ -12,6 +12,7 @@ from channels.layers import get_channel_layer
 from django.db import transaction
 from django.db.models import F
 
+from agents import phase_timer
 from agents.models import Run, RunEvent
 
 logger = logging.getLogger(__name__)
@@ -60,18 +61,24 @@ def _publish(run_id: int, frames: list[dict[str, Any]]) -> None:
 
     try:
         # One hop into the event loop for the whole batch: each hop costs milliseconds.
-        async_to_sync(send_all)()
+        with phase_timer.phase("publish"):
+            async_to_sync(send_all)()
     except Exception:
         logger.warning("could not publish run events for run %s", run_id, exc_info=True)
 
 
-@transaction.atomic
 def events_append(run_id: int, items: list[tuple[str, int | None, int | None, dict[str, Any]]]) -> list[RunEvent]:
     """Append events (kind, turn id, card id, data) with the next sequence numbers of the run.
 
     The run row's counter is bumped in the same transaction, so numbers never repeat or skip, even
     with several turns of one run writing at once. Subscribers hear about them after commit.
     """
+    with phase_timer.phase("events"):
+        return _events_write(run_id, items)
+
+
+@transaction.atomic
+def _events_write(run_id: int, items: list[tuple[str, int | None, int | None, dict[str, Any]]]) -> list[RunEvent]:
     if not items:
         return []
     Run.objects.filter(pk=run_id).update(last_seq=F("last_seq") + len(items))

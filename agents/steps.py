@@ -23,6 +23,7 @@ from django.db import transaction
 from django.db.models import F, Sum
 from django.utils import timezone
 
+from agents import phase_timer
 from agents.approvals import call_label, tool_approval_request
 from agents.command_output import COMMAND_TOOLS, command_output_stream
 from agents.conversation import StepRecord, step_messages
@@ -226,12 +227,17 @@ class TurnLoop:
             )
         number = len(done) + 1
         while True:
-            ending = self._step(number)
+            with phase_timer.sample("step"):
+                ending = self._step(number)
             if ending is not None:
                 return ending
             number += 1
 
     def _prepare_prompt(self) -> None:
+        with phase_timer.phase("prompt"):
+            self._compile_prompt()
+
+    def _compile_prompt(self) -> None:
         context = prompt_context(
             card=self.card,
             team=self.run.team,
@@ -269,7 +275,8 @@ class TurnLoop:
                 return limit
             step = self._ask_model(number, step)
         engine_started = time.monotonic()
-        parsed = parse_tool_calls(step.raw_answer, [ToolCall(**call) for call in step.native_calls] or None)
+        with phase_timer.phase("parse"):
+            parsed = parse_tool_calls(step.raw_answer, [ToolCall(**call) for call in step.native_calls] or None)
         if step.finished_at is None:
             for problem in parsed.problems:
                 self._event("parse.problem", message=str(problem))
@@ -285,7 +292,8 @@ class TurnLoop:
         ending = blocked or self._ending_after(records, parsed.calls)
         outcome = ending.kind if ending else ("calls" if parsed.calls else "no_call")
         self._finish_step(step, records, outcome, engine_started)
-        self.history += step_messages(_step_record(step), constrained=self.constrained)
+        with phase_timer.phase("prompt"):
+            self.history += step_messages(_step_record(step), constrained=self.constrained)
         self.last_step_refused = _refused(records)
         return ending
 
@@ -315,15 +323,16 @@ class TurnLoop:
         # The answer keeps at least this much room; what the prompt leaves over goes to it too.
         answer_room = min(profile.max_tokens, max(MIN_ANSWER_TOKENS, profile.context_size // 4))
         try:
-            fitted = fit_conversation(
-                self.fixed,
-                self.history,
-                budget_tokens=budget_for(profile.context_size, answer_room),
-                count=count,
-                reserved_tokens=reserved,
-                context_size=profile.context_size,
-                max_tokens=answer_room,
-            )
+            with phase_timer.phase("prompt"):
+                fitted = fit_conversation(
+                    self.fixed,
+                    self.history,
+                    budget_tokens=budget_for(profile.context_size, answer_room),
+                    count=count,
+                    reserved_tokens=reserved,
+                    context_size=profile.context_size,
+                    max_tokens=answer_room,
+                )
         except PromptTooLarge as error:
             raise error.with_profile(profile.name) from error
         self.answer_tokens = max(
@@ -337,7 +346,8 @@ class TurnLoop:
             shortened=fitted.shortened,
             omitted_steps=fitted.omitted_steps,
         )
-        answer = self._call_model(fitted.messages)
+        with phase_timer.phase("model"):
+            answer = self._call_model(fitted.messages)
         return self._record_answer(number, step, answer, fitted.tokens, len(fitted.messages), fitted.shortened)
 
     def _chars_per_token(self) -> float:
@@ -525,13 +535,14 @@ class TurnLoop:
         recent = self.signatures[-LOOP_REPEATS:]
         if len(recent) == LOOP_REPEATS and len(set(recent)) == 1:
             return self._block_loop(step, records, call.name)
-        decision = check_call(
-            call.name,
-            arguments,
-            allowed_tools=[*self.role.allowed_tools],
-            calls_in_answer=index,
-            governance_on=self.governance,
-        )
+        with phase_timer.phase("gate"):
+            decision = check_call(
+                call.name,
+                arguments,
+                allowed_tools=[*self.role.allowed_tools],
+                calls_in_answer=index,
+                governance_on=self.governance,
+            )
         if not decision.allowed:
             fields = {"rule": decision.rule, "message": decision.message, "fix": decision.fix}
             self._settle(step, records, "tool.refused", "refused", **fields)
@@ -650,7 +661,8 @@ class TurnLoop:
             return
         try:
             with transaction.atomic() if name in BOARD_TOOLS else nullcontext():
-                result = execute_tool(self.context, name, arguments)
+                with phase_timer.phase(f"tool:{name}"):
+                    result = execute_tool(self.context, name, arguments)
                 with transaction.atomic():
                     self._settle(step, records, "tool.result", "executed", result=result)
                     if name == "update_card_status":
@@ -678,7 +690,8 @@ class TurnLoop:
             self._event("command.started", step=step.number, name=name, log_stream=stream_id)
             self.context.on_output = writer
             try:
-                result = execute_tool(self.context, name, arguments)
+                with phase_timer.phase(f"tool:{name}"):
+                    result = execute_tool(self.context, name, arguments)
             except ToolFailed as failed:
                 kind, decision = ("tool.refused", "refused") if failed.governance else ("tool.error", "failed")
                 self._settle(

@@ -17,7 +17,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from agents import dispatch
+from agents import dispatch, phase_timer
 from agents.engine import block_card
 from agents.gitea import hooks as gitea_hooks
 from agents.leases import LeaseKeeper, LeaseLost, turn_claim, worker_identity
@@ -50,8 +50,14 @@ def _workspace_for(card: Card) -> ProjectWorkspace:
 
 def turn_execute(*, turn_id: int) -> None:
     """Claim and execute one turn; safe to call twice for the same turn."""
+    with phase_timer.sample("turn"), phase_timer.queries_timed(db.connection):
+        _turn_execute(turn_id)
+
+
+def _turn_execute(turn_id: int) -> None:
     owner = worker_identity()
-    turn = turn_claim(turn_id=turn_id, owner=owner)
+    with phase_timer.phase("claim"):
+        turn = turn_claim(turn_id=turn_id, owner=owner)
     if turn is None:
         return
     run = turn.run
@@ -78,15 +84,16 @@ def turn_execute(*, turn_id: int) -> None:
 
 def _finish_turn(turn: Turn, owner: str, status: str, outcome: str, started: float, **fields: Any) -> bool:
     fields = {name: scrub(value) for name, value in fields.items()}
-    updated = Turn.objects.filter(pk=turn.pk, status=TurnStatus.RUNNING, lease_owner=owner).update(
-        status=status,
-        outcome=scrub(outcome[:20_000]),
-        finished_at=timezone.now(),
-        duration_ms=int((time.monotonic() - started) * 1000),
-        **fields,
-    )
-    if updated:
-        event_append(turn.run_id, f"turn.{status}", turn_id=turn.pk, card_id=turn.card_id, outcome=outcome[:2000])
+    with phase_timer.phase("finish"):
+        updated = Turn.objects.filter(pk=turn.pk, status=TurnStatus.RUNNING, lease_owner=owner).update(
+            status=status,
+            outcome=scrub(outcome[:20_000]),
+            finished_at=timezone.now(),
+            duration_ms=int((time.monotonic() - started) * 1000),
+            **fields,
+        )
+        if updated:
+            event_append(turn.run_id, f"turn.{status}", turn_id=turn.pk, card_id=turn.card_id, outcome=outcome[:2000])
     return bool(updated)
 
 
@@ -196,7 +203,8 @@ def _turn_ended(
     if ending.kind != "blocked":
         loop.leave_refusal_note()
     if _finish_turn(turn, owner, TurnStatus.SUCCEEDED, ending.outcome, started, **loop.totals()):
-        _after_turn(run, turn, role, actor, loop.workspace, loop, ending)
+        with phase_timer.phase("after_turn"):
+            _after_turn(run, turn, role, actor, loop.workspace, loop, ending)
 
 
 def _wait_for_approval(

@@ -26,6 +26,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import NamedTuple
 
+from agents import phase_timer
+
 ORKET_NAME = "Orket"
 ORKET_EMAIL = "orket@localhost"
 # Every workspace repository's local git settings: Orket's identity, no signing, no hooks, no
@@ -103,6 +105,9 @@ class ProjectWorkspace:
         self.cards = self.root / "cards"
         self.lock_path = self.root / ".lock"
         self._base: str | None = None
+        # Set once this object found (or made) the repository with its base branch: a turn's later
+        # commits skip asking git again, while the repository is still there.
+        self._ready = False
 
     def base_branch(self) -> str:
         """The branch cards start from and merge into: main, or a cloned source's default branch."""
@@ -148,7 +153,8 @@ class ProjectWorkspace:
             self._ensure_locked()
 
     def _ensure_locked(self) -> None:
-        if (self.repo / ".git").is_dir() and self._has_main():
+        if (self.repo / ".git").is_dir() and (self._ready or self._has_main()):
+            self._ready = True
             return
         if self.base_branch() != MAIN:
             raise WorkspaceError(f"the workspace's base branch {self.base_branch()} is missing from {self.repo}")
@@ -248,9 +254,12 @@ class ProjectWorkspace:
         args = ["git", "diff", "--no-ext-diff", "--no-textconv", "--no-color", f"{base}...{branch}"]
         if path:
             args += ["--", f":(literal){path}"]
-        with subprocess.Popen(
-            args, cwd=self.repo, env=git_env(), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
-        ) as proc:
+        with (
+            phase_timer.phase("git"),
+            subprocess.Popen(
+                args, cwd=self.repo, env=git_env(), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+            ) as proc,
+        ):
             assert proc.stdout is not None
             data = proc.stdout.read(max_bytes + 1)
             cut = len(data) > max_bytes
@@ -315,9 +324,12 @@ class ProjectWorkspace:
 
     def _read_capped(self, args: list[str], max_bytes: int) -> tuple[str, bool]:
         """A git command's output up to `max_bytes` (cut at a line's end), and whether it was cut."""
-        with subprocess.Popen(
-            args, cwd=self.repo, env=git_env(), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
-        ) as proc:
+        with (
+            phase_timer.phase("git"),
+            subprocess.Popen(
+                args, cwd=self.repo, env=git_env(), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+            ) as proc,
+        ):
             assert proc.stdout is not None
             data = proc.stdout.read(max_bytes + 1)
             cut = len(data) > max_bytes
@@ -386,15 +398,16 @@ class ProjectWorkspace:
 
     def _git(self, cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         try:
-            done = subprocess.run(
-                ["git", *args],
-                cwd=cwd,
-                env=git_env(),
-                capture_output=True,
-                text=True,
-                timeout=GIT_TIMEOUT,
-                check=False,
-            )
+            with phase_timer.phase("git"):
+                done = subprocess.run(
+                    ["git", *args],
+                    cwd=cwd,
+                    env=git_env(),
+                    capture_output=True,
+                    text=True,
+                    timeout=GIT_TIMEOUT,
+                    check=False,
+                )
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise WorkspaceError(f"git {args[0]} could not run in {cwd}: {exc}") from exc
         if check and done.returncode != 0:

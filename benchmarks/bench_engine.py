@@ -8,7 +8,11 @@
   does outside waiting for the model), median and 95th percentile, the steps per turn, and the
   median part of a turn's duration outside its steps (claiming, the prompt, the hand-off). On the
   embedded default (SQLite file, in-memory broker, a Celery worker thread in the benchmark process)
-  and on PostgreSQL plus Redis (one `celery worker --pool=solo` process).
+  and on PostgreSQL plus Redis (one `celery worker --pool=solo` process). On the embedded default,
+  whose worker runs in the benchmark's process, also where that time goes (agents.phase_timer): per
+  step, per turn and per run_advance, each phase (claim, prompt, model, parse, gate, each tool, git,
+  database, events, publish, finish, after_turn, dispatch) with its median and 95th percentile
+  milliseconds and its share of the wall time.
 - makespan: a wide dependency graph of 40 cards (a root, six parallel chains, a fan-in) run with 1, 2
   and 4 worker processes on PostgreSQL plus Redis (max_parallel = workers), the scripted provider
   streaming at ORKET_SCRIPTED_TOKENS_PER_SECOND=400 so turns take measurable time; reports the
@@ -194,10 +198,14 @@ def child_overhead(label: str) -> int:
         return run_epic(label, independent_epic(OVERHEAD_CARDS), 1, OVERHEAD_TIMEOUT)
 
     if embedded:
+        from agents import phase_timer
         from tests.agents.engine_support import worker_thread
 
+        # The worker is a thread of this process, so its phases are recorded here.
+        phase_timer.enable()
         with worker_thread():
             run, wall, ok = measured()
+        phase_timer.disable()
     else:
         run, wall, ok = measured()
     turns = list(Turn.objects.filter(run=run, status="succeeded").order_by("started_at", "id"))
@@ -219,7 +227,52 @@ def child_overhead(label: str) -> int:
         f"per_turn_wall_ms={wall * 1000 / len(turns):.0f} status={run.status}"
     )
     say(engine_step_line(label, turns))
+    if embedded:
+        for line in phase_lines(label, phase_timer.take()):
+            say(line)
     return 0 if ok else 1
+
+
+def phase_lines(label: str, samples: list[Any]) -> list[str]:
+    """Per sample kind (step: one TurnStep from its limit checks to its events; turn: claim to
+    dispatch, steps included; advance: one run_advance), the wall time and, per phase, the median and
+    95th percentile of its own milliseconds per sample (nested phases excluded, so a query inside an
+    event counts as database), its share of all samples' wall time, how often it was entered per
+    sample, and its inclusive median (nested phases included). "unattributed" is wall time outside
+    every phase (Python between phases, transaction commits, lease threads)."""
+    lines = []
+    for kind in ("step", "turn", "advance"):
+        chosen = [item for item in samples if item.kind == kind]
+        if not chosen:
+            lines.append(f"engine_phases {label} per={kind} samples=0")
+            continue
+        walls = [item.wall * 1000 for item in chosen]
+        total = sum(walls)
+        lines.append(
+            f"engine_phases {label} per={kind} samples={len(chosen)} wall_ms_median={statistics.median(walls):.1f} "
+            f"wall_ms_p95={percentile_float(walls, 0.95):.1f}"
+        )
+        names = sorted(
+            {name for item in chosen for name in item.own}, key=lambda n: -sum(i.own.get(n, 0) for i in chosen)
+        )
+        rows = [(name, [item.own.get(name, 0.0) * 1000 for item in chosen]) for name in names]
+        rows.append(("unattributed", [(item.wall - sum(item.own.values())) * 1000 for item in chosen]))
+        for name, own in rows:
+            entered = [item.count.get(name, 0) for item in chosen]
+            inclusive = [item.inclusive.get(name, 0.0) * 1000 for item in chosen]
+            lines.append(
+                f"  phase {kind} {name:<24} own_ms_median={statistics.median(own):7.2f} "
+                f"own_ms_p95={percentile_float(own, 0.95):7.2f} share={100 * sum(own) / total:5.1f}% "
+                f"entered_per_{kind}={statistics.mean(entered):5.1f} "
+                f"inclusive_ms_median={statistics.median(inclusive) if name != 'unattributed' else 0:7.2f}"
+            )
+    return lines
+
+
+def percentile_float(values: list[float], fraction: float) -> float:
+    """Nearest-rank percentile."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)]
 
 
 def engine_step_line(label: str, turns: list[Any]) -> str:
