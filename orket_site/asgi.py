@@ -20,7 +20,11 @@ from orket_site.routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
-        "http": BoundedHttpConcurrency(django_asgi_app, settings.ORKET_WEB_CONCURRENCY),
+        "http": BoundedHttpConcurrency(
+            django_asgi_app,
+            settings.ORKET_WEB_CONCURRENCY,
+            dedicated={"/hooks/": settings.ORKET_WEBHOOK_CONCURRENCY},
+        ),
         "websocket": ExactOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )
