@@ -5,8 +5,8 @@ for sessions, authentication, CSRF, messages, the sign-in limits and static file
 signed, login-free endpoint uses, and for a new thread made for the request alone. This route runs
 the same URLconf and view, behind the middleware that shapes every answer (metrics, request id,
 body size cap, security headers, content security policy, database outages, frame options), on a
-few long-lived threads of its own. Anything else (other methods, other paths, WebSockets) goes to
-the full application.
+few long-lived threads of its own that keep their database connections. Anything else (other
+methods, other paths, WebSockets) goes to the full application.
 """
 
 from __future__ import annotations
@@ -14,15 +14,17 @@ from __future__ import annotations
 import asyncio
 import io
 import re
+import threading
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from django.conf import settings
-from django.core import signals
 from django.core.handlers.asgi import ASGIRequest
 from django.core.handlers.base import BaseHandler
 from django.core.handlers.exception import convert_exception_to_response
-from django.http import HttpResponseBase
+from django.db import connections
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.utils.module_loading import import_string
 
 from orket_site.concurrency import ASGIApp, Receive, Scope, Send
@@ -70,6 +72,8 @@ class LeanRoute:
         self.app, self.path, self.methods = app, re.compile(path), methods
         self._handler: LeanHandler | None = None
         self._threads = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="orket-lean-http")
+        self._lock = threading.Lock()
+        self._open: weakref.WeakSet[BaseDatabaseWrapper] = weakref.WeakSet()
 
     def _takes(self, scope: Scope) -> bool:
         return (
@@ -95,9 +99,10 @@ class LeanRoute:
             handler = LeanHandler()
             handler.load_middleware()
             self._handler = handler
-        # The same signals as Django's own handler: connections are checked before and closed after.
-        signals.request_started.send(sender=LeanHandler, scope=scope)
-        response: HttpResponseBase | None = None
+        for connection in connections.all(initialized_only=True):
+            # A kept connection the server dropped meanwhile (a restart) would fail this request.
+            if connection.connection is not None and not connection.is_usable():
+                connection.close()
         try:
             response = self._handler.get_response(ASGIRequest(scope, io.BytesIO(body)))
             content = b"".join(response)
@@ -108,10 +113,33 @@ class LeanRoute:
             ]
             return response.status_code, headers, content
         finally:
-            if response is not None:
-                response.close()  # sends request_finished
-            else:
-                signals.request_finished.send(sender=LeanHandler)
+            self._keep_healthy_connections()
+
+    def _keep_healthy_connections(self) -> None:
+        """These threads live as long as the process, so, like the worker threads, they keep their
+        database connections for the next request (opening one costs more than the delivery). One
+        that failed and cannot be used any more is closed, as Django does between requests, and one
+        found unusable before a request (checked as CONN_HEALTH_CHECKS does) is replaced."""
+        for connection in connections.all(initialized_only=True):
+            if connection.errors_occurred:
+                if connection.is_usable():
+                    connection.errors_occurred = False
+                else:
+                    connection.close()
+            if connection.connection is not None:
+                with self._lock:
+                    self._open.add(connection)
+
+    def release_connections(self) -> None:
+        """Close the connections the route's threads keep (a test database about to be dropped)."""
+        with self._lock:
+            kept, self._open = list(self._open), weakref.WeakSet()
+        for connection in kept:
+            connection.inc_thread_sharing()
+            try:
+                connection.close()
+            finally:
+                connection.dec_thread_sharing()
 
 
 async def _body(scope: Scope, receive: Receive) -> bytes | None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -27,9 +28,11 @@ SECURITY_HEADERS = ("content-security-policy", "x-frame-options", "x-content-typ
 
 
 @pytest.fixture
-def project(settings: Any, tmp_path: Any) -> Any:
+def project(settings: Any, tmp_path: Any) -> Iterator[Any]:
     settings.DATA_DIR = tmp_path
-    return seeded_project()
+    yield seeded_project()
+    # The route's threads keep their connections; the test database is flushed and dropped after.
+    application.application_mapping["http"].app.release_connections()
 
 
 def asgi_post(
