@@ -15,12 +15,23 @@ from django.conf import settings  # noqa: E402
 
 from orket_site.concurrency import BoundedHttpConcurrency  # noqa: E402
 from orket_site.heap import settle_heap  # noqa: E402
+from orket_site.lean_http import LeanRoute  # noqa: E402
 from orket_site.origin_middleware import ExactOriginValidator  # noqa: E402
 from orket_site.routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
-        "http": BoundedHttpConcurrency(django_asgi_app, settings.ORKET_WEB_CONCURRENCY),
+        "http": BoundedHttpConcurrency(
+            # Gitea's webhook deliveries skip the session machinery they never use.
+            LeanRoute(
+                django_asgi_app,
+                path=r"/hooks/gitea/[^/]+/",
+                methods=frozenset({"POST"}),
+                threads=settings.ORKET_WEBHOOK_CONCURRENCY,
+            ),
+            settings.ORKET_WEB_CONCURRENCY,
+            dedicated={"/hooks/": settings.ORKET_WEBHOOK_CONCURRENCY},
+        ),
         "websocket": ExactOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )

@@ -240,6 +240,8 @@ ORKET_ADMIN_URL = env_str("ORKET_ADMIN_URL", "admin/").strip("/") + "/"
 ORKET_MAX_BODY_BYTES = env_int("ORKET_MAX_BODY_BYTES", 2 * 1024 * 1024)
 # HTTP requests one web process runs at once; more wait on the event loop (orket_site.concurrency).
 ORKET_WEB_CONCURRENCY = env_int("ORKET_WEB_CONCURRENCY", 4)
+# Webhook deliveries (/hooks/) have slots of their own, so they never wait behind page requests.
+ORKET_WEBHOOK_CONCURRENCY = env_int("ORKET_WEBHOOK_CONCURRENCY", 4)
 DATA_UPLOAD_MAX_MEMORY_SIZE = ORKET_MAX_BODY_BYTES
 # Hosts the server may connect to on a user's say-so (Gitea and model server base URLs): names,
 # host:port, addresses and CIDR networks; loopback only by default (agents.outbound).

@@ -82,3 +82,55 @@ def test_the_served_application_bounds_http(settings: Any) -> None:
     http = application.application_mapping["http"]
     assert isinstance(http, BoundedHttpConcurrency)
     assert http.limit == settings.ORKET_WEB_CONCURRENCY
+
+
+class GatedApp:
+    """An ASGI app that holds every request of one path until released."""
+
+    def __init__(self, held_path: str) -> None:
+        self.held_path = held_path
+        self.release = asyncio.Event()
+        self.served: list[str] = []
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["path"] == self.held_path:
+            await self.release.wait()
+        self.served.append(scope["path"])
+
+
+def test_a_dedicated_path_never_waits_behind_busy_shared_slots() -> None:
+    inner = GatedApp("/page/")
+    bounded = BoundedHttpConcurrency(inner, limit=2, dedicated={"/hooks/": 2})
+
+    async def pages_busy_then_hooks() -> None:
+        pages = [asyncio.ensure_future(bounded({"type": "http", "path": "/page/"}, nothing, drop)) for _ in range(4)]
+        await asyncio.sleep(0)
+        hooks = [bounded({"type": "http", "path": "/hooks/gitea/1/"}, nothing, drop) for _ in range(5)]
+        await asyncio.wait_for(asyncio.gather(*hooks), 5)  # served while every page slot is held
+        assert inner.served == ["/hooks/gitea/1/"] * 5
+        inner.release.set()
+        await asyncio.wait_for(asyncio.gather(*pages), 5)
+
+    asyncio.run(pages_busy_then_hooks())
+    assert inner.served.count("/page/") == 4
+
+
+def test_a_dedicated_pool_has_its_own_bound() -> None:
+    inner = SlowApp()
+    bounded = BoundedHttpConcurrency(inner, limit=5, dedicated={"/hooks/": 2})
+
+    async def flood() -> None:
+        await asyncio.gather(*(bounded({"type": "http", "path": "/hooks/x/"}, nothing, drop) for _ in range(6)))
+
+    asyncio.run(flood())
+    assert inner.most == 2
+
+
+def test_a_dedicated_limit_below_one_is_refused() -> None:
+    with pytest.raises(ValueError, match="of /hooks/ must be at least 1"):
+        BoundedHttpConcurrency(SlowApp(), limit=2, dedicated={"/hooks/": 0})
+
+
+def test_the_site_gives_webhooks_their_own_slots(settings: Any) -> None:
+    bounded = application.application_mapping["http"]
+    assert bounded.limits["/hooks/"] == settings.ORKET_WEBHOOK_CONCURRENCY
