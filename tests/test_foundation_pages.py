@@ -73,12 +73,13 @@ def test_readyz_reports_database_and_broker(client: Client):
 
 
 def test_readyz_answers_503_naming_the_broker_when_it_is_unreachable(client: Client):
-    original = celery_app.conf.broker_url
-    celery_app.conf.broker_url = "redis://127.0.0.1:1/0"
+    # Celery 5.6 resolves broker_write_url from broker_url once, when configured: set both.
+    original = celery_app.conf.broker_url, celery_app.conf.broker_write_url
+    celery_app.conf.broker_url = celery_app.conf.broker_write_url = "redis://127.0.0.1:1/0"
     try:
         response = client.get("/readyz")
     finally:
-        celery_app.conf.broker_url = original
+        celery_app.conf.broker_url, celery_app.conf.broker_write_url = original
     assert response.status_code == 503
     body = response.json()
     assert body["checks"] == {"database": "ok", "broker": "failed"}
